@@ -1,0 +1,115 @@
+"""The INI configuration file and its defaults, in one place (see conf/ygbridge.ini)."""
+
+from __future__ import annotations
+
+import configparser
+from dataclasses import dataclass
+from pathlib import Path
+
+from ygbridge.errors import ConfigError
+
+#: Admin endpoints tried in order when none is configured (Debian, upstream default, Windows/others).
+DEFAULT_ADMIN_ENDPOINTS = (
+    "unix:///var/run/yggdrasil/yggdrasil.sock",
+    "unix:///var/run/yggdrasil.sock",
+    "tcp://localhost:9001",
+)
+DEFAULT_DATABASE = "sqlite:////var/lib/ygbridge/ygbridge.db"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of a ygbridge node, with its default."""
+
+    path: Path | None = None
+    admin: tuple[str, ...] = DEFAULT_ADMIN_ENDPOINTS
+    mesh_port: int = 25
+    submission_listen: tuple[str, ...] = ("tcp:1025:interface=127.0.0.1",)
+    imap_listen: tuple[str, ...] = ("tcp:1143:interface=127.0.0.1",)
+    database: str = DEFAULT_DATABASE
+    retry_initial: float = 5.0
+    retry_max: float = 3600.0
+    retry_horizon: float = 5 * 86400.0
+    queue_interval: float = 5.0
+    max_message_size: int = 32 * 1024 * 1024
+    log_level: str = "info"
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory that relative paths in the file are resolved against."""
+        return self.path.parent if self.path else Path.cwd()
+
+
+def _words(value: str) -> tuple[str, ...]:
+    return tuple(v for v in value.replace(",", " ").split() if v)
+
+
+def _duration(value: str, key: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = value.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{key} = {value!r}: expected a duration such as 30s, 10m, 1h or 5d") from None
+
+
+def _size(value: str, key: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    text = value.strip().lower().removesuffix("b").removesuffix("i")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{key} = {value!r}: expected a size such as 32MiB") from None
+
+
+def _int(value: str, key: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{key} = {value!r}: expected a whole number") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a configuration file; missing keys take their defaults."""
+    path = Path(path).resolve()
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+    except configparser.Error as exc:
+        raise ConfigError(f"configuration {path} is not a valid INI file: {exc}") from None
+
+    def get(section: str, key: str) -> str | None:
+        value = parser.get(section, key, fallback=None)
+        return value.strip() if value is not None and value.strip() else None
+
+    values: dict[str, object] = {"path": path}
+    if admin := get("yggdrasil", "admin"):
+        values["admin"] = _words(admin)
+    if port := get("mesh", "port"):
+        values["mesh_port"] = _int(port, "[mesh] port")
+    if listen := get("submission", "listen"):
+        values["submission_listen"] = _words(listen)
+    if listen := get("imap", "listen"):
+        values["imap_listen"] = _words(listen)
+    if database := get("storage", "database"):
+        values["database"] = database
+    for key, attr in (
+        ("retry_initial", "retry_initial"),
+        ("retry_max", "retry_max"),
+        ("retry_horizon", "retry_horizon"),
+        ("queue_interval", "queue_interval"),
+    ):
+        if value := get("delivery", key):
+            values[attr] = _duration(value, f"[delivery] {key}")
+    if size := get("delivery", "max_message_size"):
+        values["max_message_size"] = _size(size, "[delivery] max_message_size")
+    if level := get("log", "level"):
+        values["log_level"] = level.lower()
+    return Config(**values)  # type: ignore[arg-type]

@@ -1,0 +1,38 @@
+"""The one error hierarchy of ygbridge; messages are written for the person who reads them."""
+
+
+class YgbridgeError(Exception):
+    """Base of every error ygbridge raises on purpose."""
+
+
+class AddressError(YgbridgeError, ValueError):
+    """A key, address, domain or mail address that is not valid on the mesh."""
+
+
+class ConfigError(YgbridgeError):
+    """The configuration file is missing, unreadable or has a bad value."""
+
+
+class RouterError(YgbridgeError):
+    """The yggdrasil router answered with an error or cannot be used."""
+
+
+class RouterRequestError(RouterError):
+    """The router answered a request with ``status: error``."""
+
+    def __init__(self, request: str, message: str) -> None:
+        super().__init__(f"yggdrasil refused {request}: {message}")
+        self.request = request
+        self.message = message
+
+
+class RouterConnectionLost(RouterError):
+    """The admin connection closed while a request was waiting for its answer."""
+
+
+class TunDisabled(RouterError):
+    """The router runs without a TUN interface, so no mail can cross the mesh."""
+
+
+class UserError(YgbridgeError):
+    """A user account operation that cannot be done (exists, missing, bad name)."""
