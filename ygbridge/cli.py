@@ -1,0 +1,155 @@
+"""The ``ygbridge`` command: database, users, and what the router says about this node."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import secrets
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from ygbridge.addressing import POSTMASTER, MailAddress, domain_for
+from ygbridge.auth import hash_password
+from ygbridge.config import Config, load_config
+from ygbridge.errors import UserError, YgbridgeError
+from ygbridge.router.link import NodeStatus, read_node
+from ygbridge.store import queue, users
+from ygbridge.store.db import connect
+from ygbridge.tap import DEFAULT_CONFIG
+
+T = TypeVar("T")
+
+
+def _run(coroutine: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """Run ``coroutine(reactor)`` on the reactor and return its result (or raise its error)."""
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    outcome: list[Any] = []
+
+    def start() -> None:
+        done = Deferred.fromCoroutine(coroutine(reactor))
+        done.addBoth(outcome.append)
+        done.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(start)
+    reactor.run(installSignalHandlers=False)
+    result = outcome[0]
+    if hasattr(result, "raiseException"):
+        result.raiseException()
+    return result
+
+
+def _node(config: Config) -> NodeStatus:
+    return _run(lambda reactor: read_node(reactor, config.admin))
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise UserError("the two passwords differ")
+    if not password:
+        raise UserError("the password is empty")
+    return password
+
+
+def cmd_init(config: Config, args: argparse.Namespace) -> None:
+    if POSTMASTER not in users.list_users():
+        users.add_user(POSTMASTER, hash_password(secrets.token_urlsafe(32)), time.time())
+    print(f"database ready: {config.database}")
+
+
+def cmd_user_add(config: Config, args: argparse.Namespace) -> None:
+    name = users.check_name(args.name)
+    users.add_user(name, hash_password(_password(args)), time.time())
+    print(f"user {name} added")
+
+
+def cmd_user_passwd(config: Config, args: argparse.Namespace) -> None:
+    users.set_password(args.name, hash_password(_password(args)))
+    print(f"password of {users.check_name(args.name)} changed")
+
+
+def cmd_user_del(config: Config, args: argparse.Namespace) -> None:
+    users.delete_user(args.name)
+    print(f"user {users.check_name(args.name)} deleted with all its mail")
+
+
+def cmd_user_list(config: Config, args: argparse.Namespace) -> None:
+    for name in users.list_users():
+        print(name)
+
+
+def cmd_address(config: Config, args: argparse.Namespace) -> None:
+    name = users.check_name(args.name)
+    if name not in users.list_users():
+        raise UserError(f"no such user: {name}")
+    print(MailAddress(name, _node(config).identity.address))
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> None:
+    status = _node(config)
+    identity = status.identity
+    print(f"address:  {identity.address}")
+    print(f"domain:   {domain_for(identity.address)}")
+    print(f"key:      {identity.key.hex()}")
+    print(f"router:   {identity.build_name} {identity.build_version}")
+    print(f"tun:      {'enabled ' + (status.tun.name or '') if status.tun.enabled else 'DISABLED'}")
+    up = [peer for peer in status.peers if peer.up]
+    print(f"peers:    {len(up)} up")
+    for peer in up:
+        print(f"  {peer.address}  {peer.remote or ''}")
+    print(f"sessions: {len(status.sessions)}")
+    summary = queue.summary()
+    print(f"queue:    {sum(d.recipients for d in summary)} recipient(s) waiting")
+    now = time.time()
+    for dest in summary:
+        wait = max(0, round(dest.next_attempt - now))
+        print(f"  {dest.destination}  {dest.recipients} waiting, next attempt in {wait}s, last error: {dest.last_error or '-'}")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``ygbridge`` command."""
+    top = argparse.ArgumentParser(prog="ygbridge", description="Mail for the Yggdrasil mesh.")
+    top.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="configuration file (INI)")
+    commands = top.add_subparsers(dest="command", required=True)
+    commands.add_parser("init", help="create the database").set_defaults(run=cmd_init)
+    user = commands.add_parser("user", help="manage user accounts").add_subparsers(dest="action", required=True)
+    for action, run, needs_password in (
+        ("add", cmd_user_add, True),
+        ("passwd", cmd_user_passwd, True),
+        ("del", cmd_user_del, False),
+    ):
+        sub = user.add_parser(action)
+        sub.add_argument("name")
+        if needs_password:
+            sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+        sub.set_defaults(run=run)
+    user.add_parser("list").set_defaults(run=cmd_user_list)
+    address = commands.add_parser("address", help="print a user's mail address")
+    address.add_argument("name")
+    address.set_defaults(run=cmd_address)
+    commands.add_parser("status", help="node identity, peers and queue").set_defaults(run=cmd_status)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        connect(config.database, config.base_dir)
+        args.run(config, args)
+    except YgbridgeError as exc:
+        print(f"ygbridge: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

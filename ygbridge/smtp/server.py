@@ -1,0 +1,208 @@
+"""What the submission and mesh SMTP servers share: path parsing, extensions, one data collector.
+
+Twisted's ``smtp.Address`` cannot parse IPv6 address literals, so MAIL and RCPT are parsed here
+and validators receive :class:`Path` values. Replies carry RFC 3463 enhanced status codes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.mail import smtp
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ygbridge.addressing import MailAddress
+from ygbridge.errors import AddressError
+
+log = structlog.get_logger(__name__)
+
+_PATH = re.compile(rb"^\s*(?:FROM|TO):\s*<?([^<>\s]*)>?(?:\s+(.*))?$", re.I)
+
+
+@dataclass(frozen=True)
+class Path:
+    """A reverse- or forward-path as the client wrote it; ``text`` is empty for ``<>``."""
+
+    text: str
+    params: tuple[str, ...] = ()
+
+    def address(self) -> MailAddress:
+        """The mesh mail address this path names (AddressError if it names none)."""
+        return MailAddress.parse(self.text)
+
+    def __str__(self) -> str:
+        return f"<{self.text}>"
+
+
+def reply(code: int, enhanced: str, text: str) -> smtp.SMTPServerError:
+    """An SMTP error reply with an enhanced status code, for validators and DATA."""
+    return smtp.SMTPServerError(code, f"{enhanced} {text}")
+
+
+class DataTooLarge(smtp.SMTPServerError):
+    """The message grew past the configured size limit during DATA."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(552, f"5.3.4 Message exceeds the size limit of {limit} bytes".encode())
+
+
+Commit = Callable[[bytes], Awaitable[None]]
+
+
+class Transaction:
+    """Collects one message's DATA once for all its recipients and commits it once.
+
+    Twisted makes one IMessage per recipient; only the first records the lines and commits,
+    the others agree with it, so the single reply after DATA reflects the one commit.
+    """
+
+    def __init__(self, max_size: int, commit: Commit) -> None:
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._max_size = max_size
+        self._commit = commit
+        self._receiver: _RecipientMessage | None = None
+
+    def message(self) -> smtp.IMessage:
+        """The IMessage for one more recipient."""
+        message = _RecipientMessage(self)
+        if self._receiver is None:
+            self._receiver = message
+        return message
+
+    def line(self, sender: _RecipientMessage, line: bytes) -> None:
+        """Record a line of DATA (dot-unstuffed, without CRLF) once."""
+        if sender is not self._receiver:
+            return
+        self._size += len(line) + 2
+        if self._size > self._max_size:
+            self._lines.clear()
+            raise DataTooLarge(self._max_size)
+        self._lines.append(line)
+
+    def end(self, sender: _RecipientMessage) -> Deferred[None]:
+        """Commit the message (the first recipient's call) or agree with that commit."""
+        if sender is not self._receiver:
+            return succeed(None)
+        body = b"".join(line + b"\r\n" for line in self._lines)
+        self._lines.clear()
+        return Deferred.fromCoroutine(self._commit_body(body))
+
+    async def _commit_body(self, body: bytes) -> None:
+        await self._commit(body)
+
+    def abort(self) -> None:
+        """Drop what was collected (connection lost or DATA refused)."""
+        self._lines.clear()
+
+
+@implementer(smtp.IMessage)
+class _RecipientMessage:
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    def lineReceived(self, line: bytes) -> None:
+        self._transaction.line(self, line)
+
+    def eomReceived(self) -> Deferred[None]:
+        return self._transaction.end(self)
+
+    def connectionLost(self) -> None:
+        self._transaction.abort()
+
+
+class MeshESMTP(smtp.ESMTP):
+    """ESMTP with mesh path parsing, SIZE/8BITMIME/PIPELINING/ENHANCEDSTATUSCODES, clean replies."""
+
+    max_size = 32 * 1024 * 1024
+
+    def extensions(self) -> dict[bytes, list[bytes] | None]:
+        ext = super().extensions()
+        ext.update(
+            {
+                b"SIZE": [str(self.max_size).encode()],
+                b"8BITMIME": None,
+                b"PIPELINING": None,
+                b"ENHANCEDSTATUSCODES": None,
+            }
+        )
+        return ext
+
+    def receivedHeader(self, helo: object, origin: object, recipients: object) -> None:
+        """Messages are stored byte for byte as sent: no trace header is added."""
+        return None
+
+    def _parse(self, rest: bytes) -> Path | None:
+        match = _PATH.match(rest)
+        if match is None:
+            self.sendCode(501, b"5.5.4 Syntax error in path: expected <local@domain>")
+            return None
+        try:
+            text = match.group(1).decode("utf-8")
+            params = tuple((match.group(2) or b"").decode("ascii").split())
+        except UnicodeDecodeError:
+            self.sendCode(501, b"5.5.4 Syntax error: path is not valid UTF-8")
+            return None
+        return Path(text, params)
+
+    def _size_refused(self, path: Path) -> bool:
+        for param in path.params:
+            key, _, value = param.partition("=")
+            if key.upper() == "SIZE" and value.isdigit() and int(value) > self.max_size:
+                self.sendCode(552, f"5.3.4 Message size exceeds the limit of {self.max_size} bytes".encode())
+                return True
+        return False
+
+    def do_MAIL(self, rest: bytes) -> None:
+        if self._from:
+            self.sendCode(503, b"5.5.1 Only one sender per message")
+            return
+        self._to = []
+        path = self._parse(rest)
+        if path is None or self._size_refused(path):
+            return
+        validated = maybeDeferred(self.validateFrom, self._helo, path)
+        validated.addCallbacks(self._cbFromValidate, self._refused)
+
+    def do_RCPT(self, rest: bytes) -> None:
+        if not self._from:
+            self.sendCode(503, b"5.5.1 MAIL FROM first")
+            return
+        path = self._parse(rest)
+        if path is None:
+            return
+        validated = maybeDeferred(self.validateTo, path)
+        validated.addCallbacks(self._cbToValidate, self._refused, callbackArgs=(path,))
+
+    def _refused(self, failure: Failure) -> None:
+        error = failure.check(smtp.SMTPServerError, smtp.SMTPBadSender, smtp.SMTPBadRcpt, AddressError)
+        if error is AddressError:
+            self.sendCode(553, f"5.1.3 {failure.value}".encode())
+        elif error is not None:
+            resp = failure.value.resp
+            self.sendCode(failure.value.code, resp if isinstance(resp, bytes) else resp.encode())
+        else:
+            log.error("smtp.validation_error", peer=self._peer(), error=failure.getErrorMessage())
+            self.sendCode(451, b"4.3.0 Local error, try again later")
+
+    def _messageHandled(self, results: list[tuple[bool, object]]) -> None:
+        failures = [r for ok, r in results if not ok]
+        if not failures:
+            self.sendCode(250, b"2.0.0 Message accepted")
+            return
+        failure = failures[0]
+        assert isinstance(failure, Failure)
+        if failure.check(smtp.SMTPServerError):
+            resp = failure.value.resp
+            self.sendCode(failure.value.code, resp if isinstance(resp, bytes) else resp.encode())
+        else:
+            log.error("smtp.commit_failed", peer=self._peer(), error=failure.getErrorMessage())
+            self.sendCode(451, b"4.3.0 Message not stored, try again later")
+
+    def _peer(self) -> str:
+        return str(self.transport.getPeer().host) if self.transport else "?"

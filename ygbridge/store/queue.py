@@ -1,0 +1,131 @@
+"""The outgoing queue: blocking functions for the DB thread.
+
+A message stays queued for a recipient until that recipient is delivered or finally failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import peewee
+
+from ygbridge.store.models import OutgoingMessage, OutgoingRecipient, database
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """One message with its recipients on one destination node."""
+
+    id: int
+    sender: str
+    body: bytes
+    message_id: str | None
+    created: float
+    recipients: tuple[tuple[int, str], ...]  # (recipient row id, address)
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DestinationSummary:
+    """What `ygbridge status` shows for one destination node."""
+
+    destination: str
+    recipients: int
+    next_attempt: float
+    last_error: str | None
+
+
+def enqueue(
+    sender: str,
+    body: bytes,
+    message_id: str | None,
+    recipients: list[tuple[str, str]],
+    now: float,
+) -> int:
+    """Store a message for (recipient, destination address) pairs; returns its queue id."""
+    with database.atomic():
+        message = OutgoingMessage.create(sender=sender, body=body, message_id=message_id, created=now)
+        OutgoingRecipient.insert_many(
+            [
+                {"message": message, "recipient": rcpt, "destination": dest, "next_attempt": now}
+                for rcpt, dest in recipients
+            ]
+        ).execute()
+    return int(message.id)
+
+
+def due_destinations(now: float) -> list[str]:
+    """Destinations with at least one recipient due for an attempt."""
+    query = (
+        OutgoingRecipient.select(OutgoingRecipient.destination)
+        .where(OutgoingRecipient.next_attempt <= now)
+        .distinct()
+    )
+    return [row.destination for row in query]
+
+
+def next_due(destination: str, now: float, force: bool = False) -> QueuedMessage | None:
+    """The oldest message with recipients due on ``destination`` (any due one when forced)."""
+    where = OutgoingRecipient.destination == destination
+    if not force:
+        where &= OutgoingRecipient.next_attempt <= now
+    rows = list(
+        OutgoingRecipient.select(OutgoingRecipient, OutgoingMessage)
+        .join(OutgoingMessage)
+        .where(
+            OutgoingRecipient.message
+            == OutgoingRecipient.select(peewee.fn.MIN(OutgoingRecipient.message)).where(where)
+        )
+        .where(where)
+        .order_by(OutgoingRecipient.id)
+    )
+    if not rows:
+        return None
+    message = rows[0].message
+    return QueuedMessage(
+        id=message.id,
+        sender=message.sender,
+        body=bytes(message.body),
+        message_id=message.message_id,
+        created=message.created,
+        recipients=tuple((row.id, row.recipient) for row in rows),
+        attempts=max(row.attempts for row in rows),
+    )
+
+
+def _drop_finished(message_id: int) -> None:
+    if not OutgoingRecipient.select().where(OutgoingRecipient.message == message_id).exists():
+        OutgoingMessage.delete_by_id(message_id)
+
+
+def remove(message_id: int, recipient_ids: list[int]) -> None:
+    """Forget recipients that are done (delivered or finally failed)."""
+    with database.atomic():
+        OutgoingRecipient.delete().where(OutgoingRecipient.id.in_(recipient_ids)).execute()
+        _drop_finished(message_id)
+
+
+def postpone(recipient_ids: list[int], error: str, next_attempt: float) -> None:
+    """Record a failed attempt and when to try again."""
+    OutgoingRecipient.update(
+        attempts=OutgoingRecipient.attempts + 1, last_error=error, next_attempt=next_attempt
+    ).where(OutgoingRecipient.id.in_(recipient_ids)).execute()
+
+
+def summary() -> list[DestinationSummary]:
+    """Per destination: queued recipients, the next attempt and the latest error."""
+    rows = (
+        OutgoingRecipient.select(
+            OutgoingRecipient.destination,
+            peewee.fn.COUNT(OutgoingRecipient.id).alias("count"),
+            peewee.fn.MIN(OutgoingRecipient.next_attempt).alias("next_attempt"),
+            peewee.fn.MAX(OutgoingRecipient.last_error).alias("last_error"),
+        )
+        .group_by(OutgoingRecipient.destination)
+        .order_by(OutgoingRecipient.destination)
+        .dicts()
+    )
+    return [
+        DestinationSummary(r["destination"], r["count"], r["next_attempt"], r["last_error"])
+        for r in rows
+    ]
