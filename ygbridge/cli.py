@@ -110,7 +110,8 @@ def cmd_status(config: Config, args: argparse.Namespace) -> None:
     now = time.time()
     for dest in summary:
         wait = max(0, round(dest.next_attempt - now))
-        print(f"  {dest.destination}  {dest.recipients} waiting, next attempt in {wait}s, last error: {dest.last_error or '-'}")
+        error = dest.last_error or "-"
+        print(f"  {dest.destination}  {dest.recipients} waiting, next attempt in {wait}s, last error: {error}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -119,7 +120,9 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="configuration file (INI)")
     commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser("init", help="create the database").set_defaults(run=cmd_init)
-    user = commands.add_parser("user", help="manage user accounts").add_subparsers(dest="action", required=True)
+    user = commands.add_parser("user", help="manage user accounts").add_subparsers(
+        dest="action", required=True
+    )
     for action, run, needs_password in (
         ("add", cmd_user_add, True),
         ("passwd", cmd_user_passwd, True),

@@ -23,7 +23,7 @@ Send = Callable[[ipaddress.IPv6Address, str, list[str], bytes], Awaitable[dict[s
 
 def backoff(attempts: int, initial: float, maximum: float, jitter: float) -> float:
     """Seconds before the next try after ``attempts`` failures; ``jitter`` in [0, 1) spreads it +-25%."""
-    return min(maximum, initial * 2.0 ** attempts) * (0.75 + jitter / 2)
+    return min(maximum, initial * 2.0**attempts) * (0.75 + jitter / 2)
 
 
 class DeliveryService(Service):
@@ -84,7 +84,9 @@ class DeliveryService(Service):
             return
         self._active.add(destination)
         drained = Deferred.fromCoroutine(self._drain(destination))
-        drained.addErrback(lambda f: log.error("delivery.drain_failed", destination=destination, error=f.getErrorMessage()))
+        drained.addErrback(
+            lambda f: log.error("delivery.drain_failed", destination=destination, error=f.getErrorMessage())
+        )
         drained.addBoth(lambda _: self._active.discard(destination))
 
     async def _drain(self, destination: str) -> None:
@@ -98,16 +100,27 @@ class DeliveryService(Service):
         """Try one message; True when the next one may follow at once."""
         addresses = [address for _, address in message.recipients]
         try:
-            results = await self._send(ipaddress.IPv6Address(destination), message.sender, addresses, message.body)
+            results = await self._send(
+                ipaddress.IPv6Address(destination), message.sender, addresses, message.body
+            )
         except Exception as exc:
-            await self._postpone(message, [rid for rid, _ in message.recipients], f"{type(exc).__name__}: {exc}")
+            await self._postpone(
+                message, [rid for rid, _ in message.recipients], f"{type(exc).__name__}: {exc}"
+            )
             return False
-        done = [rid for rid, address in message.recipients if results[address].ok or results[address].permanent]
+        done = [
+            rid for rid, address in message.recipients if results[address].ok or results[address].permanent
+        ]
         later = [rid for rid, _ in message.recipients if rid not in done]
-        for rid, address in message.recipients:
+        for _, address in message.recipients:
             reply = results[address]
             if reply.ok:
-                log.info("delivery.delivered", destination=destination, recipient=address, message_id=message.message_id)
+                log.info(
+                    "delivery.delivered",
+                    destination=destination,
+                    recipient=address,
+                    message_id=message.message_id,
+                )
             elif reply.permanent:
                 log.error("delivery.failed", destination=destination, recipient=address, reply=str(reply))
         if done:

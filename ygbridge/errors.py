@@ -36,3 +36,11 @@ class TunDisabled(RouterError):
 
 class UserError(YgbridgeError):
     """A user account operation that cannot be done (exists, missing, bad name)."""
+
+
+class MailboxError(YgbridgeError):
+    """A mailbox operation that cannot be done (name taken, reserved or invalid)."""
+
+
+class NoSuchMailbox(MailboxError):
+    """The user has no mailbox of that name (or the user does not exist)."""

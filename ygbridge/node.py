@@ -59,10 +59,14 @@ class NodeService(MultiService):
         )
         self.outbox = Outbox(reactor, self.store, self.mailstore, self.node_address, self.delivery.poke)
         checker = PasswordChecker(reactor, self.store, self.node_address)
-        submission = Portal(SubmissionRealm(self.node_address, self.outbox, config.max_message_size), [checker])
+        submission = Portal(
+            SubmissionRealm(self.node_address, self.outbox, config.max_message_size), [checker]
+        )
         imap = Portal(ImapRealm(self.mailstore), [checker])
         for description in config.submission_listen:
-            self._listen(description, SubmissionFactory(submission, self.node_address, config.max_message_size))
+            self._listen(
+                description, SubmissionFactory(submission, self.node_address, config.max_message_size)
+            )
         for description in config.imap_listen:
             self._listen(description, ImapFactory(imap))
         self._client: SMTPClient | None = None
@@ -77,7 +81,9 @@ class NodeService(MultiService):
         identity = self.router.identity
         return identity.address if identity is not None else None
 
-    async def _send(self, destination: ipaddress.IPv6Address, sender: str, recipients: list[str], body: bytes):  # type: ignore[no-untyped-def]
+    async def _send(
+        self, destination: ipaddress.IPv6Address, sender: str, recipients: list[str], body: bytes
+    ):  # type: ignore[no-untyped-def]
         assert self._client is not None
         return await self._client.send(destination, sender, recipients, body)
 

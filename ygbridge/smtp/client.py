@@ -78,7 +78,8 @@ class SMTPClientProtocol(LineOnlyReceiver):
     def lineLengthExceeded(self, line: bytes) -> None:
         self.transport.loseConnection()
 
-    def connectionLost(self, reason: Failure = ConnectionLost()) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        reason = reason or Failure(ConnectionLost())
         self._lost = reason
         while self._waiting:
             self._waiting.popleft().errback(reason)
@@ -117,7 +118,9 @@ class SMTPClient:
         body: bytes,
     ) -> dict[str, Reply]:
         """Transfer ``body``; a connection failure raises, SMTP refusals come back per recipient."""
-        endpoint = TCP6ClientEndpoint(self._reactor, destination.compressed, self._port, timeout=self._timeout)
+        endpoint = TCP6ClientEndpoint(
+            self._reactor, destination.compressed, self._port, timeout=self._timeout
+        )
         protocol: SMTPClientProtocol = await endpoint.connect(Factory.forProtocol(SMTPClientProtocol))
         try:
             results = await self._transaction(protocol, sender, recipients, body)

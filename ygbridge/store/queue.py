@@ -126,6 +126,5 @@ def summary() -> list[DestinationSummary]:
         .dicts()
     )
     return [
-        DestinationSummary(r["destination"], r["count"], r["next_attempt"], r["last_error"])
-        for r in rows
+        DestinationSummary(r["destination"], r["count"], r["next_attempt"], r["last_error"]) for r in rows
     ]

@@ -1,0 +1,886 @@
+"""End-to-end harness: real yggdrasil routers in network namespaces, real ygbridge under twistd.
+
+A :class:`Lab` owns everything it starts (namespaces, veth pairs, processes) and tears it all
+down in :meth:`Lab.close`, which is also registered with :mod:`atexit`. Every wait is bounded and
+polls a real condition; nothing sleeps blindly. Traffic only ever flows between namespaces the lab
+created (10.231.N.0/24 on veth pairs, 200::/7 on each router's TUN) and on their own loopback.
+
+Typical use::
+
+    lab = Lab(tmp_path)
+    a, b = lab.add_node("a"), lab.add_node("b")
+    lab.connect(a, b)                 # b listens on its veth address, a peers with it
+    lab.start_routers()               # waits for admin sockets and for the peering to be up
+    a.bridge.setup(users={"alice": "pw"})
+    a.bridge.start()                  # waits for {"event": "ygbridge.ready"}
+    with a.bridge.smtp(login=("alice", "pw")) as smtp: ...
+    lab.close()
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import ctypes
+import email.utils
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import smtplib
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import imaplib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+SUBMISSION_PORT = 1025
+IMAP_PORT = 1143
+MESH_PORT = 25
+ROUTER_PORT = 7301
+CLIENT_TIMEOUT = 30.0
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+COMMAND_TIMEOUT = 60.0
+LOG_TAIL = 30_000
+
+YGGDRASIL_VERSIONS = {
+    # version: (environment variable, default binary path)
+    "0.5.12": ("YGG_05", "/opt/yggdrasil-0.5.12/usr/sbin/yggdrasil"),
+    "0.4.7": ("YGG_04", "/usr/sbin/yggdrasil"),
+}
+
+T = TypeVar("T")
+
+
+class HarnessError(Exception):
+    """The test environment could not be set up or a bounded wait ran out."""
+
+
+class ProcessExited(HarnessError):
+    """A daemon the harness waits for has exited: waiting longer is pointless."""
+
+
+# --------------------------------------------------------------------------- small utilities
+
+
+def wait_until(
+    condition: Callable[[], T | None | bool],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    detail: Callable[[], str] | None = None,
+) -> T:
+    """Poll ``condition`` until it returns something truthy (returned) or ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = condition()
+        except ProcessExited:
+            raise
+        except (OSError, HarnessError, subprocess.SubprocessError, imaplib.IMAP4.error) as exc:
+            value, last_error = None, exc
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() >= deadline:
+            extra = f"; last error: {last_error!r}" if last_error else ""
+            if detail is not None:
+                extra += f"\n{detail()}"
+            raise HarnessError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+def meshname_domain(address: ipaddress.IPv6Address) -> str:
+    """``<meshname>.meship`` for a node address, computed independently of the product."""
+    return base64.b32encode(address.packed).decode("ascii").rstrip("=").lower() + ".meship"
+
+
+def tail(text: str, limit: int = LOG_TAIL) -> str:
+    return text if len(text) <= limit else f"[... {len(text) - limit} characters cut ...]\n" + text[-limit:]
+
+
+def find_command(name: str) -> str:
+    """A console script of the Python running the tests (its bin directory first), else PATH."""
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = shutil.which(name, path=search)
+    if found is None:
+        raise HarnessError(
+            f"{name!r} not found next to {sys.executable} or on PATH: install the product "
+            "(pip install .) before running the integration tests"
+        )
+    return found
+
+
+def yggdrasil_binary(version: str) -> Path:
+    """The yggdrasil binary for ``version`` (env YGG_05 / YGG_04), checked with its yggdrasilctl."""
+    if version not in YGGDRASIL_VERSIONS:
+        raise HarnessError(f"unknown yggdrasil version {version!r}; known: {sorted(YGGDRASIL_VERSIONS)}")
+    variable, default = YGGDRASIL_VERSIONS[version]
+    binary = Path(os.environ.get(variable) or default)
+    for path in (binary, binary.with_name("yggdrasilctl")):
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise HarnessError(
+                f"yggdrasil {version}: {path} is missing or not executable (set {variable} to the "
+                f"yggdrasil binary, with yggdrasilctl beside it; .ci/run installs both)"
+            )
+    return binary
+
+
+def check_privileges() -> None:
+    """Namespaces, veth pairs and TUN devices need root and iproute2."""
+    if os.geteuid() != 0:
+        raise HarnessError("the integration tests create network namespaces: run them as root")
+    if shutil.which("ip") is None:
+        raise HarnessError("iproute2's `ip` is missing (apt-get install iproute2)")
+    if not Path("/dev/net/tun").exists():
+        raise HarnessError("/dev/net/tun is missing: yggdrasil cannot create its TUN interface")
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_CLONE_NEWNET = 0x40000000
+_PR_SET_PDEATHSIG = 1
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def _die_with_parent() -> None:
+    """Runs in each child before exec: SIGKILL it if the test runner dies without cleaning up."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _run(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT, check: bool = True,
+         input: str | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        result = subprocess.run(
+            list(argv), input=input, capture_output=True, text=True, timeout=timeout,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise HarnessError(f"{' '.join(argv)} did not finish within {timeout:.0f}s") from exc
+    if check and result.returncode != 0:
+        raise HarnessError(
+            f"{' '.join(argv)} exited {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+        )
+    return result
+
+
+def _stop_process(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> int:
+    """SIGTERM, bounded wait, then SIGKILL. Returns the exit status."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout)
+    return proc.returncode
+
+
+# --------------------------------------------------------------------------- namespaces
+
+
+class Namespace:
+    """A named network namespace (``ip netns``) with ``lo`` up."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        _run(["ip", "netns", "add", name])
+        self.exists = True
+        self.run(["ip", "link", "set", "lo", "up"])
+
+    def argv(self, argv: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return _run(self.argv(argv), **kwargs)
+
+    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        return subprocess.Popen(
+            self.argv(argv), stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_die_with_parent, **kwargs,
+        )
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        """Switch the *current thread* into the namespace; sockets made here stay in it."""
+        own = os.open(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
+        try:
+            target = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+            try:
+                _setns(target)
+            finally:
+                os.close(target)
+            try:
+                yield
+            finally:
+                _setns(own)
+        finally:
+            os.close(own)
+
+    def pids(self) -> list[int]:
+        result = _run(["ip", "netns", "pids", self.name], check=False, timeout=10)
+        return [int(p) for p in result.stdout.split()]
+
+    def delete(self) -> None:
+        if not self.exists:
+            return
+        for pid in self.pids():  # stragglers are ours: nobody else uses this namespace
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _run(["ip", "netns", "del", self.name], check=False, timeout=10)
+        self.exists = False
+
+
+# --------------------------------------------------------------------------- yggdrasil
+
+
+class Router:
+    """One yggdrasil daemon inside a node's namespace, configured from ``-genconf -json``."""
+
+    def __init__(self, node: Node, version: str, ifname: str) -> None:
+        self.node = node
+        self.version = version
+        self.binary = yggdrasil_binary(version)
+        self.ctl_binary = self.binary.with_name("yggdrasilctl")
+        self.socket = node.dir / "yggdrasil.sock"
+        self.admin_uri = f"unix://{self.socket}"
+        self.config_path = node.dir / "yggdrasil.json"
+        self.log_path = node.dir / "yggdrasil.log"
+        self.config: dict[str, Any] = json.loads(_run([str(self.binary), "-genconf", "-json"]).stdout)
+        self.config.update(
+            AdminListen=self.admin_uri, IfName=ifname, MulticastInterfaces=[], Listen=[], Peers=[]
+        )
+        self.process: subprocess.Popen[Any] | None = None
+        self.key: str | None = None
+        self.address: ipaddress.IPv6Address | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+        with self.log_path.open("ab") as log:
+            self.process = self.node.ns.popen(
+                [str(self.binary), "-useconffile", str(self.config_path)],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+
+        def answers() -> dict[str, Any] | None:
+            if self.process is not None and self.process.poll() is not None:
+                raise ProcessExited(f"yggdrasil {self.version} on {self.node.name} exited "
+                                   f"{self.process.returncode}:\n{self.log()}")
+            return self.ctl("getself") if self.socket.exists() else None
+
+        me = wait_until(answers, timeout=timeout, what=f"admin socket of yggdrasil on {self.node.name}",
+                        detail=self.log)
+        self.key = me["key"]
+        self.address = ipaddress.IPv6Address(me["address"])
+
+    def ctl(self, request: str, *arguments: str) -> dict[str, Any]:
+        """The real ``yggdrasilctl -json`` answer (unix sockets are not bound to a namespace)."""
+        result = _run([str(self.ctl_binary), "-endpoint", self.admin_uri, "-json", request, *arguments],
+                      timeout=10, check=False)
+        if result.returncode != 0:
+            raise HarnessError(f"yggdrasilctl {request} on {self.node.name}: {result.stderr or result.stdout}")
+        return json.loads(result.stdout)
+
+    def peers_up(self) -> list[dict[str, Any]]:
+        """Peers that are connected (0.5 lists configured-but-down peers with up=false, key="")."""
+        peers = self.ctl("getpeers").get("peers", [])
+        if isinstance(peers, dict):  # very old API shape: {address: {...}}
+            peers = [dict(v, address=k) for k, v in peers.items()]
+        return [p for p in peers if p.get("key") and p.get("up", True)]
+
+    def tun(self) -> dict[str, Any]:
+        return self.ctl("gettun")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_process(self.process)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+# --------------------------------------------------------------------------- ygbridge
+
+
+class BridgeStartError(ProcessExited):
+    """The bridge exited (or never said it was ready)."""
+
+
+@dataclass
+class BridgeRun:
+    """One twistd process: its output lines and the JSON events among them."""
+
+    process: subprocess.Popen[bytes]
+    lines: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+    reader: threading.Thread | None = None
+
+    def read(self, log_path: Path) -> None:
+        """Reader thread: copy stdout to the log file, parse JSON lines."""
+        assert self.process.stdout is not None
+        with log_path.open("a", encoding="utf-8") as log:
+            for raw in self.process.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                log.write(line + "\n")
+                log.flush()
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    event = None
+                with self.changed:
+                    self.lines.append(line)
+                    if isinstance(event, dict):
+                        self.events.append(event)
+                    self.changed.notify_all()
+        with self.changed:
+            self.changed.notify_all()
+
+    def output(self) -> str:
+        with self.changed:
+            return "\n".join(self.lines)
+
+    def wait_event(self, name: str, timeout: float) -> dict[str, Any]:
+        """The first event named ``name``; BridgeStartError if the process ends without it."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                for event in self.events:
+                    if event.get("event") == name:
+                        return event
+                finished = self.process.poll() is not None and not (self.reader and self.reader.is_alive())
+                if finished:
+                    raise BridgeStartError(
+                        f"ygbridge exited {self.process.returncode} before logging {name!r}:\n"
+                        + tail("\n".join(self.lines))
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BridgeStartError(f"no {name!r} event within {timeout:.0f}s:\n" + tail("\n".join(self.lines)))
+                self.changed.wait(min(left, 0.5))
+
+
+class Bridge:
+    """ygbridge on one node: config file, CLI inside the namespace, the twistd service, clients."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.config_path = node.dir / "ygbridge.ini"
+        self.database = node.dir / "ygbridge.db"
+        self.pidfile = node.dir / "twistd.pid"
+        self.log_path = node.dir / "ygbridge.log"
+        self.settings: dict[str, dict[str, str]] = {
+            "yggdrasil": {"admin": node.router.admin_uri},
+            "mesh": {"port": str(MESH_PORT)},
+            "submission": {"listen": f"tcp:{SUBMISSION_PORT}:interface=127.0.0.1"},
+            "imap": {"listen": f"tcp:{IMAP_PORT}:interface=127.0.0.1"},
+            "storage": {"database": f"sqlite:///{self.database}"},
+            "delivery": {"retry_initial": "1s", "retry_max": "5s", "queue_interval": "1s"},
+        }
+        self.run: BridgeRun | None = None
+        self.runs: list[BridgeRun] = []
+        self.ready: dict[str, Any] | None = None
+        self.passwords: dict[str, str] = {}
+
+    # -- configuration and CLI
+
+    def write_config(self) -> None:
+        text = "".join(
+            f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()) + "\n"
+            for section, values in self.settings.items()
+        )
+        self.config_path.write_text(text)
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True,
+            timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        """``ygbridge --config FILE ARGS`` inside the node's namespace."""
+        if not self.config_path.exists():
+            self.write_config()
+        argv = [find_command("ygbridge"), "--config", str(self.config_path), *args]
+        result = self.node.ns.run(argv, input=input, check=False, timeout=timeout)
+        self._note(f"$ ygbridge {' '.join(args)}  -> exit {result.returncode}\n{result.stdout}{result.stderr}")
+        if check and result.returncode != 0:
+            raise HarnessError(
+                f"ygbridge {' '.join(args)} on {self.node.name} exited {result.returncode}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}"
+            )
+        return result
+
+    def add_user(self, name: str, password: str) -> None:
+        self.cli("user", "add", name, "--password-stdin", input=password + "\n")
+        self.passwords[name] = password
+
+    def setup(self, users: dict[str, str] | None = None) -> None:
+        """Write the config, ``init``, and add users."""
+        self.write_config()
+        self.cli("init")
+        for name, password in (users or {}).items():
+            self.add_user(name, password)
+
+    # -- the service
+
+    def _spawn(self) -> BridgeRun:
+        if not self.config_path.exists():
+            self.write_config()
+        argv = [find_command("twistd"), "-n", "--pidfile", str(self.pidfile),
+                "ygbridge", "--config", str(self.config_path)]
+        self._note(f"$ twistd -n --pidfile {self.pidfile} ygbridge --config {self.config_path}")
+        process = self.node.ns.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     cwd=self.node.dir)
+        run = BridgeRun(process)
+        run.reader = threading.Thread(target=run.read, args=(self.log_path,), daemon=True,
+                                      name=f"ygbridge-{self.node.name}")
+        run.reader.start()
+        self.run = run
+        self.runs.append(run)
+        return run
+
+    def start(self, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
+        """Start twistd and wait for ``ygbridge.ready``; returns that event."""
+        if self.run is not None and self.run.process.poll() is None:
+            raise HarnessError(f"bridge on {self.node.name} is already running")
+        run = self._spawn()
+        try:
+            self.ready = run.wait_event("ygbridge.ready", timeout)
+        except BridgeStartError:
+            self.stop()
+            raise
+        return self.ready
+
+    def run_until_exit(self, timeout: float = READY_TIMEOUT) -> tuple[int, str, list[dict[str, Any]]]:
+        """Start twistd expecting it to exit by itself: (exit status, output, JSON events)."""
+        run = self._spawn()
+        try:
+            run.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise HarnessError(f"ygbridge on {self.node.name} was expected to exit but still runs "
+                               f"after {timeout:.0f}s:\n{tail(run.output())}") from None
+        if run.reader is not None:
+            run.reader.join(STOP_TIMEOUT)
+        return run.process.returncode, run.output(), list(run.events)
+
+    def stop(self) -> int | None:
+        """SIGTERM twistd (SIGKILL after a bounded wait); returns its exit status."""
+        run = self.run
+        if run is None:
+            return None
+        status = _stop_process(run.process)
+        if run.reader is not None:
+            run.reader.join(STOP_TIMEOUT)
+        self._note(f"[harness] twistd exited {status}")
+        self.run = None
+        return status
+
+    def restart(self, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
+        self.stop()
+        return self.start(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.run is not None and self.run.process.poll() is None
+
+    # -- identity
+
+    @property
+    def domain(self) -> str:
+        assert self.ready is not None, "bridge not started"
+        return str(self.ready["domain"])
+
+    def address_of(self, user: str) -> str:
+        return f"{user}@{self.domain}"
+
+    def literal_of(self, user: str) -> str:
+        assert self.node.router.address is not None
+        return f"{user}@[IPv6:{self.node.router.address.compressed}]"
+
+    # -- clients inside the namespace
+
+    @contextlib.contextmanager
+    def smtp(self, login: tuple[str, str] | None = None,
+             timeout: float = CLIENT_TIMEOUT) -> Iterator[smtplib.SMTP]:
+        """A submission client connected from inside the namespace (EHLO done; AUTH if ``login``)."""
+        with self.node.ns.entered():
+            client = smtplib.SMTP("127.0.0.1", SUBMISSION_PORT, local_hostname="client.test", timeout=timeout)
+        try:
+            client.ehlo()
+            if login is not None:
+                if not client.has_extn("auth") and client.has_extn("starttls"):
+                    client.starttls(context=_insecure_tls())
+                    client.ehlo()
+                client.login(*login)
+            yield client
+        finally:
+            try:
+                client.quit()
+            except (smtplib.SMTPException, OSError):
+                client.close()
+
+    @contextlib.contextmanager
+    def imap(self, login: tuple[str, str] | None = None,
+             timeout: float = CLIENT_TIMEOUT) -> Iterator[imaplib.IMAP4]:
+        """An IMAP client connected from inside the namespace (LOGIN done if ``login``)."""
+        with self.node.ns.entered():
+            client = imaplib.IMAP4("127.0.0.1", IMAP_PORT, timeout=timeout)
+        try:
+            if login is not None:
+                if "LOGINDISABLED" in client.capabilities and "STARTTLS" in client.capabilities:
+                    client.starttls(_insecure_tls())
+                client.login(*login)
+            yield client
+        finally:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError, EOFError):
+                client.logout()
+            with contextlib.suppress(OSError):
+                client.shutdown()
+
+    def user_login(self, user: str) -> tuple[str, str]:
+        return user, self.passwords[user]
+
+    # -- logs
+
+    def _note(self, text: str) -> None:
+        with self.log_path.open("a", encoding="utf-8") as log:
+            log.write(text.rstrip("\n") + "\n")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def _insecure_tls() -> ssl.SSLContext:
+    """The bridges use self-signed certificates: encrypt, but do not verify."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+# --------------------------------------------------------------------------- nodes and labs
+
+
+class Node:
+    """A namespace with its router and (not yet started) bridge."""
+
+    def __init__(self, lab: Lab, name: str, version: str, ifname: str) -> None:
+        self.lab = lab
+        self.name = name
+        self.dir = lab.dir / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ns = Namespace(f"{lab.prefix}-{name}")
+        lab._namespaces.append(self.ns)
+        self.router = Router(self, version, ifname)
+        self.bridge = Bridge(self)
+        self.veth_addresses: list[ipaddress.IPv4Address] = []
+
+    @property
+    def address(self) -> ipaddress.IPv6Address:
+        assert self.router.address is not None, "router not started"
+        return self.router.address
+
+    def ping(self, other: Node, timeout: float = 2.0) -> bool:
+        """One ICMPv6 echo over the mesh to ``other``'s node address (stays inside our namespaces)."""
+        result = self.ns.run(["ping", "-6", "-c", "1", "-W", str(max(1, int(timeout))), str(other.address)],
+                             check=False, timeout=timeout + 5)
+        return result.returncode == 0
+
+
+_live_labs: list[Lab] = []
+_all_labs: list[Lab] = []
+_lab_counter = 0
+
+
+def _cleanup_all() -> None:
+    for lab in list(_live_labs):
+        lab.close()
+
+
+atexit.register(_cleanup_all)
+
+
+class Lab:
+    """Namespaces, links, routers and bridges of one test scenario; :meth:`close` removes them all."""
+
+    def __init__(self, directory: Path) -> None:
+        global _lab_counter
+        check_privileges()
+        _lab_counter += 1
+        self.prefix = f"ygb{os.getpid()}-L{_lab_counter}"
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.nodes: dict[str, Node] = {}
+        self._namespaces: list[Namespace] = []
+        self._links = 0
+        self.closed_at: float | None = None
+        _live_labs.append(self)
+        _all_labs.append(self)
+
+    def add_node(self, name: str, version: str = "0.5.12", ifname: str = "auto") -> Node:
+        if name in self.nodes:
+            raise HarnessError(f"node {name!r} already exists")
+        node = Node(self, name, version, ifname)
+        self.nodes[name] = node
+        return node
+
+    def connect(self, dialer: Node, listener: Node) -> None:
+        """A veth pair 10.231.N.1 (dialer) <-> 10.231.N.2 (listener); the dialer peers over TCP."""
+        self._links += 1
+        n = self._links
+        if n > 250:
+            raise HarnessError("too many links in one lab")
+        ends = ((dialer, f"v{n}-{listener.name}"[:15], ipaddress.IPv4Address(f"10.231.{n}.1")),
+                (listener, f"v{n}-{dialer.name}"[:15], ipaddress.IPv4Address(f"10.231.{n}.2")))
+        (na, ia, _), (nb, ib, _) = ends
+        _run(["ip", "link", "add", ia, "netns", na.ns.name, "type", "veth", "peer", "name", ib,
+              "netns", nb.ns.name])
+        for node, ifname, address in ends:
+            node.ns.run(["ip", "addr", "add", f"{address}/24", "dev", ifname])
+            node.ns.run(["ip", "link", "set", ifname, "up"])
+            node.veth_addresses.append(address)
+        uri = f"tcp://{ends[1][2]}:{ROUTER_PORT}"
+        listener.router.config["Listen"].append(uri)
+        dialer.router.config["Peers"].append(uri)
+
+    def start_routers(self, timeout: float = 30.0) -> None:
+        """Start every router, then wait until each configured peering is up on both sides."""
+        for node in self.nodes.values():
+            if node.router.process is None:
+                node.router.start(timeout)
+        for node in self.nodes.values():
+            expected = len(node.router.config["Peers"]) + sum(
+                uri in other.router.config["Peers"]
+                for other in self.nodes.values() for uri in node.router.config["Listen"]
+            )
+            if expected:
+                wait_until(lambda node=node, expected=expected: len(node.router.peers_up()) >= expected,
+                           timeout=timeout, what=f"{expected} peering(s) up on {node.name}",
+                           detail=node.router.log)
+
+    def wait_reachable(self, a: Node, b: Node, timeout: float = 30.0) -> None:
+        """Both nodes answer ping over the mesh (routes and sessions established)."""
+        wait_until(lambda: a.ping(b) and b.ping(a), timeout=timeout, interval=0.2,
+                   what=f"{a.name} and {b.name} to reach each other over yggdrasil")
+
+    def logs(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for node in self.nodes.values():
+            out[f"{node.name}: yggdrasil {node.router.version} log"] = tail(node.router.log())
+            out[f"{node.name}: ygbridge log"] = tail(node.bridge.log())
+        return out
+
+    def close(self) -> None:
+        """Stop every bridge and router, delete every namespace (also the veths in them)."""
+        if self in _live_labs:
+            _live_labs.remove(self)
+        errors: list[str] = []
+        for node in self.nodes.values():
+            for stop in (node.bridge.stop, node.router.stop):
+                try:
+                    stop()
+                except Exception as exc:  # keep cleaning up
+                    errors.append(f"{node.name}: {exc!r}")
+        for ns in reversed(self._namespaces):
+            try:
+                ns.delete()
+            except Exception as exc:
+                errors.append(f"{ns.name}: {exc!r}")
+        self.closed_at = time.monotonic()
+        if errors:
+            raise HarnessError("cleanup problems: " + "; ".join(errors))
+
+
+def labs_active_since(start: float) -> list[Lab]:
+    """Labs still open, or closed after ``start`` (for dumping logs of a failed test)."""
+    return [lab for lab in _all_labs if lab.closed_at is None or lab.closed_at >= start]
+
+
+_STALE = re.compile(r"^ygb(\d+)-L\d+-")
+
+
+def remove_stale_namespaces() -> list[str]:
+    """Delete namespaces left by a harness run whose process is gone (e.g. after SIGKILL)."""
+    result = _run(["ip", "netns", "list"], check=False, timeout=10)
+    removed = []
+    for line in result.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        match = _STALE.match(name)
+        if not match or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue  # its harness is still alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        ns = Namespace.__new__(Namespace)
+        ns.name, ns.exists = name, True
+        ns.delete()
+        removed.append(name)
+    return removed
+
+
+# --------------------------------------------------------------------------- mail helpers
+
+
+def make_message(sender: str, recipients: Sequence[str], subject: str, body: str,
+                 *, extra_headers: Sequence[tuple[str, str]] = ()) -> tuple[bytes, str]:
+    """A CRLF-terminated RFC 5322 message (UTF-8 8bit body) and its Message-ID.
+
+    It is already in the form smtplib puts on the wire, so what the server stores must be
+    byte-identical to it.
+    """
+    message_id = email.utils.make_msgid(domain="ygbridge.test")
+    headers = [
+        ("From", sender),
+        ("To", ", ".join(recipients)),
+        ("Subject", subject),
+        ("Date", email.utils.formatdate(localtime=False)),
+        ("Message-ID", message_id),
+        *extra_headers,
+        ("MIME-Version", "1.0"),
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Transfer-Encoding", "8bit"),
+    ]
+    text = "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n" + body.replace("\r\n", "\n").replace("\n", "\r\n")
+    if not text.endswith("\r\n"):
+        text += "\r\n"
+    return text.encode("utf-8"), message_id
+
+
+def send(smtp: smtplib.SMTP, sender: str, recipients: Sequence[str], message: bytes) -> None:
+    """Submit; raise unless every recipient was accepted."""
+    refused = smtp.sendmail(sender, list(recipients), message, mail_options=["BODY=8BITMIME"])
+    if refused:
+        raise AssertionError(f"recipients refused: {refused}")
+
+
+_FETCH_UID = re.compile(rb"UID (\d+)")
+_FETCH_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
+
+
+def _check(result: tuple[str, list[Any]], what: str) -> list[Any]:
+    status, data = result
+    if status != "OK":
+        raise HarnessError(f"IMAP {what} failed: {status} {data!r}")
+    return data
+
+
+def _fetch_items(data: list[Any]) -> list[tuple[bytes, bytes | None]]:
+    """imaplib FETCH data as (response line, literal or None) pairs."""
+    items: list[tuple[bytes, bytes | None]] = []
+    for part in data:
+        if isinstance(part, tuple):
+            items.append((part[0], part[1]))
+        elif isinstance(part, bytes) and part.strip() not in (b"", b")"):
+            items.append((part, None))
+    return items
+
+
+def message_index(imap: imaplib.IMAP4, mailbox: str = "INBOX") -> dict[str, int]:
+    """Message-ID -> UID for every message in ``mailbox`` (re-SELECTs it)."""
+    exists = int(_check(imap.select(mailbox), f"SELECT {mailbox}")[0] or 0)
+    if exists == 0:
+        return {}
+    data = _check(imap.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"), "UID FETCH")
+    index: dict[str, int] = {}
+    for line, literal in _fetch_items(data):
+        uid = _FETCH_UID.search(line)
+        if uid is None or literal is None:
+            continue
+        match = re.search(rb"^message-id:\s*(<[^>]*>)", literal, re.IGNORECASE | re.MULTILINE)
+        if match:
+            index[match.group(1).decode("ascii", "replace")] = int(uid.group(1))
+    return index
+
+
+def wait_for_message(imap: imaplib.IMAP4, message_id: str, *, mailbox: str = "INBOX",
+                     timeout: float = 60.0) -> int:
+    """Bounded polling until a message with ``message_id`` is in ``mailbox``; returns its UID."""
+    return wait_until(lambda: message_index(imap, mailbox).get(message_id), timeout=timeout,
+                      interval=0.25, what=f"{message_id} in {mailbox}")
+
+
+def fetch_body(imap: imaplib.IMAP4, uid: int) -> bytes:
+    """The exact bytes of ``BODY[]`` of one message (mailbox must be selected)."""
+    data = _check(imap.uid("FETCH", str(uid), "(BODY[])"), f"UID FETCH {uid} BODY[]")
+    for line, literal in _fetch_items(data):
+        if literal is not None and b"BODY[]" in line.upper():
+            return literal
+    raise HarnessError(f"no BODY[] in the FETCH response for UID {uid}: {data!r}")
+
+
+def fetch_flags(imap: imaplib.IMAP4, uid: int) -> set[str]:
+    data = _check(imap.uid("FETCH", str(uid), "(FLAGS)"), f"UID FETCH {uid} FLAGS")
+    for line, _ in _fetch_items(data):
+        match = _FETCH_FLAGS.search(line)
+        if match:
+            return {f.decode() for f in match.group(1).split()}
+    raise HarnessError(f"no FLAGS in the FETCH response for UID {uid}: {data!r}")
+
+
+def idle_until(imap: imaplib.IMAP4, predicate: Callable[[bytes], bool], *, timeout: float) -> list[bytes]:
+    """Send IDLE, collect untagged lines until ``predicate(line)`` holds, then DONE.
+
+    Returns the untagged lines seen; raises HarnessError if ``timeout`` passes first.
+    imaplib (Python < 3.14) has no IDLE, so this speaks the protocol on imaplib's socket.
+    """
+    tag = imap._new_tag()  # type: ignore[attr-defined]
+    imap.send(tag + b" IDLE\r\n")
+    sock = imap.socket()
+    previous = sock.gettimeout()
+    deadline = time.monotonic() + timeout
+    seen: list[bytes] = []
+    try:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        first = imap.readline()
+        if not first.startswith(b"+"):
+            raise HarnessError(f"IDLE refused: {first!r}")
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HarnessError(f"IDLE: condition not met within {timeout:.0f}s; saw {seen!r}")
+            sock.settimeout(left)
+            try:
+                line = imap.readline()
+            except TimeoutError:
+                raise HarnessError(f"IDLE: condition not met within {timeout:.0f}s; saw {seen!r}") from None
+            if not line:
+                raise HarnessError("IDLE: server closed the connection")
+            seen.append(line)
+            if predicate(line):
+                break
+        imap.send(b"DONE\r\n")
+        sock.settimeout(max(1.0, deadline - time.monotonic()))
+        while True:
+            line = imap.readline()
+            if not line:
+                raise HarnessError("IDLE: server closed the connection after DONE")
+            if line.startswith(tag):
+                if not line.split()[1:2] == [b"OK"]:
+                    raise HarnessError(f"IDLE ended with {line!r}")
+                return seen
+            seen.append(line)
+    finally:
+        sock.settimeout(previous)

@@ -1,0 +1,83 @@
+"""The outbound SMTP client, driven through StringTransport."""
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, dot_stuffed
+
+
+def test_dot_stuffing_and_terminator() -> None:
+    assert dot_stuffed(b"a\r\n.b\r\n..\r\n") == b"a\r\n..b\r\n...\r\n.\r\n"
+    assert dot_stuffed(b"no newline at end") == b"no newline at end\r\n.\r\n"
+
+
+def _session(recipients: list[str]) -> tuple[Deferred, SMTPClientProtocol, StringTransport, Clock]:
+    clock = Clock()
+    client = SMTPClient(None, clock, "me.meship", timeout=30)  # type: ignore[arg-type]
+    protocol = SMTPClientProtocol()
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    result = Deferred.fromCoroutine(
+        client._transaction(protocol, "a@x.meship", recipients, b"Subject: hi\r\n\r\nbody\r\n")
+    )
+    return result, protocol, transport, clock
+
+
+def _answer(protocol: SMTPClientProtocol, transport: StringTransport, *replies: bytes) -> None:
+    for reply in replies:
+        protocol.dataReceived(reply)
+
+
+def test_per_recipient_results() -> None:
+    result, protocol, transport, _ = _session(["b@y.meship", "c@y.meship"])
+    _answer(
+        protocol,
+        transport,
+        b"220 hi\r\n",
+        b"250-y\r\n250-8BITMIME\r\n250 SIZE 100\r\n",
+        b"250 ok\r\n",
+        b"250 ok\r\n",
+        b"550 5.1.1 no such user\r\n",
+        b"354 go\r\n",
+        b"250 2.0.0 stored\r\n",
+    )
+    sent = transport.value()
+    assert b"MAIL FROM:<a@x.meship> SIZE=21 BODY=8BITMIME\r\n" in sent
+    assert sent.endswith(b"DATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+    outcome = result.result
+    assert outcome["b@y.meship"].ok and outcome["b@y.meship"].code == 250
+    assert outcome["c@y.meship"].permanent and "no such user" in outcome["c@y.meship"].text
+
+
+def test_temporary_failure_at_end_of_data_keeps_message() -> None:
+    result, protocol, transport, _ = _session(["b@y.meship"])
+    _answer(
+        protocol,
+        transport,
+        b"220 hi\r\n",
+        b"250 y\r\n",
+        b"250 ok\r\n",
+        b"250 ok\r\n",
+        b"354 go\r\n",
+        b"451 4.3.0 try later\r\n",
+    )
+    reply = result.result["b@y.meship"]
+    assert not reply.ok and not reply.permanent
+
+
+def test_silent_server_times_out() -> None:
+    result, protocol, transport, clock = _session(["b@y.meship"])
+    _answer(protocol, transport, b"220 hi\r\n")
+    clock.advance(31)
+    failures = []
+    result.addErrback(failures.append)
+    assert failures and "Timeout" in failures[0].type.__name__
+
+
+def test_connection_lost_fails_waiting_command() -> None:
+    result, protocol, transport, _ = _session(["b@y.meship"])
+    protocol.connectionLost()
+    failures = []
+    result.addErrback(failures.append)
+    assert failures
