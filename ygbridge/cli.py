@@ -111,7 +111,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> None:
     for dest in summary:
         wait = max(0, round(dest.next_attempt - now))
         error = dest.last_error or "-"
-        print(f"  {dest.destination}  {dest.recipients} waiting, next attempt in {wait}s, last error: {error}")
+        print(f"  {dest.destination}  {dest.recipients} waiting, next try in {wait}s, last error: {error}")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -515,25 +515,10 @@ class Bridge:
 
     # -- clients inside the namespace
 
-    @contextlib.contextmanager
     def smtp(self, login: tuple[str, str] | None = None,
-             timeout: float = CLIENT_TIMEOUT) -> Iterator[smtplib.SMTP]:
+             timeout: float = CLIENT_TIMEOUT) -> contextlib.AbstractContextManager[smtplib.SMTP]:
         """A submission client connected from inside the namespace (EHLO done; AUTH if ``login``)."""
-        with self.node.ns.entered():
-            client = smtplib.SMTP("127.0.0.1", SUBMISSION_PORT, local_hostname="client.test", timeout=timeout)
-        try:
-            client.ehlo()
-            if login is not None:
-                if not client.has_extn("auth") and client.has_extn("starttls"):
-                    client.starttls(context=_insecure_tls())
-                    client.ehlo()
-                client.login(*login)
-            yield client
-        finally:
-            try:
-                client.quit()
-            except (smtplib.SMTPException, OSError):
-                client.close()
+        return smtp_client(self.node.ns, "127.0.0.1", SUBMISSION_PORT, login=login, timeout=timeout)
 
     @contextlib.contextmanager
     def imap(self, login: tuple[str, str] | None = None,
@@ -567,6 +552,27 @@ class Bridge:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+@contextlib.contextmanager
+def smtp_client(ns: Namespace, host: str, port: int, *, login: tuple[str, str] | None = None,
+                timeout: float = CLIENT_TIMEOUT) -> Iterator[smtplib.SMTP]:
+    """An SMTP client whose socket lives in ``ns``; EHLO done, STARTTLS only if AUTH needs it."""
+    with ns.entered():
+        client = smtplib.SMTP(host, port, local_hostname="client.test", timeout=timeout)
+    try:
+        client.ehlo()
+        if login is not None:
+            if not client.has_extn("auth") and client.has_extn("starttls"):
+                client.starttls(context=_insecure_tls())
+                client.ehlo()
+            client.login(*login)
+        yield client
+    finally:
+        try:
+            client.quit()
+        except (smtplib.SMTPException, OSError):
+            client.close()
 
 
 def _insecure_tls() -> ssl.SSLContext:
