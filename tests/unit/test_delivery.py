@@ -1,0 +1,88 @@
+"""The queue runner against an in-memory store, a fake peer and a Clock."""
+
+import ipaddress
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
+from tests.unit.fakestore import ImmediateDB, memory_database
+from ygbridge.delivery import DeliveryService, backoff
+from ygbridge.smtp.client import Reply
+from ygbridge.store import queue
+
+PEER = "203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47"
+OK = Reply(250, "2.0.0 stored")
+
+
+class FakePeer:
+    """Answers each send with the next scripted outcome (a reply per recipient, or an exception)."""
+
+    def __init__(self, *outcomes: object) -> None:
+        self.outcomes = list(outcomes)
+        self.sent: list[tuple[str, list[str], bytes]] = []
+
+    def send(self, destination: ipaddress.IPv6Address, sender: str, recipients: list[str], body: bytes) -> Deferred:
+        self.sent.append((destination.compressed, recipients, body))
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            d: Deferred = Deferred()
+            d.errback(outcome)
+            return d
+        d = Deferred()
+        d.callback(outcome if isinstance(outcome, dict) else dict.fromkeys(recipients, outcome))
+        return d
+
+
+def _service(peer: FakePeer, clock: Clock) -> DeliveryService:
+    memory_database()
+    return DeliveryService(
+        clock, ImmediateDB(), peer.send, interval=5, retry_initial=2, retry_max=60, jitter=lambda: 0.5
+    )
+
+
+def test_backoff_doubles_up_to_the_maximum() -> None:
+    assert [backoff(n, 2, 60, 0.5) for n in range(7)] == [2, 4, 8, 16, 32, 60, 60]
+    assert backoff(0, 2, 60, 0.0) == 1.5 and backoff(0, 2, 60, 0.999) < 2.5
+
+
+def test_delivered_message_leaves_the_queue_only_after_250() -> None:
+    clock = Clock()
+    peer = FakePeer(ConnectionRefusedError("peer down"), OK)
+    service = _service(peer, clock)
+    queue.enqueue("a@x.meship", b"Subject: 1\r\n\r\nx\r\n", "<1@x>", [("b@y.meship", PEER)], 0.0)
+    service.startService()
+    assert len(peer.sent) == 1
+    [pending] = queue.summary()
+    assert pending.recipients == 1 and "peer down" in (pending.last_error or "")
+    assert pending.next_attempt == 2.0
+    clock.advance(1)
+    service.poke(PEER)  # not due yet: poking does not bypass the backoff
+    assert len(peer.sent) == 1
+    clock.advance(4)  # next tick after the retry time
+    assert len(peer.sent) == 2
+    assert queue.summary() == []
+    service.stopService()
+
+
+def test_per_recipient_results_are_honoured() -> None:
+    clock = Clock()
+    temporary = Reply(451, "4.3.0 later")
+    peer = FakePeer({"b@y.meship": OK, "c@y.meship": temporary, "d@y.meship": Reply(550, "5.1.1 no")})
+    service = _service(peer, clock)
+    queue.enqueue("a@x.meship", b"m\r\n", None, [(r, PEER) for r in ("b@y.meship", "c@y.meship", "d@y.meship")], 0)
+    service.startService()
+    assert peer.sent[0][1] == ["b@y.meship", "c@y.meship", "d@y.meship"]
+    left = queue.next_due(PEER, 100.0)
+    assert left is not None and [r for _, r in left.recipients] == ["c@y.meship"]
+    service.stopService()
+
+
+def test_oldest_first_and_all_due_messages_in_one_run() -> None:
+    clock = Clock()
+    peer = FakePeer(OK, OK)
+    service = _service(peer, clock)
+    queue.enqueue("a@x.meship", b"first\r\n", None, [("b@y.meship", PEER)], 0)
+    queue.enqueue("a@x.meship", b"second\r\n", None, [("b@y.meship", PEER)], 0)
+    service.startService()
+    assert [body for _, _, body in peer.sent] == [b"first\r\n", b"second\r\n"]
+    service.stopService()
