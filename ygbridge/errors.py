@@ -44,3 +44,23 @@ class MailboxError(YgbridgeError):
 
 class NoSuchMailbox(MailboxError):
     """The user has no mailbox of that name (or the user does not exist)."""
+
+
+class RouterReplyError(RouterError):
+    """The router sent something that is not a well-formed admin socket answer."""
+
+
+class RouterTimeout(RouterError):
+    """The router accepted a request but did not answer it in time."""
+
+
+class RouterUnreachable(RouterError):
+    """None of the admin sockets tried accepted a connection."""
+
+    def __init__(self, attempts: list[tuple[str, str]]) -> None:
+        tried = "; ".join(f"{uri} ({reason})" for uri, reason in attempts)
+        super().__init__(
+            f"cannot reach the yggdrasil admin socket, tried: {tried}. Is yggdrasil running, "
+            "may this user open its admin socket, and does [yggdrasil] admin match its AdminListen?"
+        )
+        self.uris = tuple(uri for uri, _ in attempts)

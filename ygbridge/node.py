@@ -68,7 +68,7 @@ class NodeService(MultiService):
                 description, SubmissionFactory(submission, self.node_address, config.max_message_size)
             )
         for description in config.imap_listen:
-            self._listen(description, ImapFactory(imap))
+            self._listen(description, ImapFactory(imap, reactor))
         self._client: SMTPClient | None = None
         self._mesh_port: IListeningPort | None = None
 

@@ -1,0 +1,64 @@
+"""Store test doubles: a fresh in-memory database, and a DB runner that runs at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import peewee
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.python.failure import Failure
+
+from ygbridge.store.db import migrate
+from ygbridge.store.models import DEFAULT_MAILBOXES, Mailbox, User, database
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: The creation time of test users, so the UIDVALIDITY of their mailboxes.
+CREATED = 1_700_000_000.0
+
+
+class ImmediateDB:
+    """StoreThread's ``run`` signature, but ``fn`` runs at once on this thread.
+
+    The Deferred it returns has already fired (or failed), so no reactor is needed.
+    """
+
+    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        try:
+            return succeed(fn(*args, **kwargs))
+        except Exception:
+            return fail()
+
+
+def memory_database() -> peewee.SqliteDatabase:
+    """Point the models at a new, migrated in-memory SQLite database."""
+    db = peewee.SqliteDatabase(":memory:", pragmas={"foreign_keys": 1})
+    database.initialize(db)
+    migrate(db)
+    return db
+
+
+def make_user(name: str) -> User:
+    """A user with the default mailboxes, made straight from the models."""
+    user = User.create(name=name, password_hash=b"x", created=CREATED)
+    for mailbox, special in DEFAULT_MAILBOXES.items():
+        Mailbox.create(user=user, name=mailbox, uidvalidity=int(CREATED), special_use=special)
+    return user
+
+
+def result_of(deferred: Deferred[T]) -> T:
+    """The result of a Deferred that has already fired successfully."""
+    results: list[T] = []
+    deferred.addCallback(results.append)
+    assert results, f"{deferred!r} has not fired, or failed"
+    return results[0]
+
+
+def failure_of(deferred: Deferred[object]) -> Failure:
+    """The failure of a Deferred that has already failed (now handled)."""
+    failures: list[Failure] = []
+    deferred.addErrback(failures.append)
+    assert failures, f"{deferred!r} has not failed"
+    return failures[0]
