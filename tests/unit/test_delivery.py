@@ -21,7 +21,9 @@ class FakePeer:
         self.outcomes = list(outcomes)
         self.sent: list[tuple[str, list[str], bytes]] = []
 
-    def send(self, destination: ipaddress.IPv6Address, sender: str, recipients: list[str], body: bytes) -> Deferred:
+    def send(
+        self, destination: ipaddress.IPv6Address, sender: str, recipients: list[str], body: bytes
+    ) -> Deferred:
         self.sent.append((destination.compressed, recipients, body))
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, Exception):
@@ -69,7 +71,9 @@ def test_per_recipient_results_are_honoured() -> None:
     temporary = Reply(451, "4.3.0 later")
     peer = FakePeer({"b@y.meship": OK, "c@y.meship": temporary, "d@y.meship": Reply(550, "5.1.1 no")})
     service = _service(peer, clock)
-    queue.enqueue("a@x.meship", b"m\r\n", None, [(r, PEER) for r in ("b@y.meship", "c@y.meship", "d@y.meship")], 0)
+    queue.enqueue(
+        "a@x.meship", b"m\r\n", None, [(r, PEER) for r in ("b@y.meship", "c@y.meship", "d@y.meship")], 0
+    )
     service.startService()
     assert peer.sent[0][1] == ["b@y.meship", "c@y.meship", "d@y.meship"]
     left = queue.next_due(PEER, 100.0)

@@ -1,0 +1,167 @@
+"""Submission and mesh SMTP servers, driven line by line through StringTransport."""
+
+import ipaddress
+
+import pytest
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.cred.portal import Portal
+from twisted.internet.address import IPv6Address as TwistedIPv6
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from tests.unit.fakestore import ImmediateDB, make_user, memory_database
+from ygbridge.addressing import domain_for
+from ygbridge.mailstore import Mailstore
+from ygbridge.outbox import Outbox
+from ygbridge.smtp.mesh import MeshFactory
+from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
+from ygbridge.store import queue
+from ygbridge.store.models import Message
+
+NODE = ipaddress.IPv6Address("203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47")
+PEER = ipaddress.IPv6Address("207:c9a6:2274:54f4:63df:eb39:2d22:3d1")
+SUBNET_HOST = ipaddress.IPv6Address("307:c9a6:2274:54f4::1")
+ME = f"alice@{domain_for(NODE)}"
+BOB = f"bob@{domain_for(PEER)}"
+BODY = b"From: alice\r\nMessage-ID: <m1@x>\r\nSubject: Hi \xc3\xa9\r\n\r\nline\r\n..dot\r\n"
+
+
+class Node:
+    """Submission and mesh factories over an in-memory store, with the queue pokes recorded."""
+
+    def __init__(self) -> None:
+        memory_database()
+        for name in ("alice", "carol"):
+            make_user(name)
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.poked: list[str] = []
+        self.outbox = Outbox(
+            self.clock, ImmediateDB(), Mailstore(ImmediateDB(), self.clock), lambda: NODE, self.poked.append
+        )
+        checker = InMemoryUsernamePasswordDatabaseDontUse()
+        checker.addUser(b"alice", b"pw")
+        portal = Portal(SubmissionRealm(lambda: NODE, self.outbox, 1000), [checker])
+        self.submission = SubmissionFactory(portal, lambda: NODE, 1000)
+        self.mesh = MeshFactory(NODE, self.outbox, 1000)
+
+    def connect(self, factory: object, source: ipaddress.IPv6Address) -> "Session":
+        protocol = factory.buildProtocol(None)  # type: ignore[attr-defined]
+        transport = StringTransport(peerAddress=TwistedIPv6("TCP", source.compressed, 40000))
+        protocol.makeConnection(transport)
+        return Session(protocol, transport)
+
+
+class Session:
+    def __init__(self, protocol: object, transport: StringTransport) -> None:
+        self.protocol = protocol
+        self.transport = transport
+        self.read()
+
+    def read(self) -> bytes:
+        value = self.transport.value()
+        self.transport.clear()
+        return value
+
+    def say(self, *lines: bytes) -> bytes:
+        for line in lines:
+            self.protocol.dataReceived(line + b"\r\n")  # type: ignore[attr-defined]
+        return self.read()
+
+    def code(self, line: bytes) -> int:
+        return int(self.say(line).splitlines()[-1][:3])
+
+
+@pytest.fixture
+def node() -> Node:
+    return Node()
+
+
+def _login(session: Session) -> None:
+    session.say(b"EHLO client")
+    assert session.say(b"AUTH PLAIN AGFsaWNlAHB3").startswith(b"235")  # \0alice\0pw
+
+
+def test_ehlo_advertises_extensions(node: Node) -> None:
+    session = node.connect(node.submission, ipaddress.IPv6Address("::1"))
+    reply = session.say(b"EHLO client")
+    for extension in (b"AUTH LOGIN PLAIN", b"SIZE 1000", b"8BITMIME", b"PIPELINING", b"ENHANCEDSTATUSCODES"):
+        assert extension in reply.replace(b"AUTH PLAIN LOGIN", b"AUTH LOGIN PLAIN")
+
+
+def test_submission_requires_auth(node: Node) -> None:
+    session = node.connect(node.submission, ipaddress.IPv6Address("::1"))
+    session.say(b"EHLO client")
+    reply = session.say(f"MAIL FROM:<{ME}>".encode())
+    assert reply.startswith(b"530 5.7.0")
+    assert session.say(b"AUTH PLAIN AGFsaWNlAHdyb25n").startswith(b"535")
+
+
+def test_submission_sends_only_as_yourself(node: Node) -> None:
+    session = node.connect(node.submission, ipaddress.IPv6Address("::1"))
+    _login(session)
+    assert session.say(f"MAIL FROM:<carol@{domain_for(NODE)}>".encode()).startswith(b"553 5.7.1")
+    assert session.code(f"MAIL FROM:<alice@[IPv6:{NODE}]>".encode()) == 250
+
+
+@pytest.mark.parametrize(
+    ("recipient", "code"),
+    [("bob@example.com", b"553"), ("bob@[IPv6:fd00::1]", b"553"), (f"dave@{domain_for(NODE)}", b"550")],
+)
+def test_submission_refuses_bad_recipients(node: Node, recipient: str, code: bytes) -> None:
+    session = node.connect(node.submission, ipaddress.IPv6Address("::1"))
+    _login(session)
+    session.say(f"MAIL FROM:<{ME}>".encode())
+    assert session.say(f"RCPT TO:<{recipient}>".encode()).startswith(code)
+
+
+def test_submission_queues_remote_and_delivers_local_before_250(node: Node) -> None:
+    session = node.connect(node.submission, ipaddress.IPv6Address("::1"))
+    _login(session)
+    session.say(f"MAIL FROM:<{ME}>".encode())
+    for rcpt in (BOB, f"bob@[IPv6:{PEER}]", ME, f"carol@[IPv6:{NODE}]"):
+        assert session.code(f"RCPT TO:<{rcpt}>".encode()) == 250
+    assert session.code(b"DATA") == 354
+    reply = session.say(*BODY.replace(b"..dot", b"...dot").split(b"\r\n")[:-1], b".")
+    assert reply.startswith(b"250 2.0.0")
+    queued = queue.next_due(PEER.compressed, node.clock.seconds())
+    assert queued is not None and queued.body == BODY
+    assert [r for _, r in queued.recipients] == [BOB]  # both forms name one mailbox
+    assert node.poked == [PEER.compressed]
+    stored = {m.mailbox.user.name: bytes(m.body) for m in Message.select()}
+    assert stored == {"alice": BODY, "carol": BODY}
+
+
+def test_size_limit_enforced_before_and_during_data(node: Node) -> None:
+    session = node.connect(node.submission, ipaddress.IPv6Address("::1"))
+    _login(session)
+    assert session.say(f"MAIL FROM:<{ME}> SIZE=5000".encode()).startswith(b"552 5.3.4")
+    session.say(f"MAIL FROM:<{ME}>".encode(), f"RCPT TO:<{BOB}>".encode(), b"DATA")
+    assert session.say(b"x" * 1200, b".").startswith(b"552 5.3.4")
+    assert queue.summary() == []
+
+
+def test_mesh_binds_sender_to_source_address(node: Node) -> None:
+    session = node.connect(node.mesh, PEER)
+    session.say(b"EHLO peer")
+    assert session.say(f"MAIL FROM:<mallory@{domain_for(SUBNET_HOST)}>".encode()).startswith(b"550 5.7.1")
+    assert session.say(f"MAIL FROM:<x@[IPv6:{NODE}]>".encode()).startswith(b"550 5.7.1")
+    assert session.code(f"MAIL FROM:<{BOB}>".encode()) == 250
+
+
+def test_mesh_refuses_subnet_sources_and_relaying(node: Node) -> None:
+    session = node.connect(node.mesh, SUBNET_HOST)
+    session.say(b"EHLO host")
+    assert session.say(b"MAIL FROM:<>").startswith(b"550 5.7.1")
+    session = node.connect(node.mesh, PEER)
+    session.say(b"EHLO peer", b"MAIL FROM:<>")
+    assert session.say(f"RCPT TO:<{BOB}>".encode()).startswith(b"550 5.7.1")
+    assert session.say(f"RCPT TO:<nobody@{domain_for(NODE)}>".encode()).startswith(b"550 5.1.1")
+
+
+def test_mesh_delivery_is_stored_once_per_mailbox(node: Node) -> None:
+    for _ in range(2):  # a retry after a lost 250
+        session = node.connect(node.mesh, PEER)
+        session.say(b"EHLO peer", f"MAIL FROM:<{BOB}>".encode(), f"RCPT TO:<{ME}>".encode(), b"DATA")
+        assert session.say(*BODY.replace(b"..dot", b"...dot").split(b"\r\n")[:-1], b".").startswith(b"250")
+    assert [bytes(m.body) for m in Message.select()] == [BODY]
