@@ -19,7 +19,6 @@ from ygbridge.addressing import domain_for
 from ygbridge.auth import PasswordChecker
 from ygbridge.config import Config
 from ygbridge.delivery import DeliveryService
-from ygbridge.errors import TunDisabled
 from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.server import ImapFactory
 from ygbridge.mailstore import Mailstore
@@ -122,9 +121,6 @@ class NodeService(MultiService):
         return Deferred.fromCoroutine(self._listen_mesh(identity)).addCallback(ready)
 
     def _cannot_start(self, failure: Failure) -> None:
-        if failure.check(TunDisabled):
-            log.critical("router.tun_disabled", error=failure.getErrorMessage())
-        else:
-            log.critical("ygbridge.start_failed", error=failure.getErrorMessage())
+        log.critical("ygbridge.start_failed", error=failure.getErrorMessage())
         self._reactor.addSystemEventTrigger("after", "shutdown", os._exit, EXIT_ROUTER_UNUSABLE)
         self._reactor.stop()

@@ -36,13 +36,21 @@ def test_values_and_relative_database_path(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.admin == ("unix:///run/a.sock", "tcp://127.0.0.1:9001")
     assert config.imap_listen == ("tcp:1143:interface=127.0.0.1", "tcp:2143")
-    assert (config.retry_initial, config.retry_horizon, config.max_message_size) == (1, 7200, 10 * 1024 * 1024)
+    assert (config.retry_initial, config.retry_horizon, config.max_message_size) == (
+        1,
+        7200,
+        10 * 1024 * 1024,
+    )
     assert sqlite_path(config.database, config.base_dir) == tmp_path / "data" / "mail.db"
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("[mesh]\nport = twenty-five\n", "[mesh] port"), ("[delivery]\nretry_max = soon\n", "retry_max"), ("nonsense", "INI")],
+    [
+        ("[mesh]\nport = twenty-five\n", "[mesh] port"),
+        ("[delivery]\nretry_max = soon\n", "retry_max"),
+        ("nonsense", "INI"),
+    ],
 )
 def test_bad_values_are_named(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.ini"

@@ -50,7 +50,11 @@ class _Request:
 
 
 class AdminProtocol(Protocol):
-    """Client side of one admin socket connection."""
+    """Client side of one admin socket connection.
+
+    A request unanswered after ``timeout`` seconds fails with RouterTimeout and the connection
+    is dropped, since later answers could no longer be matched to their requests.
+    """
 
     def __init__(self, clock: IReactorTime, timeout: float = REQUEST_TIMEOUT) -> None:
         self._clock = clock
@@ -67,7 +71,7 @@ class AdminProtocol(Protocol):
     def request(self, name: str, **arguments: str) -> Deferred[dict[str, Any]]:
         """Queue a request; fires with the answer's ``response`` member."""
         if self._closed:
-            return fail(RouterConnectionLost(f"the yggdrasil admin connection is closed; {name} was not sent"))
+            return fail(RouterConnectionLost(f"the yggdrasil admin connection is closed; {name} not sent"))
         pending = _Request(name, arguments)
         self._queue.append(pending)
         self._send_next()
@@ -112,7 +116,8 @@ class AdminProtocol(Protocol):
             if not self._buffer:
                 return
             if not self._buffer.startswith("{"):
-                self._abort(RouterReplyError(f"yggdrasil sent something that is not JSON: {self._buffer[:60]!r}"))
+                junk = self._buffer[:60]
+                self._abort(RouterReplyError(f"yggdrasil sent something that is not JSON: {junk!r}"))
                 return
             try:
                 answer, end = self._json.raw_decode(self._buffer)
@@ -130,17 +135,18 @@ class AdminProtocol(Protocol):
             return
         echo = answer.get("request")
         if isinstance(echo, dict) and str(echo.get("request", "")).lower() != pending.name.lower():
-            self._abort(RouterReplyError(f"yggdrasil answered {echo.get('request')!r} while ygbridge asked {pending.name}"))
+            asked = echo.get("request")
+            self._abort(RouterReplyError(f"yggdrasil answered {asked!r} while ygbridge asked {pending.name}"))
             return
         self._finish()
-        if str(answer.get("status", "")).lower() == "success":
-            response = answer.get("response") or {}
-            if isinstance(response, dict):
-                pending.answer.callback(response)
-            else:
-                pending.answer.errback(RouterReplyError(f"yggdrasil answered {pending.name} with {response!r}"))
+        response = answer.get("response") or {}
+        if str(answer.get("status", "")).lower() != "success":
+            reason = str(answer.get("error") or "no reason given")
+            pending.answer.errback(RouterRequestError(pending.name, reason))
+        elif not isinstance(response, dict):
+            pending.answer.errback(RouterReplyError(f"yggdrasil answered {pending.name} with {response!r}"))
         else:
-            pending.answer.errback(RouterRequestError(pending.name, str(answer.get("error") or "no reason given")))
+            pending.answer.callback(response)
         self._send_next()
 
     def _finish(self) -> None:
@@ -159,9 +165,9 @@ class AdminProtocol(Protocol):
         longer be matched to requests); connectionLost fails everything still queued."""
         pending = self._current
         self._finish()
+        self._closed = True
         if pending is not None:
             pending.answer.errback(error)
-        self._closed = True
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure | None = None) -> None:
@@ -171,9 +177,8 @@ class AdminProtocol(Protocol):
         waiting = ([pending] if pending else []) + list(self._queue)
         self._queue.clear()
         for request in waiting:
-            request.answer.errback(
-                RouterConnectionLost(f"the yggdrasil admin connection closed before {request.name} was answered")
-            )
+            error = f"the yggdrasil admin connection closed before {request.name} was answered"
+            request.answer.errback(RouterConnectionLost(error))
         waiters, self._close_waiters = self._close_waiters or [], None
         for waiter in waiters:
             waiter.callback(None)
@@ -186,10 +191,10 @@ def admin_endpoint(reactor: Any, uri: str) -> IStreamClientEndpoint:
     """
     scheme, _, rest = uri.partition("://")
     if scheme.lower() == "unix" and rest:
-        return UNIXClientEndpoint(reactor, rest, timeout=CONNECT_TIMEOUT)  # type: ignore[no-any-return]
+        return UNIXClientEndpoint(reactor, rest, timeout=CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
     if scheme.lower() == "tcp":
         host, _, port = rest.rpartition(":")
         host = host.removeprefix("[").removesuffix("]")
         if host and port.isdigit():
-            return HostnameEndpoint(reactor, host, int(port), timeout=CONNECT_TIMEOUT)  # type: ignore[no-any-return]
+            return HostnameEndpoint(reactor, host, int(port), timeout=CONNECT_TIMEOUT)
     raise ConfigError(f"[yggdrasil] admin = {uri!r}: expected unix:///path/to/socket or tcp://host:port")

@@ -60,14 +60,14 @@ class Session:
 class NodeStatus:
     """Everything `ygbridge status` shows about the router.
 
-    ``sessions`` is None when the TUN is disabled: getSessions is not asked then, because
+    ``sessions`` is empty when the TUN is disabled: getSessions is not asked then, because
     0.5.12 stops answering it once traffic arrives for a node that has no TUN to deliver to.
     """
 
     identity: NodeIdentity
     tun: TunState
     peers: tuple[Peer, ...]
-    sessions: tuple[Session, ...] | None
+    sessions: tuple[Session, ...]
 
 
 @contextmanager
