@@ -23,7 +23,7 @@ import atexit
 import base64
 import contextlib
 import ctypes
-import email.utils
+import imaplib
 import ipaddress
 import json
 import os
@@ -36,7 +36,6 @@ import subprocess
 import sys
 import threading
 import time
-import imaplib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,8 +139,9 @@ def check_privileges() -> None:
     """Namespaces, veth pairs and TUN devices need root and iproute2."""
     if os.geteuid() != 0:
         raise HarnessError("the integration tests create network namespaces: run them as root")
-    if shutil.which("ip") is None:
-        raise HarnessError("iproute2's `ip` is missing (apt-get install iproute2)")
+    for command, package in (("ip", "iproute2"), ("ping", "iputils-ping")):
+        if shutil.which(command) is None:
+            raise HarnessError(f"`{command}` is missing (apt-get install {package})")
     if not Path("/dev/net/tun").exists():
         raise HarnessError("/dev/net/tun is missing: yggdrasil cannot create its TUN interface")
 
@@ -162,11 +162,16 @@ def _die_with_parent() -> None:
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _run(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT, check: bool = True,
-         input: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
         result = subprocess.run(
-            list(argv), input=input, capture_output=True, text=True, timeout=timeout,
+            list(argv),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             stdin=None if input is not None else subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
@@ -196,13 +201,23 @@ def _stop_process(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) ->
 
 
 class Namespace:
-    """A named network namespace (``ip netns``) with ``lo`` up."""
+    """A named network namespace (``ip netns``)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        _run(["ip", "netns", "add", name])
         self.exists = True
-        self.run(["ip", "link", "set", "lo", "up"])
+
+    @classmethod
+    def create(cls, name: str) -> Namespace:
+        """A new namespace with ``lo`` up."""
+        _run(["ip", "netns", "add", name])
+        ns = cls(name)
+        try:
+            ns.run(["ip", "link", "set", "lo", "up"])
+        except HarnessError:
+            ns.delete()
+            raise
+        return ns
 
     def argv(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
@@ -212,8 +227,11 @@ class Namespace:
 
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         return subprocess.Popen(
-            self.argv(argv), stdin=subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=_die_with_parent, **kwargs,
+            self.argv(argv),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            **kwargs,
         )
 
     @contextlib.contextmanager
@@ -259,6 +277,10 @@ class Router:
         self.binary = yggdrasil_binary(version)
         self.ctl_binary = self.binary.with_name("yggdrasilctl")
         self.socket = node.dir / "yggdrasil.sock"
+        if len(str(self.socket)) > 100:  # sun_path holds 108 bytes
+            raise HarnessError(
+                f"admin socket path too long for a unix socket: {self.socket} (shorter --basetemp)"
+            )
         self.admin_uri = f"unix://{self.socket}"
         self.config_path = node.dir / "yggdrasil.json"
         self.log_path = node.dir / "yggdrasil.log"
@@ -275,34 +297,56 @@ class Router:
         with self.log_path.open("ab") as log:
             self.process = self.node.ns.popen(
                 [str(self.binary), "-useconffile", str(self.config_path)],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
         def answers() -> dict[str, Any] | None:
             if self.process is not None and self.process.poll() is not None:
-                raise ProcessExited(f"yggdrasil {self.version} on {self.node.name} exited "
-                                   f"{self.process.returncode}:\n{self.log()}")
+                raise ProcessExited(
+                    f"yggdrasil {self.version} on {self.node.name} exited "
+                    f"{self.process.returncode}:\n{self.log()}"
+                )
             return self.ctl("getself") if self.socket.exists() else None
 
-        me = wait_until(answers, timeout=timeout, what=f"admin socket of yggdrasil on {self.node.name}",
-                        detail=self.log)
+        me = wait_until(
+            answers, timeout=timeout, what=f"admin socket of yggdrasil on {self.node.name}", detail=self.log
+        )
         self.key = me["key"]
         self.address = ipaddress.IPv6Address(me["address"])
 
     def ctl(self, request: str, *arguments: str) -> dict[str, Any]:
         """The real ``yggdrasilctl -json`` answer (unix sockets are not bound to a namespace)."""
-        result = _run([str(self.ctl_binary), "-endpoint", self.admin_uri, "-json", request, *arguments],
-                      timeout=10, check=False)
-        if result.returncode != 0:
-            raise HarnessError(f"yggdrasilctl {request} on {self.node.name}: {result.stderr or result.stdout}")
-        return json.loads(result.stdout)
+        result = _run(
+            [str(self.ctl_binary), "-endpoint", self.admin_uri, "-json", request, *arguments],
+            timeout=10,
+            check=False,
+        )
+        try:
+            if result.returncode == 0:
+                return json.loads(result.stdout)
+        except ValueError:
+            pass
+        raise HarnessError(f"yggdrasilctl {request} on {self.node.name}: {result.stderr or result.stdout}")
 
     def peers_up(self) -> list[dict[str, Any]]:
         """Peers that are connected (0.5 lists configured-but-down peers with up=false, key="")."""
-        peers = self.ctl("getpeers").get("peers", [])
-        if isinstance(peers, dict):  # very old API shape: {address: {...}}
-            peers = [dict(v, address=k) for k, v in peers.items()]
+        peers = self.ctl("getpeers").get("peers") or []
         return [p for p in peers if p.get("key") and p.get("up", True)]
+
+    def wait_peers(self, count: int, timeout: float) -> list[dict[str, Any]]:
+        """Bounded polling of getpeers until ``count`` peerings are up."""
+
+        def enough() -> list[dict[str, Any]] | None:
+            peers = self.peers_up()
+            return peers if len(peers) >= count else None
+
+        return wait_until(
+            enough,
+            timeout=timeout,
+            what=f"{count} peering(s) up on {self.node.name}",
+            detail=self.log,
+        )
 
     def tun(self) -> dict[str, Any]:
         return self.ctl("gettun")
@@ -321,7 +365,14 @@ class Router:
 # --------------------------------------------------------------------------- ygbridge
 
 
-class BridgeStartError(ProcessExited):
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+class BridgeStartError(HarnessError):
     """The bridge exited (or never said it was ready)."""
 
 
@@ -359,6 +410,11 @@ class BridgeRun:
         with self.changed:
             return "\n".join(self.lines)
 
+    def non_json_lines(self) -> list[str]:
+        """Output lines that are not one JSON object each (the contract says all must be)."""
+        with self.changed:
+            return [line for line in self.lines if not _is_json_object(line)]
+
     def wait_event(self, name: str, timeout: float) -> dict[str, Any]:
         """The first event named ``name``; BridgeStartError if the process ends without it."""
         deadline = time.monotonic() + timeout
@@ -375,7 +431,9 @@ class BridgeRun:
                     )
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise BridgeStartError(f"no {name!r} event within {timeout:.0f}s:\n" + tail("\n".join(self.lines)))
+                    raise BridgeStartError(
+                        f"no {name!r} event within {timeout:.0f}s:\n" + tail("\n".join(self.lines))
+                    )
                 self.changed.wait(min(left, 0.5))
 
 
@@ -397,7 +455,6 @@ class Bridge:
             "delivery": {"retry_initial": "1s", "retry_max": "5s", "queue_interval": "1s"},
         }
         self.run: BridgeRun | None = None
-        self.runs: list[BridgeRun] = []
         self.ready: dict[str, Any] | None = None
         self.passwords: dict[str, str] = {}
 
@@ -410,14 +467,17 @@ class Bridge:
         )
         self.config_path.write_text(text)
 
-    def cli(self, *args: str, input: str | None = None, check: bool = True,
-            timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = COMMAND_TIMEOUT
+    ) -> subprocess.CompletedProcess[str]:
         """``ygbridge --config FILE ARGS`` inside the node's namespace."""
         if not self.config_path.exists():
             self.write_config()
         argv = [find_command("ygbridge"), "--config", str(self.config_path), *args]
         result = self.node.ns.run(argv, input=input, check=False, timeout=timeout)
-        self._note(f"$ ygbridge {' '.join(args)}  -> exit {result.returncode}\n{result.stdout}{result.stderr}")
+        self._note(
+            f"$ ygbridge {' '.join(args)}  -> exit {result.returncode}\n{result.stdout}{result.stderr}"
+        )
         if check and result.returncode != 0:
             raise HarnessError(
                 f"ygbridge {' '.join(args)} on {self.node.name} exited {result.returncode}\n"
@@ -441,17 +501,25 @@ class Bridge:
     def _spawn(self) -> BridgeRun:
         if not self.config_path.exists():
             self.write_config()
-        argv = [find_command("twistd"), "-n", "--pidfile", str(self.pidfile),
-                "ygbridge", "--config", str(self.config_path)]
+        argv = [
+            find_command("twistd"),
+            "-n",
+            "--pidfile",
+            str(self.pidfile),
+            "ygbridge",
+            "--config",
+            str(self.config_path),
+        ]
         self._note(f"$ twistd -n --pidfile {self.pidfile} ygbridge --config {self.config_path}")
-        process = self.node.ns.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     cwd=self.node.dir)
+        process = self.node.ns.popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.node.dir
+        )
         run = BridgeRun(process)
-        run.reader = threading.Thread(target=run.read, args=(self.log_path,), daemon=True,
-                                      name=f"ygbridge-{self.node.name}")
+        run.reader = threading.Thread(
+            target=run.read, args=(self.log_path,), daemon=True, name=f"ygbridge-{self.node.name}"
+        )
         run.reader.start()
         self.run = run
-        self.runs.append(run)
         return run
 
     def start(self, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
@@ -473,8 +541,10 @@ class Bridge:
             run.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.stop()
-            raise HarnessError(f"ygbridge on {self.node.name} was expected to exit but still runs "
-                               f"after {timeout:.0f}s:\n{tail(run.output())}") from None
+            raise HarnessError(
+                f"ygbridge on {self.node.name} was expected to exit but still runs "
+                f"after {timeout:.0f}s:\n{tail(run.output())}"
+            ) from None
         if run.reader is not None:
             run.reader.join(STOP_TIMEOUT)
         return run.process.returncode, run.output(), list(run.events)
@@ -495,10 +565,6 @@ class Bridge:
         self.stop()
         return self.start(timeout)
 
-    @property
-    def running(self) -> bool:
-        return self.run is not None and self.run.process.poll() is None
-
     # -- identity
 
     @property
@@ -515,14 +581,16 @@ class Bridge:
 
     # -- clients inside the namespace
 
-    def smtp(self, login: tuple[str, str] | None = None,
-             timeout: float = CLIENT_TIMEOUT) -> contextlib.AbstractContextManager[smtplib.SMTP]:
+    def smtp(
+        self, login: tuple[str, str] | None = None, timeout: float = CLIENT_TIMEOUT
+    ) -> contextlib.AbstractContextManager[smtplib.SMTP]:
         """A submission client connected from inside the namespace (EHLO done; AUTH if ``login``)."""
         return smtp_client(self.node.ns, "127.0.0.1", SUBMISSION_PORT, login=login, timeout=timeout)
 
     @contextlib.contextmanager
-    def imap(self, login: tuple[str, str] | None = None,
-             timeout: float = CLIENT_TIMEOUT) -> Iterator[imaplib.IMAP4]:
+    def imap(
+        self, login: tuple[str, str] | None = None, timeout: float = CLIENT_TIMEOUT
+    ) -> Iterator[imaplib.IMAP4]:
         """An IMAP client connected from inside the namespace (LOGIN done if ``login``)."""
         with self.node.ns.entered():
             client = imaplib.IMAP4("127.0.0.1", IMAP_PORT, timeout=timeout)
@@ -538,9 +606,6 @@ class Bridge:
             with contextlib.suppress(OSError):
                 client.shutdown()
 
-    def user_login(self, user: str) -> tuple[str, str]:
-        return user, self.passwords[user]
-
     # -- logs
 
     def _note(self, text: str) -> None:
@@ -555,8 +620,14 @@ class Bridge:
 
 
 @contextlib.contextmanager
-def smtp_client(ns: Namespace, host: str, port: int, *, login: tuple[str, str] | None = None,
-                timeout: float = CLIENT_TIMEOUT) -> Iterator[smtplib.SMTP]:
+def smtp_client(
+    ns: Namespace,
+    host: str,
+    port: int,
+    *,
+    login: tuple[str, str] | None = None,
+    timeout: float = CLIENT_TIMEOUT,
+) -> Iterator[smtplib.SMTP]:
     """An SMTP client whose socket lives in ``ns``; EHLO done, STARTTLS only if AUTH needs it."""
     with ns.entered():
         client = smtplib.SMTP(host, port, local_hostname="client.test", timeout=timeout)
@@ -594,11 +665,10 @@ class Node:
         self.name = name
         self.dir = lab.dir / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.ns = Namespace(f"{lab.prefix}-{name}")
+        self.ns = Namespace.create(f"{lab.prefix}-{name}")
         lab._namespaces.append(self.ns)
         self.router = Router(self, version, ifname)
         self.bridge = Bridge(self)
-        self.veth_addresses: list[ipaddress.IPv4Address] = []
 
     @property
     def address(self) -> ipaddress.IPv6Address:
@@ -607,8 +677,11 @@ class Node:
 
     def ping(self, other: Node, timeout: float = 2.0) -> bool:
         """One ICMPv6 echo over the mesh to ``other``'s node address (stays inside our namespaces)."""
-        result = self.ns.run(["ping", "-6", "-c", "1", "-W", str(max(1, int(timeout))), str(other.address)],
-                             check=False, timeout=timeout + 5)
+        result = self.ns.run(
+            ["ping", "-6", "-c", "1", "-W", str(max(1, int(timeout))), str(other.address)],
+            check=False,
+            timeout=timeout + 5,
+        )
         return result.returncode == 0
 
 
@@ -638,9 +711,16 @@ class Lab:
         self.nodes: dict[str, Node] = {}
         self._namespaces: list[Namespace] = []
         self._links = 0
+        self._dumped: dict[str, int] = {}
         self.closed_at: float | None = None
         _live_labs.append(self)
         _all_labs.append(self)
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def add_node(self, name: str, version: str = "0.5.12", ifname: str = "auto") -> Node:
         if name in self.nodes:
@@ -655,44 +735,56 @@ class Lab:
         n = self._links
         if n > 250:
             raise HarnessError("too many links in one lab")
-        ends = ((dialer, f"v{n}-{listener.name}"[:15], ipaddress.IPv4Address(f"10.231.{n}.1")),
-                (listener, f"v{n}-{dialer.name}"[:15], ipaddress.IPv4Address(f"10.231.{n}.2")))
-        (na, ia, _), (nb, ib, _) = ends
-        _run(["ip", "link", "add", ia, "netns", na.ns.name, "type", "veth", "peer", "name", ib,
-              "netns", nb.ns.name])
+        ends = (
+            (dialer, f"v{n}-{listener.name}"[:15], ipaddress.IPv4Address(f"10.231.{n}.1")),
+            (listener, f"v{n}-{dialer.name}"[:15], ipaddress.IPv4Address(f"10.231.{n}.2")),
+        )
+        (a, a_if, _), (b, b_if, b_address) = ends
+        _run(f"ip link add {a_if} netns {a.ns.name} type veth peer name {b_if} netns {b.ns.name}".split())
         for node, ifname, address in ends:
             node.ns.run(["ip", "addr", "add", f"{address}/24", "dev", ifname])
             node.ns.run(["ip", "link", "set", ifname, "up"])
-            node.veth_addresses.append(address)
-        uri = f"tcp://{ends[1][2]}:{ROUTER_PORT}"
+        uri = f"tcp://{b_address}:{ROUTER_PORT}"
         listener.router.config["Listen"].append(uri)
         dialer.router.config["Peers"].append(uri)
 
     def start_routers(self, timeout: float = 30.0) -> None:
         """Start every router, then wait until each configured peering is up on both sides."""
-        for node in self.nodes.values():
+        # Listeners first: a 0.4 router retries a refused peer only after a minute.
+        for node in sorted(self.nodes.values(), key=lambda n: not n.router.config["Listen"]):
             if node.router.process is None:
                 node.router.start(timeout)
         for node in self.nodes.values():
             expected = len(node.router.config["Peers"]) + sum(
                 uri in other.router.config["Peers"]
-                for other in self.nodes.values() for uri in node.router.config["Listen"]
+                for other in self.nodes.values()
+                for uri in node.router.config["Listen"]
             )
             if expected:
-                wait_until(lambda node=node, expected=expected: len(node.router.peers_up()) >= expected,
-                           timeout=timeout, what=f"{expected} peering(s) up on {node.name}",
-                           detail=node.router.log)
+                node.router.wait_peers(expected, timeout)
 
     def wait_reachable(self, a: Node, b: Node, timeout: float = 30.0) -> None:
         """Both nodes answer ping over the mesh (routes and sessions established)."""
-        wait_until(lambda: a.ping(b) and b.ping(a), timeout=timeout, interval=0.2,
-                   what=f"{a.name} and {b.name} to reach each other over yggdrasil")
+        wait_until(
+            lambda: a.ping(b) and b.ping(a),
+            timeout=timeout,
+            interval=0.2,
+            what=f"{a.name} and {b.name} to reach each other over yggdrasil",
+        )
 
     def logs(self) -> dict[str, str]:
+        """Router and bridge logs of every node; a log already returned unchanged is not repeated."""
         out: dict[str, str] = {}
         for node in self.nodes.values():
-            out[f"{node.name}: yggdrasil {node.router.version} log"] = tail(node.router.log())
-            out[f"{node.name}: ygbridge log"] = tail(node.bridge.log())
+            for name, text in (
+                (f"{node.name}: yggdrasil {node.router.version} log", node.router.log()),
+                (f"{node.name}: ygbridge log", node.bridge.log()),
+            ):
+                if text and self._dumped.get(name) == len(text):
+                    out[name] = f"(unchanged since the previous failure's dump, {node.dir})"
+                else:
+                    self._dumped[name] = len(text)
+                    out[name] = tail(text) or "(empty)"
         return out
 
     def close(self) -> None:
@@ -740,153 +832,6 @@ def remove_stale_namespaces() -> list[str]:
             pass
         except PermissionError:
             continue
-        ns = Namespace.__new__(Namespace)
-        ns.name, ns.exists = name, True
-        ns.delete()
+        Namespace(name).delete()
         removed.append(name)
     return removed
-
-
-# --------------------------------------------------------------------------- mail helpers
-
-
-def make_message(sender: str, recipients: Sequence[str], subject: str, body: str,
-                 *, extra_headers: Sequence[tuple[str, str]] = ()) -> tuple[bytes, str]:
-    """A CRLF-terminated RFC 5322 message (UTF-8 8bit body) and its Message-ID.
-
-    It is already in the form smtplib puts on the wire, so what the server stores must be
-    byte-identical to it.
-    """
-    message_id = email.utils.make_msgid(domain="ygbridge.test")
-    headers = [
-        ("From", sender),
-        ("To", ", ".join(recipients)),
-        ("Subject", subject),
-        ("Date", email.utils.formatdate(localtime=False)),
-        ("Message-ID", message_id),
-        *extra_headers,
-        ("MIME-Version", "1.0"),
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Transfer-Encoding", "8bit"),
-    ]
-    text = "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n" + body.replace("\r\n", "\n").replace("\n", "\r\n")
-    if not text.endswith("\r\n"):
-        text += "\r\n"
-    return text.encode("utf-8"), message_id
-
-
-def send(smtp: smtplib.SMTP, sender: str, recipients: Sequence[str], message: bytes) -> None:
-    """Submit; raise unless every recipient was accepted."""
-    refused = smtp.sendmail(sender, list(recipients), message, mail_options=["BODY=8BITMIME"])
-    if refused:
-        raise AssertionError(f"recipients refused: {refused}")
-
-
-_FETCH_UID = re.compile(rb"UID (\d+)")
-_FETCH_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
-
-
-def _check(result: tuple[str, list[Any]], what: str) -> list[Any]:
-    status, data = result
-    if status != "OK":
-        raise HarnessError(f"IMAP {what} failed: {status} {data!r}")
-    return data
-
-
-def _fetch_items(data: list[Any]) -> list[tuple[bytes, bytes | None]]:
-    """imaplib FETCH data as (response line, literal or None) pairs."""
-    items: list[tuple[bytes, bytes | None]] = []
-    for part in data:
-        if isinstance(part, tuple):
-            items.append((part[0], part[1]))
-        elif isinstance(part, bytes) and part.strip() not in (b"", b")"):
-            items.append((part, None))
-    return items
-
-
-def message_index(imap: imaplib.IMAP4, mailbox: str = "INBOX") -> dict[str, int]:
-    """Message-ID -> UID for every message in ``mailbox`` (re-SELECTs it)."""
-    exists = int(_check(imap.select(mailbox), f"SELECT {mailbox}")[0] or 0)
-    if exists == 0:
-        return {}
-    data = _check(imap.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"), "UID FETCH")
-    index: dict[str, int] = {}
-    for line, literal in _fetch_items(data):
-        uid = _FETCH_UID.search(line)
-        if uid is None or literal is None:
-            continue
-        match = re.search(rb"^message-id:\s*(<[^>]*>)", literal, re.IGNORECASE | re.MULTILINE)
-        if match:
-            index[match.group(1).decode("ascii", "replace")] = int(uid.group(1))
-    return index
-
-
-def wait_for_message(imap: imaplib.IMAP4, message_id: str, *, mailbox: str = "INBOX",
-                     timeout: float = 60.0) -> int:
-    """Bounded polling until a message with ``message_id`` is in ``mailbox``; returns its UID."""
-    return wait_until(lambda: message_index(imap, mailbox).get(message_id), timeout=timeout,
-                      interval=0.25, what=f"{message_id} in {mailbox}")
-
-
-def fetch_body(imap: imaplib.IMAP4, uid: int) -> bytes:
-    """The exact bytes of ``BODY[]`` of one message (mailbox must be selected)."""
-    data = _check(imap.uid("FETCH", str(uid), "(BODY[])"), f"UID FETCH {uid} BODY[]")
-    for line, literal in _fetch_items(data):
-        if literal is not None and b"BODY[]" in line.upper():
-            return literal
-    raise HarnessError(f"no BODY[] in the FETCH response for UID {uid}: {data!r}")
-
-
-def fetch_flags(imap: imaplib.IMAP4, uid: int) -> set[str]:
-    data = _check(imap.uid("FETCH", str(uid), "(FLAGS)"), f"UID FETCH {uid} FLAGS")
-    for line, _ in _fetch_items(data):
-        match = _FETCH_FLAGS.search(line)
-        if match:
-            return {f.decode() for f in match.group(1).split()}
-    raise HarnessError(f"no FLAGS in the FETCH response for UID {uid}: {data!r}")
-
-
-def idle_until(imap: imaplib.IMAP4, predicate: Callable[[bytes], bool], *, timeout: float) -> list[bytes]:
-    """Send IDLE, collect untagged lines until ``predicate(line)`` holds, then DONE.
-
-    Returns the untagged lines seen; raises HarnessError if ``timeout`` passes first.
-    imaplib (Python < 3.14) has no IDLE, so this speaks the protocol on imaplib's socket.
-    """
-    tag = imap._new_tag()  # type: ignore[attr-defined]
-    imap.send(tag + b" IDLE\r\n")
-    sock = imap.socket()
-    previous = sock.gettimeout()
-    deadline = time.monotonic() + timeout
-    seen: list[bytes] = []
-    try:
-        sock.settimeout(max(0.1, deadline - time.monotonic()))
-        first = imap.readline()
-        if not first.startswith(b"+"):
-            raise HarnessError(f"IDLE refused: {first!r}")
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise HarnessError(f"IDLE: condition not met within {timeout:.0f}s; saw {seen!r}")
-            sock.settimeout(left)
-            try:
-                line = imap.readline()
-            except TimeoutError:
-                raise HarnessError(f"IDLE: condition not met within {timeout:.0f}s; saw {seen!r}") from None
-            if not line:
-                raise HarnessError("IDLE: server closed the connection")
-            seen.append(line)
-            if predicate(line):
-                break
-        imap.send(b"DONE\r\n")
-        sock.settimeout(max(1.0, deadline - time.monotonic()))
-        while True:
-            line = imap.readline()
-            if not line:
-                raise HarnessError("IDLE: server closed the connection after DONE")
-            if line.startswith(tag):
-                if not line.split()[1:2] == [b"OK"]:
-                    raise HarnessError(f"IDLE ended with {line!r}")
-                return seen
-            seen.append(line)
-    finally:
-        sock.settimeout(previous)

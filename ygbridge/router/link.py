@@ -5,7 +5,7 @@ Admin socket URIs are tried in order; when none is configured, config.DEFAULT_AD
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, cast
 
@@ -84,6 +84,7 @@ class RouterLink(Service):
         self._protocol: AdminProtocol | None = None
         self._uri: str | None = None  # the admin socket of the current or last connection
         self._waiting: list[Deferred[NodeIdentity]] = []
+        self._observers: list[Callable[[NodeIdentity], object]] = []
         self._failures = 0  # consecutive failed attempts, connecting or reading the identity
         self._outage_logged = False
         backoff = backoffPolicy(maxDelay=MAX_RETRY_DELAY)
@@ -103,6 +104,10 @@ class RouterLink(Service):
         waiter: Deferred[NodeIdentity] = Deferred()
         self._waiting.append(waiter)
         return waiter
+
+    def observe(self, observer: Callable[[NodeIdentity], object]) -> None:
+        """Call ``observer(identity)`` after every (re)connection, with the identity just read."""
+        self._observers.append(observer)
 
     def peers(self) -> Deferred[tuple[Peer, ...]]:
         """The router's current peers; fails with RouterError while not connected."""
@@ -165,6 +170,8 @@ class RouterLink(Service):
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
             waiter.callback(identity)
+        for observer in self._observers:
+            observer(identity)
 
     def _closed(self, _: None, protocol: AdminProtocol) -> None:
         if self._protocol is protocol:
