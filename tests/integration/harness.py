@@ -32,6 +32,7 @@ import shutil
 import signal
 import smtplib
 import ssl
+import shlex
 import subprocess
 import sys
 import threading
@@ -506,11 +507,13 @@ class Bridge:
             "-n",
             "--pidfile",
             str(self.pidfile),
+            "--logger",
+            "ygbridge.logs.observer",
             "ygbridge",
             "--config",
             str(self.config_path),
         ]
-        self._note(f"$ twistd -n --pidfile {self.pidfile} ygbridge --config {self.config_path}")
+        self._note(f"$ {shlex.join(argv)}")
         process = self.node.ns.popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.node.dir
         )

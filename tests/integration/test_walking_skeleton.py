@@ -82,13 +82,8 @@ def test_ready_event_names_the_node(mesh: Mesh) -> None:
         assert ready["domain"] == harness.meshname_domain(node.address)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="twistd's own text log lines ('... [twisted.scripts._twistd_unix.UnixAppLogger#info] ...') "
-    "reach stdout beside the JSON lines (contract: one JSON object per line)",
-)
 def test_service_logs_json_lines(mesh: Mesh) -> None:
-    """Contract: the service logs one JSON object per line to stdout."""
+    """With ``--logger ygbridge.logs.observer`` every line on stdout is one JSON object."""
     for node in (mesh.a, mesh.b):
         assert node.bridge.run is not None
         assert node.bridge.run.non_json_lines() == []
