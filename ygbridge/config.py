@@ -23,6 +23,7 @@ class Config:
 
     path: Path | None = None
     admin: tuple[str, ...] = DEFAULT_ADMIN_ENDPOINTS
+    poll_interval: float = 2.0
     mesh_port: int = 25
     submission_listen: tuple[str, ...] = ("tcp:1025:interface=127.0.0.1",)
     imap_listen: tuple[str, ...] = ("tcp:1143:interface=127.0.0.1",)
@@ -92,6 +93,8 @@ def load_config(path: str | Path) -> Config:
     values: dict[str, object] = {"path": path}
     if admin := get("yggdrasil", "admin"):
         values["admin"] = _words(admin)
+    if poll := get("yggdrasil", "poll_interval"):
+        values["poll_interval"] = _duration(poll, "[yggdrasil] poll_interval")
     if port := get("mesh", "port"):
         values["mesh_port"] = _int(port, "[mesh] port")
     if listen := get("submission", "listen"):

@@ -1,4 +1,8 @@
-"""The queue runner: tries each destination's queue, oldest first, with backoff between attempts."""
+"""The queue runner: tries each destination's queue, oldest first, with backoff between attempts.
+
+A recipient leaves the queue only after the peer's final 2xx for it, or with a bounce (RFC 3464)
+after a permanent 5xx or once the retry horizon has passed.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
+from ygbridge.addressing import domain_for
+from ygbridge.dsn import EXPIRED, RecipientFailure, status_of
 from ygbridge.smtp.client import Reply
 from ygbridge.store import queue
 from ygbridge.store.db import StoreThread
@@ -19,6 +25,7 @@ from ygbridge.store.db import StoreThread
 log = structlog.get_logger(__name__)
 
 Send = Callable[[ipaddress.IPv6Address, str, list[str], bytes], Awaitable[dict[str, Reply]]]
+Bounce = Callable[[queue.QueuedMessage, list[RecipientFailure]], Awaitable[None]]
 
 
 def backoff(attempts: int, initial: float, maximum: float, jitter: float) -> float:
@@ -27,29 +34,35 @@ def backoff(attempts: int, initial: float, maximum: float, jitter: float) -> flo
 
 
 class DeliveryService(Service):
-    """Delivers queued mail; :meth:`poke` tries a destination at once."""
+    """Delivers queued mail: on a timer, on :meth:`poke` (new mail) and :meth:`retry_now` (a
+    destination just became reachable, so its backoff is skipped)."""
 
     def __init__(
         self,
         clock: IReactorTime,
         store: StoreThread,
         send: Send,
+        bounce: Bounce,
         *,
         interval: float,
         retry_initial: float,
         retry_max: float,
+        horizon: float,
         concurrency: int = 8,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._clock = clock
         self._store = store
         self._send = send
+        self._bounce = bounce
         self._interval = interval
         self._retry_initial = retry_initial
         self._retry_max = retry_max
+        self._horizon = horizon
         self._concurrency = concurrency
         self._jitter = jitter
         self._active: set[str] = set()
+        self._again: set[str] = set()  # destinations to retry at once when their drain ends
         self._loop: LoopingCall | None = None
 
     def startService(self) -> None:
@@ -64,8 +77,14 @@ class DeliveryService(Service):
             self._loop.stop()
 
     def poke(self, destination: str) -> None:
-        """Try ``destination`` now (new mail for it, or it just became reachable)."""
-        self._start(destination)
+        """Try ``destination``'s due mail now (new mail was queued for it)."""
+        self._start(destination, force=False)
+
+    def retry_now(self, destination: str) -> None:
+        """Try all of ``destination``'s mail now, whatever its backoff (it is reachable again)."""
+        if destination in self._active:
+            self._again.add(destination)
+        self._start(destination, force=True)
 
     def _tick(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._run_due())
@@ -77,61 +96,104 @@ class DeliveryService(Service):
             log.error("delivery.tick_failed", error=str(exc))
             return
         for destination in destinations:
-            self._start(destination)
+            self._start(destination, force=False)
 
-    def _start(self, destination: str) -> None:
-        if destination in self._active or len(self._active) >= self._concurrency:
+    def _start(self, destination: str, force: bool) -> None:
+        if not self.running or destination in self._active or len(self._active) >= self._concurrency:
             return
         self._active.add(destination)
-        drained = Deferred.fromCoroutine(self._drain(destination))
+        drained = Deferred.fromCoroutine(self._drain(destination, force))
         drained.addErrback(
             lambda f: log.error("delivery.drain_failed", destination=destination, error=f.getErrorMessage())
         )
-        drained.addBoth(lambda _: self._active.discard(destination))
+        drained.addBoth(lambda _: self._drained(destination))
 
-    async def _drain(self, destination: str) -> None:
-        """Send due messages to one node until none is left or the node stops answering."""
-        while True:
-            message = await self._store.run(queue.next_due, destination, self._clock.seconds())
+    def _drained(self, destination: str) -> None:
+        self._active.discard(destination)
+        if destination in self._again:
+            self._again.discard(destination)
+            self._start(destination, force=True)
+
+    async def _drain(self, destination: str, force: bool) -> None:
+        """Send one node's messages, oldest first, until none is due or the node stops answering."""
+        while self.running:
+            message = await self._store.run(queue.next_due, destination, self._clock.seconds(), force)
             if message is None or not await self._attempt(destination, message):
                 return
 
     async def _attempt(self, destination: str, message: queue.QueuedMessage) -> bool:
         """Try one message; True when the next one may follow at once."""
+        if self._clock.seconds() >= message.created + self._horizon:
+            reason = message.last_error or "no attempt succeeded"
+            await self._fail(
+                message,
+                [
+                    (rid, address, EXPIRED, f"retry horizon passed: {reason}")
+                    for rid, address in message.recipients
+                ],
+                destination,
+            )
+            return True
         addresses = [address for _, address in message.recipients]
         try:
             results = await self._send(
                 ipaddress.IPv6Address(destination), message.sender, addresses, message.body
             )
         except Exception as exc:
-            await self._postpone(
-                message, [rid for rid, _ in message.recipients], f"{type(exc).__name__}: {exc}"
-            )
+            error = f"{destination}: {type(exc).__name__}: {exc}".rstrip(": ")
+            await self._postpone(message, [rid for rid, _ in message.recipients], error)
             return False
-        done = [
-            rid for rid, address in message.recipients if results[address].ok or results[address].permanent
+        delivered = [rid for rid, address in message.recipients if results[address].ok]
+        failed = [
+            (rid, address, status_of(reply.code, reply.text), str(reply))
+            for rid, address in message.recipients
+            if (reply := results[address]).permanent
         ]
-        later = [rid for rid, _ in message.recipients if rid not in done]
-        for _, address in message.recipients:
-            reply = results[address]
-            if reply.ok:
-                log.info(
-                    "delivery.delivered",
-                    destination=destination,
-                    recipient=address,
-                    message_id=message.message_id,
-                )
-            elif reply.permanent:
-                log.error("delivery.failed", destination=destination, recipient=address, reply=str(reply))
-        if done:
-            await self._store.run(queue.remove, message.id, done)
+        later = [
+            rid
+            for rid, address in message.recipients
+            if not results[address].ok and not results[address].permanent
+        ]
+        if delivered:
+            log.info(
+                "delivery.delivered",
+                destination=destination,
+                message_id=message.message_id,
+                recipients=len(delivered),
+            )
+            await self._store.run(queue.remove, message.id, delivered)
+        if failed:
+            await self._fail(message, failed, destination)
         if later:
-            errors = {str(results[address]) for rid, address in message.recipients if rid in later}
-            await self._postpone(message, later, "; ".join(sorted(errors)))
+            errors = sorted({str(results[address]) for rid, address in message.recipients if rid in later})
+            await self._postpone(message, later, "; ".join(errors))
             return False
         return True
 
+    async def _fail(
+        self, message: queue.QueuedMessage, failed: list[tuple[int, str, str, str]], destination: str
+    ) -> None:
+        """Bounce recipients that will never be delivered, then forget them."""
+        remote = domain_for(ipaddress.IPv6Address(destination))
+        failures = [
+            RecipientFailure(address, status, reason, remote) for _, address, status, reason in failed
+        ]
+        log.warning(
+            "delivery.failed",
+            destination=destination,
+            message_id=message.message_id,
+            failures=[f.diagnostic for f in failures],
+        )
+        await self._bounce(message, failures)
+        await self._store.run(queue.remove, message.id, [rid for rid, *_ in failed])
+
     async def _postpone(self, message: queue.QueuedMessage, recipient_ids: list[int], error: str) -> None:
         delay = backoff(message.attempts, self._retry_initial, self._retry_max, self._jitter())
-        log.warning("delivery.deferred", message_id=message.message_id, error=error, retry_in=round(delay, 1))
-        await self._store.run(queue.postpone, recipient_ids, error, self._clock.seconds() + delay)
+        when = min(self._clock.seconds() + delay, message.created + self._horizon)
+        log.info(
+            "delivery.deferred",
+            message_id=message.message_id,
+            error=error,
+            retry_in=round(when - self._clock.seconds(), 1),
+        )
+        await self._store.run(queue.postpone, recipient_ids, error, when)

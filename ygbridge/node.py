@@ -10,25 +10,28 @@ import structlog
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP6ServerEndpoint, serverFromString
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import serverFromString
 from twisted.python.failure import Failure
 
 from ygbridge.addressing import domain_for
 from ygbridge.auth import PasswordChecker
 from ygbridge.config import Config
 from ygbridge.delivery import DeliveryService
+from ygbridge.errors import TunDisabled
 from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.server import ImapFactory
 from ygbridge.mailstore import Mailstore
 from ygbridge.outbox import Outbox
 from ygbridge.router.link import RouterLink
+from ygbridge.router.reachability import ReachabilityWatcher
 from ygbridge.router.state import NodeIdentity
-from ygbridge.smtp.client import SMTPClient
+from ygbridge.smtp.client import Reply, SMTPClient
+from ygbridge.smtp.listener import MeshListener
 from ygbridge.smtp.mesh import MeshFactory
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store.db import StoreThread
+from ygbridge.store.identity import record_identity
 
 log = structlog.get_logger(__name__)
 
@@ -48,15 +51,19 @@ class NodeService(MultiService):
         self.router = RouterLink(reactor, config.admin, clock=reactor)
         self.router.setServiceParent(self)
         self.mailstore = Mailstore(self.store, reactor)
+        self.outbox = Outbox(
+            reactor, self.store, self.mailstore, self.node_address, lambda dest: self.delivery.poke(dest)
+        )
         self.delivery = DeliveryService(
             reactor,
             self.store,
             self._send,
+            self.outbox.bounce,
             interval=config.queue_interval,
             retry_initial=config.retry_initial,
             retry_max=config.retry_max,
+            horizon=config.retry_horizon,
         )
-        self.outbox = Outbox(reactor, self.store, self.mailstore, self.node_address, self.delivery.poke)
         checker = PasswordChecker(reactor, self.store, self.node_address)
         submission = Portal(
             SubmissionRealm(self.node_address, self.outbox, config.max_message_size), [checker]
@@ -69,7 +76,13 @@ class NodeService(MultiService):
         for description in config.imap_listen:
             self._listen(description, ImapFactory(imap, reactor))
         self._client: SMTPClient | None = None
-        self._mesh_port: IListeningPort | None = None
+        self._ready = False
+        self.mesh = MeshListener(reactor, config.mesh_port, self._mesh_factory)
+        self.mesh.setServiceParent(self)
+        self.reachability = ReachabilityWatcher(
+            self.router, reactor, config.poll_interval, self.delivery.retry_now
+        )
+        self.router.observe(self._identity_seen)
 
     def _listen(self, description: str, factory: Any) -> None:
         service = StreamServerEndpointService(serverFromString(self._reactor, description), factory)
@@ -80,34 +93,54 @@ class NodeService(MultiService):
         identity = self.router.identity
         return identity.address if identity is not None else None
 
+    def _mesh_factory(self, address: ipaddress.IPv6Address) -> MeshFactory:
+        return MeshFactory(address, self.outbox, self._config.max_message_size, self.delivery.retry_now)
+
     async def _send(
         self, destination: ipaddress.IPv6Address, sender: str, recipients: list[str], body: bytes
-    ):  # type: ignore[no-untyped-def]
+    ) -> dict[str, Reply]:
         assert self._client is not None
         return await self._client.send(destination, sender, recipients, body)
 
     def startService(self) -> None:
         super().startService()
-        self.router.when_identity().addCallback(self._identity_known).addErrback(self._cannot_start)
+        self._await_first_identity()
 
-    def stopService(self) -> Any:
-        if self._mesh_port is not None:
-            self._mesh_port.stopListening()
-        return super().stopService()
+    def _await_first_identity(self) -> None:
+        """Wait for the router; only a router that can never carry mail stops the service."""
 
-    async def _listen_mesh(self, identity: NodeIdentity) -> None:
-        endpoint = TCP6ServerEndpoint(
-            self._reactor, self._config.mesh_port, interface=identity.address.compressed
-        )
-        factory = MeshFactory(identity.address, self.outbox, self._config.max_message_size)
-        self._mesh_port = await endpoint.listen(factory)
+        def failed(failure: Failure) -> None:
+            if failure.check(TunDisabled):
+                self._cannot_start(failure)
+            elif self.running and not failure.check(CancelledError):
+                self._await_first_identity()  # the link retries with backoff and has said why
 
-    def _identity_known(self, identity: NodeIdentity) -> Deferred[None]:
+        self.router.when_identity().addErrback(failed)
+
+    def _identity_seen(self, identity: NodeIdentity) -> None:
+        """After every (re)connection to the router: serve mail for the identity it reports."""
+        served = Deferred.fromCoroutine(self._serve(identity))
+        served.addErrback(self._cannot_start if not self._ready else self._cannot_serve)
+
+    async def _serve(self, identity: NodeIdentity) -> None:
         domain = domain_for(identity.address)
+        previous = await self.store.run(
+            record_identity, identity.key.hex(), identity.address.compressed, self._reactor.seconds()
+        )
+        if previous is not None:
+            log.critical(
+                "node.identity_changed",
+                old_address=previous[1],
+                new_address=identity.address.compressed,
+                error=f"the router's key changed: mail for {domain_for(ipaddress.IPv6Address(previous[1]))} "
+                f"is no longer accepted; every address of this node is now user@{domain}",
+            )
         self._client = SMTPClient(self._reactor, self._reactor, domain, port=self._config.mesh_port)
-
-        def ready(_: None) -> None:
+        await self.mesh.serve(identity.address)
+        if not self._ready:
+            self._ready = True
             self.delivery.setServiceParent(self)
+            self.reachability.setServiceParent(self)
             log.info(
                 "ygbridge.ready",
                 address=identity.address.compressed,
@@ -118,7 +151,8 @@ class NodeService(MultiService):
                 imap=list(self._config.imap_listen),
             )
 
-        return Deferred.fromCoroutine(self._listen_mesh(identity)).addCallback(ready)
+    def _cannot_serve(self, failure: Failure) -> None:
+        log.critical("mesh.listen_failed", error=failure.getErrorMessage())
 
     def _cannot_start(self, failure: Failure) -> None:
         log.critical("ygbridge.start_failed", error=failure.getErrorMessage())

@@ -1,17 +1,24 @@
-"""Accepting a message for delivery: local recipients at once, others into the durable queue."""
+"""Accepting a message for delivery: local recipients at once, others into the durable queue;
+and bouncing what the queue gives up on back into the sender's INBOX."""
 
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from collections.abc import Callable
 
+import structlog
 from twisted.internet.interfaces import IReactorTime
 
-from ygbridge.addressing import MailAddress
+from ygbridge.addressing import MailAddress, domain_for
+from ygbridge.dsn import RecipientFailure, failure_report, report_id
+from ygbridge.errors import AddressError, UserError
 from ygbridge.mailstore import Mailstore
 from ygbridge.message import message_id
 from ygbridge.store import queue, users
 from ygbridge.store.db import StoreThread
+
+log = structlog.get_logger(__name__)
 
 
 class Outbox:
@@ -36,9 +43,15 @@ class Outbox:
         return await self._store.run(users.existing_users, names)
 
     async def accept(self, sender: MailAddress, recipients: list[MailAddress], body: bytes) -> None:
-        """Make the message durable for every recipient; returns once it is committed."""
+        """Make the message durable for every recipient; returns once it is committed.
+
+        A message without a Message-ID gets one, so that retries can be recognised downstream.
+        """
         node = self._node()
         mid = message_id(body)
+        if mid is None:
+            mid = f"<{uuid.uuid4().hex}@{domain_for(sender.node)}>"
+            body = f"Message-ID: {mid}\r\n".encode("ascii") + body
         remote = [(str(r), r.node.compressed) for r in dict.fromkeys(recipients) if r.node != node]
         if remote:
             await self._store.run(queue.enqueue, str(sender), body, mid, remote, self._clock.seconds())
@@ -53,3 +66,31 @@ class Outbox:
         """Store the message in each user's INBOX (once per mailbox, however often retried)."""
         for name in dict.fromkeys(names):
             await self._mailstore.deliver(name, body, message_id=mid, sender_node=sender_node.compressed)
+
+    async def bounce(self, message: queue.QueuedMessage, failures: list[RecipientFailure]) -> None:
+        """Put a delivery status notification for ``failures`` into the sender's INBOX (once)."""
+        node = self._node()
+        try:
+            sender = MailAddress.parse(message.sender)
+        except AddressError:
+            sender = None
+        if node is None or sender is None or sender.node != node:
+            log.error(
+                "delivery.bounce_dropped", sender=message.sender, reason="sender is not a user of this node"
+            )
+            return
+        domain = domain_for(node)
+        mid = report_id(domain, message.message_id, message.id, [f.recipient for f in failures])
+        report = failure_report(
+            domain=domain,
+            sender=str(sender),
+            original=message.body,
+            failures=failures,
+            arrival=message.created,
+            now=self._clock.seconds(),
+            message_id=mid,
+        )
+        try:
+            await self._mailstore.deliver(sender.local, report, message_id=mid, sender_node=node.compressed)
+        except UserError as exc:
+            log.error("delivery.bounce_dropped", sender=message.sender, reason=str(exc))

@@ -258,7 +258,6 @@ def test_mail_to_a_stopped_node_is_queued_and_delivered_when_it_returns(mesh: Me
     deliver_and_check(mesh.b, "bob", message, mid)
 
 
-@pytest.mark.xfail(strict=True, reason="bounces (RFC 3464 DSN, DESIGN.md section 3) are not implemented yet")
 def test_unknown_remote_user_bounces_to_the_sender(mesh: Mesh) -> None:
     nobody = mesh.b.bridge.address_of("nobody")
     message, mid = make_message(mesh.alice, [nobody], "to nobody", "is anyone there?\n")

@@ -2,11 +2,12 @@
 
 import ipaddress
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from tests.unit.fakestore import ImmediateDB, memory_database
 from ygbridge.delivery import DeliveryService, backoff
+from ygbridge.dsn import RecipientFailure
 from ygbridge.smtp.client import Reply
 from ygbridge.store import queue
 
@@ -18,6 +19,8 @@ class FakePeer:
     """Answers each send with the next scripted outcome (a reply per recipient, or an exception)."""
 
     def __init__(self, *outcomes: object) -> None:
+        self.clock: Clock | None = None
+        self.attempt_times: list[float] = []
         self.outcomes = list(outcomes)
         self.sent: list[tuple[str, list[str], bytes]] = []
 
@@ -25,6 +28,7 @@ class FakePeer:
         self, destination: ipaddress.IPv6Address, sender: str, recipients: list[str], body: bytes
     ) -> Deferred:
         self.sent.append((destination.compressed, recipients, body))
+        self.attempt_times.append(self.clock.seconds() if self.clock else 0.0)
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, Exception):
             d: Deferred = Deferred()
@@ -35,10 +39,30 @@ class FakePeer:
         return d
 
 
-def _service(peer: FakePeer, clock: Clock) -> DeliveryService:
+class Bounces:
+    """Records the bounces the runner asks for."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[int, list[RecipientFailure]]] = []
+
+    def __call__(self, message: queue.QueuedMessage, failures: list[RecipientFailure]) -> Deferred:
+        self.reports.append((message.id, failures))
+        return succeed(None)
+
+
+def _service(peer: FakePeer, clock: Clock, bounces: Bounces | None = None) -> DeliveryService:
     memory_database()
+    peer.clock = clock
     return DeliveryService(
-        clock, ImmediateDB(), peer.send, interval=5, retry_initial=2, retry_max=60, jitter=lambda: 0.5
+        clock,
+        ImmediateDB(),
+        peer.send,
+        bounces or Bounces(),
+        interval=5,
+        retry_initial=2,
+        retry_max=60,
+        horizon=100,
+        jitter=lambda: 0.5,
     )
 
 
@@ -70,7 +94,8 @@ def test_per_recipient_results_are_honoured() -> None:
     clock = Clock()
     temporary = Reply(451, "4.3.0 later")
     peer = FakePeer({"b@y.meship": OK, "c@y.meship": temporary, "d@y.meship": Reply(550, "5.1.1 no")})
-    service = _service(peer, clock)
+    bounces = Bounces()
+    service = _service(peer, clock, bounces)
     queue.enqueue(
         "a@x.meship", b"m\r\n", None, [(r, PEER) for r in ("b@y.meship", "c@y.meship", "d@y.meship")], 0
     )
@@ -78,6 +103,40 @@ def test_per_recipient_results_are_honoured() -> None:
     assert peer.sent[0][1] == ["b@y.meship", "c@y.meship", "d@y.meship"]
     left = queue.next_due(PEER, 100.0)
     assert left is not None and [r for _, r in left.recipients] == ["c@y.meship"]
+    [(_, [failure])] = bounces.reports  # exactly one report, for the permanent failure only
+    assert (failure.recipient, failure.status) == ("d@y.meship", "5.1.1")
+    assert "550 5.1.1 no" in failure.diagnostic
+    service.stopService()
+
+
+def test_retry_horizon_bounces_once_and_empties_the_queue() -> None:
+    clock = Clock()
+    peer = FakePeer(*[ConnectionRefusedError("peer down")] * 20)
+    bounces = Bounces()
+    service = _service(peer, clock, bounces)
+    queue.enqueue("a@x.meship", b"m\r\n", "<1@x>", [("b@y.meship", PEER)], 0)
+    service.startService()
+    for _ in range(40):
+        clock.advance(5)
+    assert queue.summary() == []
+    [(_, [failure])] = bounces.reports
+    assert failure.status == "4.4.7" and "peer down" in failure.diagnostic
+    assert all(at < 100 for at in peer.attempt_times)  # never tried after the horizon
+    service.stopService()
+
+
+def test_reachable_again_skips_the_backoff() -> None:
+    clock = Clock()
+    peer = FakePeer(ConnectionRefusedError("peer down"), ConnectionRefusedError("peer down"), OK)
+    service = _service(peer, clock)
+    queue.enqueue("a@x.meship", b"m\r\n", "<1@x>", [("b@y.meship", PEER)], 0)
+    service.startService()
+    clock.advance(5)  # second failure at the next tick: next attempt 4 s later
+    assert len(peer.sent) == 2
+    service.retry_now(PEER)
+    assert len(peer.sent) == 3 and queue.summary() == []
+    service.retry_now(PEER)  # nothing queued: nothing sent
+    assert len(peer.sent) == 3
     service.stopService()
 
 

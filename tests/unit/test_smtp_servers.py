@@ -43,7 +43,8 @@ class Node:
         checker.addUser(b"alice", b"pw")
         portal = Portal(SubmissionRealm(lambda: NODE, self.outbox, 1000), [checker])
         self.submission = SubmissionFactory(portal, lambda: NODE, 1000)
-        self.mesh = MeshFactory(NODE, self.outbox, 1000)
+        self.connected: list[str] = []
+        self.mesh = MeshFactory(NODE, self.outbox, 1000, self.connected.append)
 
     def connect(self, factory: object, source: ipaddress.IPv6Address) -> "Session":
         protocol = factory.buildProtocol(None)  # type: ignore[attr-defined]
@@ -147,6 +148,7 @@ def test_mesh_binds_sender_to_source_address(node: Node) -> None:
     assert session.say(f"MAIL FROM:<mallory@{domain_for(SUBNET_HOST)}>".encode()).startswith(b"550 5.7.1")
     assert session.say(f"MAIL FROM:<x@[IPv6:{NODE}]>".encode()).startswith(b"550 5.7.1")
     assert session.code(f"MAIL FROM:<{BOB}>".encode()) == 250
+    assert node.connected == [PEER.compressed]  # a connecting node is reachable: try its queue
 
 
 def test_mesh_refuses_subnet_sources_and_relaying(node: Node) -> None:

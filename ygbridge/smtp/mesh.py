@@ -21,14 +21,25 @@ log = structlog.get_logger(__name__)
 class MeshServer(MeshESMTP):
     """Accepts mail from a node for this node's users only, from senders of that node only."""
 
-    def __init__(self, node: ipaddress.IPv6Address, outbox: Outbox, max_size: int) -> None:
+    def __init__(
+        self,
+        node: ipaddress.IPv6Address,
+        outbox: Outbox,
+        max_size: int,
+        connected: Callable[[str], None],
+    ) -> None:
         super().__init__()
+        self._connected = connected
         self.host = domain_for(node).encode()
         self.max_size = max_size
         self._node = node
         self._outbox = outbox
         self._recipients: list[str] = []
         self._transaction: Transaction | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._connected(self._source().compressed)
 
     def _source(self) -> ipaddress.IPv6Address:
         return ipaddress.IPv6Address(self.transport.getPeer().host.split("%", 1)[0])
@@ -70,14 +81,22 @@ class MeshServer(MeshESMTP):
 
 
 class MeshFactory(ServerFactory):
-    """Builds :class:`MeshServer` protocols for this node."""
+    """Builds :class:`MeshServer` protocols for this node; ``connected(source)`` is told of each
+    connection (a node that connects is reachable: its queue is worth trying)."""
 
-    def __init__(self, node: ipaddress.IPv6Address, outbox: Outbox, max_size: int) -> None:
+    def __init__(
+        self,
+        node: ipaddress.IPv6Address,
+        outbox: Outbox,
+        max_size: int,
+        connected: Callable[[str], None],
+    ) -> None:
         self._node = node
         self._outbox = outbox
         self._max_size = max_size
+        self._connected = connected
 
     def buildProtocol(self, addr: object) -> MeshServer:
-        protocol = MeshServer(self._node, self._outbox, self._max_size)
+        protocol = MeshServer(self._node, self._outbox, self._max_size, self._connected)
         protocol.factory = self
         return protocol

@@ -93,5 +93,13 @@ class OutgoingRecipient(BaseModel):
     last_error = peewee.TextField(null=True)
 
 
-MODELS = [SchemaVersion, User, Mailbox, Message, OutgoingMessage, OutgoingRecipient]
+class NodeRecord(BaseModel):
+    """The router identity this node served mail for, to notice when the router's key changes."""
+
+    key = peewee.CharField(max_length=64)
+    address = peewee.CharField(max_length=64)
+    seen = peewee.FloatField()
+
+
+MODELS = [SchemaVersion, User, Mailbox, Message, OutgoingMessage, OutgoingRecipient, NodeRecord]
 SCHEMA_VERSION = 1

@@ -23,6 +23,7 @@ class QueuedMessage:
     created: float
     recipients: tuple[tuple[int, str], ...]  # (recipient row id, address)
     attempts: int
+    last_error: str | None
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def next_due(destination: str, now: float, force: bool = False) -> QueuedMessage
         created=message.created,
         recipients=tuple((row.id, row.recipient) for row in rows),
         attempts=max(row.attempts for row in rows),
+        last_error=next((row.last_error for row in rows if row.last_error), None),
     )
 
 
@@ -113,7 +115,7 @@ def postpone(recipient_ids: list[int], error: str, next_attempt: float) -> None:
 
 
 def summary() -> list[DestinationSummary]:
-    """Per destination: queued recipients, the next attempt and the latest error."""
+    """Per destination: queued recipients, the next attempt and an error recorded for it."""
     rows = (
         OutgoingRecipient.select(
             OutgoingRecipient.destination,

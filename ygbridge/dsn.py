@@ -1,0 +1,98 @@
+"""RFC 3464 delivery status notifications (multipart/report) for mail that could not be delivered."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from ygbridge.message import header_block
+
+_ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
+EXPIRED = "4.4.7"
+
+
+@dataclass(frozen=True)
+class RecipientFailure:
+    """Why one recipient did not get the message."""
+
+    recipient: str
+    status: str  # RFC 3463 code, e.g. 5.1.1
+    diagnostic: str  # the peer's reply or our own reason
+    remote: str | None = None  # the destination node's domain
+
+
+def status_of(code: int, text: str) -> str:
+    """The enhanced status code of an SMTP reply (from its text, else from its code)."""
+    match = _ENHANCED.match(text)
+    return match.group(1) if match else f"{code // 100}.0.0"
+
+
+def _date(seconds: float) -> str:
+    return format_datetime(datetime.fromtimestamp(seconds, UTC))
+
+
+def report_id(domain: str, original_id: str | None, queue_id: int, recipients: list[str]) -> str:
+    """A Message-ID that is the same for the same failure, so a retried report is stored once."""
+    digest = hashlib.sha256(f"{original_id}|{queue_id}|{'|'.join(recipients)}".encode()).hexdigest()[:24]
+    return f"<dsn-{digest}@{domain}>"
+
+
+def failure_report(
+    *,
+    domain: str,
+    sender: str,
+    original: bytes,
+    failures: list[RecipientFailure],
+    arrival: float,
+    now: float,
+    message_id: str,
+) -> bytes:
+    """A complete DSN message (CRLF lines) telling ``sender`` that ``failures`` were not delivered."""
+    boundary = f"=_ygbridge_{message_id.strip('<>').split('@')[0]}"
+    listing = "\r\n".join(f"  {f.recipient}: {f.diagnostic}" for f in failures)
+    human = (
+        f"This is the mail system at {domain}.\r\n\r\n"
+        "Your message could not be delivered to the following recipient(s):\r\n\r\n"
+        f"{listing}\r\n"
+    )
+    per_recipient = "\r\n".join(
+        "Final-Recipient: rfc822; {r}\r\nAction: failed\r\nStatus: {s}\r\n{remote}"
+        "Diagnostic-Code: smtp; {d}\r\nLast-Attempt-Date: {date}\r\n".format(
+            r=f.recipient,
+            s=f.status,
+            remote=f"Remote-MTA: dns; {f.remote}\r\n" if f.remote else "",
+            d=" ".join(f.diagnostic.split()),
+            date=_date(now),
+        )
+        for f in failures
+    )
+    head = (
+        f"From: Mail Delivery System <postmaster@{domain}>\r\n"
+        f"To: <{sender}>\r\n"
+        f"X-Failed-Recipients: {', '.join(f.recipient for f in failures)}\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Date: {_date(now)}\r\n"
+        f"Message-ID: {message_id}\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n'
+        "\r\n"
+        "This is a MIME-encapsulated message.\r\n\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Description: Notification\r\n\r\n"
+        f"{human}\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: message/delivery-status\r\n"
+        "Content-Description: Delivery report\r\n\r\n"
+        f"Reporting-MTA: dns; {domain}\r\n"
+        f"Arrival-Date: {_date(arrival)}\r\n\r\n"
+        f"{per_recipient}\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: text/rfc822-headers\r\n"
+        "Content-Description: Undelivered Message Headers\r\n\r\n"
+    )
+    return head.encode("utf-8") + header_block(original) + f"\r\n\r\n--{boundary}--\r\n".encode("ascii")
