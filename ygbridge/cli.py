@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import secrets
 import sys
 import time
@@ -17,6 +18,7 @@ from ygbridge.errors import UserError, YgbridgeError
 from ygbridge.router.link import NodeStatus, read_node
 from ygbridge.store import queue, users
 from ygbridge.store.db import connect
+from ygbridge.store.identity import identity_history
 from ygbridge.tap import DEFAULT_CONFIG
 
 T = TypeVar("T")
@@ -105,6 +107,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> None:
     for peer in up:
         print(f"  {peer.address}  {peer.remote or ''}")
     print(f"sessions: {len(status.sessions)}")
+    _print_identity_changes(identity.key.hex())
     summary = queue.summary()
     print(f"queue:    {sum(d.recipients for d in summary)} recipient(s) waiting")
     now = time.time()
@@ -112,6 +115,20 @@ def cmd_status(config: Config, args: argparse.Namespace) -> None:
         wait = max(0, round(dest.next_attempt - now))
         error = dest.last_error or "-"
         print(f"  {dest.destination}  {dest.recipients} waiting, next try in {wait}s, last error: {error}")
+
+
+def _print_identity_changes(current_key: str) -> None:
+    """Say loudly when the router's key is not the one this node served mail for."""
+    history = identity_history()
+    for (_, _, old), (seen, _, new) in zip(history, history[1:], strict=False):
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seen))
+        old_domain = domain_for(ipaddress.IPv6Address(old))
+        print(f"WARNING:  the router's key changed at {when}: mail for {old_domain} is no longer accepted")
+        print(f"          (address {old} -> {new})")
+    if history and history[-1][1] != current_key:
+        served = domain_for(ipaddress.IPv6Address(history[-1][2]))
+        print(f"WARNING:  the router's key is not the one ygbridge last served mail for ({served});")
+        print("          the service moves to the new address when it next reads the router")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -27,7 +27,11 @@ def test_report_structure_is_rfc3464() -> None:
     assert message["X-Failed-Recipients"] == "b@y.meship"
     assert message["Auto-Submitted"] == "auto-replied"
     parts = list(message.iter_parts())
-    assert [p.get_content_type() for p in parts] == ["text/plain", "message/delivery-status", "text/rfc822-headers"]
+    assert [p.get_content_type() for p in parts] == [
+        "text/plain",
+        "message/delivery-status",
+        "text/rfc822-headers",
+    ]
     status = parts[1].get_payload()
     per_message, per_recipient = status[0], status[1]
     assert per_message["Reporting-MTA"] == "dns; x.meship"

@@ -19,3 +19,8 @@ def record_identity(key: str, address: str, now: float) -> tuple[str, str] | Non
             return None
         NodeRecord.create(key=key, address=address, seen=now)
     return previous
+
+
+def identity_history() -> list[tuple[float, str, str]]:
+    """Every identity this node has served mail for, oldest first: (first seen, key hex, address)."""
+    return [(r.seen, r.key, r.address) for r in NodeRecord.select().order_by(NodeRecord.id)]
