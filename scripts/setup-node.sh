@@ -80,6 +80,7 @@ fi
 
 echo
 echo "Your address:    $(ygbridge --config "$config" address "$user")"
-echo "IMAP:            127.0.0.1 port 1143, user $user, no encryption (loopback)"
-echo "SMTP submission: 127.0.0.1 port 1025, user $user, password authentication"
+echo "IMAP:            127.0.0.1 port 1143, user $user, STARTTLS (plain login allowed on loopback)"
+echo "SMTP submission: 127.0.0.1 port 1025, user $user, STARTTLS, password authentication"
+echo "Delta Chat link: ygbridge --config $config login-link $user"
 echo "Node status:     ygbridge --config $config status"

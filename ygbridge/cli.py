@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import getpass
 import ipaddress
 import secrets
+import socket
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from ygbridge.addressing import POSTMASTER, MailAddress, domain_for
-from ygbridge.auth import hash_password
+from ygbridge.auth import hash_password, verify_password
+from ygbridge.clientsettings import ClientSettings, listeners
 from ygbridge.config import Config, load_config
-from ygbridge.errors import UserError, YgbridgeError
+from ygbridge.errors import RouterError, UserError, YgbridgeError
 from ygbridge.router.link import NodeStatus, read_node
 from ygbridge.store import queue, users
 from ygbridge.store.db import connect
 from ygbridge.store.identity import identity_history
 from ygbridge.tap import DEFAULT_CONFIG
+from ygbridge.tls import certificate_files, generate, node_names
+from ygbridge.tls import load as load_certificate
 
 T = TypeVar("T")
 
@@ -48,12 +53,12 @@ def _node(config: Config) -> NodeStatus:
     return _run(lambda reactor: read_node(reactor, config.admin))
 
 
-def _password(args: argparse.Namespace) -> str:
+def _password(args: argparse.Namespace, confirm: bool = True) -> str:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != password:
+        if confirm and getpass.getpass("Again: ") != password:
             raise UserError("the two passwords differ")
     if not password:
         raise UserError("the password is empty")
@@ -64,12 +69,66 @@ def cmd_init(config: Config, args: argparse.Namespace) -> None:
     if POSTMASTER not in users.list_users():
         users.add_user(POSTMASTER, hash_password(secrets.token_urlsafe(32)), time.time())
     print(f"database ready: {config.database}")
+    files = certificate_files(config)
+    if not files.configured and not files.certificate.exists():
+        names, addresses = node_names(_address_if_known(config))
+        generate(files, names, addresses, datetime.datetime.now(datetime.UTC))
+        print(f"created a self-signed TLS certificate for {', '.join(names + [str(a) for a in addresses])}")
+    certificate = load_certificate(files)
+    print(f"TLS certificate: {files.certificate} (key {files.key}), SHA-256 {certificate.fingerprint}")
+
+
+def _address_if_known(config: Config) -> ipaddress.IPv6Address | None:
+    """The node's address for its certificate; None (and a warning) while the router is away."""
+    try:
+        return _node(config).identity.address
+    except RouterError as exc:
+        print(
+            f"ygbridge: warning: {exc}\n  The certificate will not name the node's mesh address; "
+            "delete it and run init again once yggdrasil runs to have it named.",
+            file=sys.stderr,
+        )
+        return None
+
+
+def _print_client_settings(config: Config, name: str, password: str, host: str | None) -> None:
+    certificate = load_certificate(certificate_files(config))
+    settings = ClientSettings(
+        address=str(MailAddress(name, _node(config).identity.address)),
+        user=name,
+        imap=listeners(config.imap_listen, config.imap_listen_tls),
+        smtp=listeners(config.submission_listen, config.submission_listen_tls),
+        self_signed=certificate.self_signed,
+        fingerprint=certificate.fingerprint,
+        host=host,
+        machine=socket.gethostname(),
+    )
+    print("\n".join(settings.lines(password)))
 
 
 def cmd_user_add(config: Config, args: argparse.Namespace) -> None:
     name = users.check_name(args.name)
-    users.add_user(name, hash_password(_password(args)), time.time())
+    password = _password(args)
+    users.add_user(name, hash_password(password), time.time())
     print(f"user {name} added")
+    try:
+        _print_client_settings(config, name, password, None)
+    except YgbridgeError as exc:
+        print(
+            f"ygbridge: no client settings yet: {exc}\n  `ygbridge login-link {name}` prints them.",
+            file=sys.stderr,
+        )
+
+
+def cmd_login_link(config: Config, args: argparse.Namespace) -> None:
+    name = users.check_name(args.name)
+    stored = users.password_hash(name)
+    if stored is None:
+        raise UserError(f"no such user: {name}")
+    password = _password(args, confirm=False)
+    if not verify_password(stored, password):
+        raise UserError(f"that is not the password of {name}: a link with it would not log in")
+    _print_client_settings(config, name, password, args.host)
 
 
 def cmd_user_passwd(config: Config, args: argparse.Namespace) -> None:
@@ -95,7 +154,17 @@ def cmd_address(config: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> None:
-    status = _node(config)
+    try:
+        status = _node(config)
+    except RouterError as exc:
+        print(f"router:   unreachable ({exc})")
+        _print_queue()
+        raise
+    _print_node(status)
+    _print_queue()
+
+
+def _print_node(status: NodeStatus) -> None:
     identity = status.identity
     print(f"address:  {identity.address}")
     print(f"domain:   {domain_for(identity.address)}")
@@ -108,6 +177,9 @@ def cmd_status(config: Config, args: argparse.Namespace) -> None:
         print(f"  {peer.address}  {peer.remote or ''}")
     print(f"sessions: {len(status.sessions)}")
     _print_identity_changes(identity.key.hex())
+
+
+def _print_queue() -> None:
     summary = queue.summary()
     print(f"queue:    {sum(d.recipients for d in summary)} recipient(s) waiting")
     now = time.time()
@@ -136,7 +208,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="ygbridge", description="Mail for the Yggdrasil mesh.")
     top.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="configuration file (INI)")
     commands = top.add_subparsers(dest="command", required=True)
-    commands.add_parser("init", help="create the database").set_defaults(run=cmd_init)
+    commands.add_parser("init", help="create the database and the TLS certificate").set_defaults(run=cmd_init)
     user = commands.add_parser("user", help="manage user accounts").add_subparsers(
         dest="action", required=True
     )
@@ -154,6 +226,11 @@ def parser() -> argparse.ArgumentParser:
     address = commands.add_parser("address", help="print a user's mail address")
     address.add_argument("name")
     address.set_defaults(run=cmd_address)
+    link = commands.add_parser("login-link", help="print a user's client settings and dclogin: link")
+    link.add_argument("name")
+    link.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    link.add_argument("--host", help="where clients reach this machine (default: the listeners' addresses)")
+    link.set_defaults(run=cmd_login_link)
     commands.add_parser("status", help="node identity, peers and queue").set_defaults(run=cmd_status)
     return top
 

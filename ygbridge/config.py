@@ -26,7 +26,12 @@ class Config:
     poll_interval: float = 2.0
     mesh_port: int = 25
     submission_listen: tuple[str, ...] = ("tcp:1025:interface=127.0.0.1",)
+    submission_listen_tls: tuple[str, ...] = ()
     imap_listen: tuple[str, ...] = ("tcp:1143:interface=127.0.0.1",)
+    imap_listen_tls: tuple[str, ...] = ()
+    tls_certificate: str | None = None
+    tls_key: str | None = None
+    allow_plaintext: bool = False
     database: str = DEFAULT_DATABASE
     retry_initial: float = 5.0
     retry_max: float = 3600.0
@@ -67,6 +72,15 @@ def _size(value: str, key: str) -> int:
         raise ConfigError(f"{key} = {value!r}: expected a size such as 32MiB") from None
 
 
+def _bool(value: str, key: str) -> bool:
+    text = value.strip().lower()
+    if text in ("yes", "true", "on", "1"):
+        return True
+    if text in ("no", "false", "off", "0"):
+        return False
+    raise ConfigError(f"{key} = {value!r}: expected yes or no")
+
+
 def _int(value: str, key: str) -> int:
     try:
         return int(value)
@@ -97,10 +111,17 @@ def load_config(path: str | Path) -> Config:
         values["poll_interval"] = _duration(poll, "[yggdrasil] poll_interval")
     if port := get("mesh", "port"):
         values["mesh_port"] = _int(port, "[mesh] port")
-    if listen := get("submission", "listen"):
-        values["submission_listen"] = _words(listen)
-    if listen := get("imap", "listen"):
-        values["imap_listen"] = _words(listen)
+    for section in ("submission", "imap"):
+        if listen := get(section, "listen"):
+            values[f"{section}_listen"] = _words(listen)
+        if listen := get(section, "listen_tls"):
+            values[f"{section}_listen_tls"] = _words(listen)
+    values["tls_certificate"] = get("tls", "certificate")
+    values["tls_key"] = get("tls", "key")
+    if values["tls_key"] and not values["tls_certificate"]:
+        raise ConfigError("[tls] key is set without [tls] certificate: set both, or neither")
+    if allow := get("tls", "allow_plaintext"):
+        values["allow_plaintext"] = _bool(allow, "[tls] allow_plaintext")
     if database := get("storage", "database"):
         values["database"] = database
     for key, attr in (

@@ -11,10 +11,9 @@ import random
 from collections.abc import Awaitable, Callable
 
 import structlog
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.application.internet import TimerService
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 
 from ygbridge.addressing import domain_for
 from ygbridge.dsn import EXPIRED, RecipientFailure, status_of
@@ -33,7 +32,7 @@ def backoff(attempts: int, initial: float, maximum: float, jitter: float) -> flo
     return min(maximum, initial * 2.0**attempts) * (0.75 + jitter / 2)
 
 
-class DeliveryService(Service):
+class DeliveryService(TimerService):
     """Delivers queued mail: on a timer, on :meth:`poke` (new mail) and :meth:`retry_now` (a
     destination just became reachable, so its backoff is skipped)."""
 
@@ -51,11 +50,12 @@ class DeliveryService(Service):
         concurrency: int = 8,
         jitter: Callable[[], float] = random.random,
     ) -> None:
+        super().__init__(interval, self._tick)
+        self.clock = clock
         self._clock = clock
         self._store = store
         self._send = send
         self._bounce = bounce
-        self._interval = interval
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._horizon = horizon
@@ -63,27 +63,23 @@ class DeliveryService(Service):
         self._jitter = jitter
         self._active: set[str] = set()
         self._again: set[str] = set()  # destinations to retry at once when their drain ends
-        self._loop: LoopingCall | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        self._loop = LoopingCall(self._tick)
-        self._loop.clock = self._clock
-        self._loop.start(self._interval, now=True)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        self._sending: dict[str, Deferred[dict[str, Reply]]] = {}  # the attempt in flight per node
 
     def poke(self, destination: str) -> None:
         """Try ``destination``'s due mail now (new mail was queued for it)."""
         self._start(destination, force=False)
 
     def retry_now(self, destination: str) -> None:
-        """Try all of ``destination``'s mail now, whatever its backoff (it is reachable again)."""
+        """Try all of ``destination``'s mail now, whatever its backoff (it is reachable again).
+
+        An attempt still in flight began while the node was away (its packets are dropped, so it
+        would only end with its timeout): it is abandoned and started afresh.
+        """
         if destination in self._active:
             self._again.add(destination)
+            sending = self._sending.get(destination)
+            if sending is not None:
+                sending.cancel()
         self._start(destination, force=True)
 
     def _tick(self) -> Deferred[None]:
@@ -115,11 +111,15 @@ class DeliveryService(Service):
             self._start(destination, force=True)
 
     async def _drain(self, destination: str, force: bool) -> None:
-        """Send one node's messages, oldest first, until none is due or the node stops answering."""
+        """Send one node's messages, oldest first, until none is due or the node stops answering.
+
+        Once the node has answered, the rest of its queue follows whatever its backoff.
+        """
         while self.running:
             message = await self._store.run(queue.next_due, destination, self._clock.seconds(), force)
             if message is None or not await self._attempt(destination, message):
                 return
+            force = True
 
     async def _attempt(self, destination: str, message: queue.QueuedMessage) -> bool:
         """Try one message; True when the next one may follow at once."""
@@ -134,14 +134,14 @@ class DeliveryService(Service):
                 destination,
             )
             return True
-        addresses = [address for _, address in message.recipients]
         try:
-            results = await self._send(
-                ipaddress.IPv6Address(destination), message.sender, addresses, message.body
-            )
+            results = await self._transfer(destination, message)
         except Exception as exc:
-            error = f"{destination}: {type(exc).__name__}: {exc}".rstrip(": ")
-            await self._postpone(message, [rid for rid, _ in message.recipients], error)
+            if isinstance(exc, CancelledError):
+                reason = "attempt abandoned: the node reappeared"
+            else:
+                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            await self._postpone(message, [rid for rid, _ in message.recipients], f"{destination}: {reason}")
             return False
         delivered = [rid for rid, address in message.recipients if results[address].ok]
         failed = [
@@ -169,6 +169,18 @@ class DeliveryService(Service):
             await self._postpone(message, later, "; ".join(errors))
             return False
         return True
+
+    async def _transfer(self, destination: str, message: queue.QueuedMessage) -> dict[str, Reply]:
+        """One SMTP transaction, cancellable through :meth:`retry_now` while it runs."""
+        addresses = [address for _, address in message.recipients]
+        sending = ensureDeferred(
+            self._send(ipaddress.IPv6Address(destination), message.sender, addresses, message.body)
+        )
+        self._sending[destination] = sending
+        try:
+            return await sending
+        finally:
+            del self._sending[destination]
 
     async def _fail(
         self, message: queue.QueuedMessage, failed: list[tuple[int, str, str, str]], destination: str

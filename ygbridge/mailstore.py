@@ -1,21 +1,26 @@
-"""The reactor side of mail storage: delivery into mailboxes, and live mailbox state for IMAP.
+"""The reactor side of mail storage: delivery into mailboxes, and telling open sessions of changes.
 
-While a user has IMAP sessions open, the Mailstore keeps that user's mailboxes (UIDs and
-flags) in memory and applies every change made through it, then tells the watchers (open
-IMAP sessions) of the mailbox. Store work runs on the DB thread in FIFO order and its results
-come back in that order, so a snapshot plus the changes that arrive after it is always current.
+While a user has IMAP sessions, the Mailstore keeps the list of that user's mailboxes (names,
+subscriptions, special use) and, per mailbox, its watchers: the sessions that have it selected.
+It holds no messages. Every change made through it is passed to the mailbox's watchers once the
+database has it. Store work runs on the DB thread in FIFO order and its results come back in that
+order, so a session that reads a mailbox (:meth:`Mailstore.contents`) and adds itself as a
+watcher in the same reactor turn hears of exactly the changes its reading did not see.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import ParamSpec, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from ygbridge.store import mailboxes
-from ygbridge.store.mailboxes import MailboxSnapshot, StoredMessage, canonical_name, normalize_flags
+from ygbridge.store import mailboxes, messages, search
+from ygbridge.store.flags import normalize_flags
+from ygbridge.store.mailboxes import MailboxInfo, canonical_name
+from ygbridge.store.messages import Added, Contents, Counts, StoredMessage, Transferred
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -28,7 +33,7 @@ class DBRunner(Protocol):
 
 
 class MailboxWatcher(Protocol):
-    """An open session on a mailbox (see ``ygbridge.imap.mailbox.SessionMailbox``)."""
+    """An open session on a mailbox (see ``ygbridge.imap.session.SelectedMailbox``)."""
 
     def messages_added(self, uids: Sequence[int]) -> None: ...
 
@@ -38,46 +43,41 @@ class MailboxWatcher(Protocol):
 
 
 class MailboxState:
-    """One mailbox of a logged-in user: UID -> flags in UID order, plus its watchers."""
+    """One mailbox of a logged-in user, and the sessions watching it."""
 
-    def __init__(self, snapshot: MailboxSnapshot) -> None:
-        self.id = snapshot.id
-        self.name = snapshot.name
-        self.uidvalidity = snapshot.uidvalidity
-        self.uidnext = snapshot.uidnext
-        self.subscribed = snapshot.subscribed
-        self.special_use = snapshot.special_use
-        self.messages: dict[int, frozenset[str]] = dict(snapshot.messages)
+    def __init__(self, info: MailboxInfo) -> None:
+        self.id = info.id
+        self.name = info.name
+        self.subscribed = info.subscribed
+        self.special_use = info.special_use
         self.watchers: set[MailboxWatcher] = set()
 
-    # The apply_* methods are for the Mailstore, after the change is in the database.
+    def _others(self, origin: object) -> list[MailboxWatcher]:
+        return [watcher for watcher in self.watchers if watcher is not origin]
 
-    def apply_added(self, messages: Sequence[tuple[int, frozenset[str]]]) -> None:
-        new = [(uid, flags) for uid, flags in messages if uid not in self.messages]
-        if new:
-            self.messages.update(new)
-            self.uidnext = max(self.uidnext, new[-1][0] + 1)
+    def added(self, uids: Sequence[int]) -> None:
+        """New messages: every watcher hears of them (the one that added them too)."""
+        if uids:
             for watcher in list(self.watchers):
-                watcher.messages_added([uid for uid, _ in new])
+                watcher.messages_added(uids)
 
-    def apply_flags(self, flags: Mapping[int, frozenset[str]], origin: object) -> None:
-        changed = {uid: value for uid, value in flags.items() if uid in self.messages}
-        self.messages.update(changed)
-        for watcher in [w for w in self.watchers if w is not origin and changed]:
-            watcher.flags_changed(changed)
+    def flags_changed(self, flags: Mapping[int, frozenset[str]], origin: object) -> None:
+        if flags:
+            for watcher in self._others(origin):
+                watcher.flags_changed(flags)
 
-    def apply_removed(self, uids: Sequence[int], origin: object) -> None:
-        gone = [uid for uid in uids if self.messages.pop(uid, None) is not None]
-        for watcher in [w for w in self.watchers if w is not origin and gone]:
-            watcher.messages_expunged(gone)
+    def expunged(self, uids: Sequence[int], origin: object) -> None:
+        if uids:
+            for watcher in self._others(origin):
+                watcher.messages_expunged(uids)
 
 
 class UserMailboxes:
     """All mailboxes of one logged-in user, shared by that user's sessions."""
 
-    def __init__(self, user: str, snapshots: Iterable[MailboxSnapshot]) -> None:
+    def __init__(self, user: str, infos: Iterable[MailboxInfo]) -> None:
         self.user = user
-        self.mailboxes = {snapshot.name: MailboxState(snapshot) for snapshot in snapshots}
+        self.mailboxes = {info.name: MailboxState(info) for info in infos}
         self.sessions = 0
 
     def get(self, name: str) -> MailboxState | None:
@@ -97,6 +97,17 @@ class Mailstore:
         self._clock = clock
         self._users: dict[str, UserMailboxes] = {}
 
+    def _box(self, user: str, mailbox_id: int) -> MailboxState | None:
+        account = self._users.get(user)
+        return account.by_id(mailbox_id) if account is not None else None
+
+    def _added(self, user: str, mailbox_id: int, uids: Sequence[int]) -> None:
+        box = self._box(user, mailbox_id)
+        if box is not None:
+            box.added(uids)
+
+    # Delivery and APPEND
+
     def deliver(
         self,
         user: str,
@@ -113,16 +124,21 @@ class Mailstore:
         Errbacks with UserError / NoSuchMailbox if there is no such user or mailbox.
         """
         now = self._clock.seconds()
-        return Deferred.fromCoroutine(self._add(user, mailbox, body, flags, now, message_id, sender_node))
+
+        async def deliver() -> int | None:
+            added = await self._add(user, mailbox, body, flags, now, message_id, sender_node)
+            return None if added is None else added.uid
+
+        return Deferred.fromCoroutine(deliver())
 
     async def append(
         self, user: str, mailbox: str, body: bytes, flags: Iterable[str], internaldate: float | None
-    ) -> int:
-        """Store a message from an IMAP client (APPEND); returns its UID."""
+    ) -> Added:
+        """Store a message from an IMAP client (APPEND)."""
         when = self._clock.seconds() if internaldate is None else internaldate
-        uid = await self._add(user, mailbox, body, flags, when, None, None)
-        assert uid is not None, "no dedupe without a message id"
-        return uid
+        added = await self._add(user, mailbox, body, flags, when, None, None)
+        assert added is not None, "no dedupe without a message id"
+        return added
 
     async def _add(
         self,
@@ -133,36 +149,29 @@ class Mailstore:
         internaldate: float,
         message_id: str | None,
         sender_node: str | None,
-    ) -> int | None:
-        flags = normalize_flags(flags)
+    ) -> Added | None:
         added = await self._db.run(
-            mailboxes.add_message,
+            messages.add_message,
             user,
             mailbox,
             body,
-            flags=flags,
+            flags=normalize_flags(flags),
             internaldate=internaldate,
             message_id=message_id,
             sender_node=sender_node,
         )
-        if added is None:
-            return None
-        mailbox_id, uid = added
-        self._added(user, mailbox_id, [(uid, flags)])
-        return uid
+        if added is not None:
+            self._added(user, added.mailbox_id, [added.uid])
+        return added
 
-    def _added(self, user: str, mailbox_id: int, messages: Sequence[tuple[int, frozenset[str]]]) -> None:
-        account = self._users.get(user)
-        box = account.by_id(mailbox_id) if account is not None else None
-        if box is not None:
-            box.apply_added(messages)
+    # A user's mailboxes
 
     async def open_user(self, user: str) -> UserMailboxes:
         """The live mailboxes of ``user`` for a new session; pair with :meth:`close_user`."""
-        snapshots = await self._db.run(mailboxes.user_mailboxes, user)
+        infos = await self._db.run(mailboxes.user_mailboxes, user)
         account = self._users.get(user)
         if account is None:  # otherwise the one in memory is already current
-            account = self._users[user] = UserMailboxes(user, snapshots)
+            account = self._users[user] = UserMailboxes(user, infos)
         account.sessions += 1
         return account
 
@@ -175,8 +184,8 @@ class Mailstore:
     async def create(self, account: UserMailboxes, name: str) -> None:
         """Create a mailbox (and missing superiors)."""
         created = await self._db.run(mailboxes.create_mailbox, account.user, name, self._clock.seconds())
-        for snapshot in created:
-            account.mailboxes[snapshot.name] = MailboxState(snapshot)
+        for info in created:
+            account.mailboxes[info.name] = MailboxState(info)
 
     async def delete(self, account: UserMailboxes, name: str) -> None:
         """Delete a mailbox and its messages."""
@@ -197,24 +206,53 @@ class Mailstore:
         if box is not None:
             box.subscribed = subscribed
 
-    async def fetch(self, box: MailboxState, uids: Sequence[int], *, bodies: bool) -> list[StoredMessage]:
-        """The stored messages with these UIDs (bodies only if asked for)."""
-        return await self._db.run(mailboxes.load_messages, box.id, uids, bodies=bodies)
+    # The messages of a mailbox
+
+    async def contents(self, box: MailboxState) -> Contents:
+        """Every UID of a mailbox now; a watcher added before the next await hears of later changes."""
+        return await self._db.run(messages.mailbox_contents, box.id)
+
+    async def counts(self, box: MailboxState) -> Counts:
+        """Message counts for STATUS."""
+        return await self._db.run(messages.mailbox_counts, box.id)
+
+    async def fetch(
+        self, box: MailboxState, uids: Sequence[int], *, bodies: bool, max_bytes: int | None = None
+    ) -> list[StoredMessage]:
+        """The stored messages with these UIDs (bodies only if asked for, up to ``max_bytes``)."""
+        return await self._db.run(messages.load_messages, box.id, uids, bodies=bodies, max_bytes=max_bytes)
+
+    async def search(self, box: MailboxState, term: search.Term, max_uid: int) -> array[int]:
+        """UIDs up to ``max_uid`` of the messages a search term matches."""
+        return await self._db.run(search.matching_uids, box.id, term, max_uid)
 
     async def store_flags(
         self, box: MailboxState, uids: Sequence[int], flags: Iterable[str], mode: int, origin: object
-    ) -> None:
-        """Add (mode 1), remove (-1) or replace (0) flags; watchers other than ``origin`` hear of it."""
-        changed = await self._db.run(mailboxes.store_flags, box.id, uids, list(flags), mode)
-        box.apply_flags(changed, origin)
+    ) -> list[messages.FlagUpdate]:
+        """Add (mode 1), remove (-1) or replace (0) flags; watchers other than ``origin`` hear of changes."""
+        updates = await self._db.run(messages.store_flags, box.id, uids, list(flags), mode)
+        box.flags_changed({update.uid: update.flags for update in updates if update.changed}, origin)
+        return updates
 
-    async def expunge(self, box: MailboxState, origin: object) -> list[int]:
-        """Remove messages flagged ``\\Deleted``; returns their UIDs, ascending."""
-        uids = await self._db.run(mailboxes.expunge, box.id)
-        box.apply_removed(uids, origin)
-        return uids
+    async def expunge(self, box: MailboxState, uids: Sequence[int] | None, origin: object) -> list[int]:
+        """Remove messages flagged ``\\Deleted`` (among ``uids`` if given); their UIDs, ascending."""
+        gone = await self._db.run(messages.expunge, box.id, uids)
+        box.expunged(gone, origin)
+        return gone
 
-    async def copy(self, box: MailboxState, uids: Sequence[int], account: UserMailboxes, target: str) -> None:
+    async def copy(
+        self, box: MailboxState, uids: Sequence[int], account: UserMailboxes, target: str
+    ) -> Transferred:
         """Copy messages into another mailbox of the same user."""
-        target_id, added = await self._db.run(mailboxes.copy_messages, box.id, uids, account.user, target)
-        self._added(account.user, target_id, added)
+        copied = await self._db.run(messages.copy_messages, box.id, uids, account.user, target)
+        self._added(account.user, copied.mailbox_id, copied.target)
+        return copied
+
+    async def move(
+        self, box: MailboxState, uids: Sequence[int], account: UserMailboxes, target: str, origin: object
+    ) -> Transferred:
+        """Move messages into another mailbox of the same user (watchers but ``origin`` hear of it)."""
+        moved = await self._db.run(messages.move_messages, box.id, uids, account.user, target)
+        box.expunged(moved.source, origin)
+        self._added(account.user, moved.mailbox_id, moved.target)
+        return moved

@@ -1,10 +1,11 @@
-"""Reading what delivery needs from raw message bytes, without re-encoding them."""
+"""Reading raw message bytes (RFC 5322 header fields) without re-encoding them."""
 
 from __future__ import annotations
 
 import re
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_LINE_END = re.compile(rb"\r?\n")
 
 
 def header_block(body: bytes) -> bytes:
@@ -13,18 +14,37 @@ def header_block(body: bytes) -> bytes:
     return body[: match.start()] if match else body
 
 
+def split_message(raw: bytes) -> tuple[bytes, bytes]:
+    """(header section including the blank line that ends it, body) of a message or MIME part."""
+    blank = re.match(rb"\r?\n", raw)
+    end = blank or _HEADER_END.search(raw)
+    return (raw, b"") if end is None else (raw[: end.end()], raw[end.end() :])
+
+
+def header_fields(header: bytes) -> list[tuple[bytes, bytes]]:
+    """(lowercase name, raw field with its continuation lines and line ends), in order."""
+    fields: list[tuple[bytes, bytes]] = []
+    for line in header.splitlines(keepends=True):
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] = (fields[-1][0], fields[-1][1] + line)
+        else:
+            fields.append((line.split(b":", 1)[0].strip().lower(), line))
+    return fields
+
+
+def field_value(field: bytes) -> bytes:
+    """The unfolded value of a raw header field (what follows the colon, line ends removed)."""
+    return _LINE_END.sub(b"", field.split(b":", 1)[-1]).strip()
+
+
 def header_value(body: bytes, name: str) -> str | None:
     """The unfolded value of the first header ``name`` (case-insensitive), or None."""
-    wanted = name.lower().encode("ascii") + b":"
-    lines = header_block(body).splitlines()
-    for index, line in enumerate(lines):
-        if line.lower().startswith(wanted):
-            value = line[len(wanted) :]
-            for more in lines[index + 1 :]:
-                if more[:1] not in (b" ", b"\t"):
-                    break
-                value += more
-            return value.decode("utf-8", "replace").strip() or None
+    wanted = name.lower().encode("ascii")
+    for field_name, field in header_fields(split_message(body)[0]):
+        if field_name == wanted:
+            return field_value(field).decode("utf-8", "replace") or None
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from functools import partial
 from typing import Any
 
 import structlog
@@ -12,6 +13,8 @@ from twisted.application.service import MultiService
 from twisted.cred.portal import Portal
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from ygbridge.addressing import domain_for
@@ -20,7 +23,7 @@ from ygbridge.config import Config
 from ygbridge.delivery import DeliveryService
 from ygbridge.errors import TunDisabled
 from ygbridge.imap.mailbox import ImapRealm
-from ygbridge.imap.server import ImapFactory
+from ygbridge.imap.tls import TLSImapFactory
 from ygbridge.mailstore import Mailstore
 from ygbridge.outbox import Outbox
 from ygbridge.router.link import RouterLink
@@ -28,10 +31,13 @@ from ygbridge.router.reachability import ReachabilityWatcher
 from ygbridge.router.state import NodeIdentity
 from ygbridge.smtp.client import Reply, SMTPClient
 from ygbridge.smtp.listener import MeshListener
-from ygbridge.smtp.mesh import MeshFactory
+from ygbridge.smtp.mesh import MeshServer
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store.db import StoreThread
 from ygbridge.store.identity import record_identity
+from ygbridge.tls import certificate_files
+from ygbridge.tls import load as load_certificate
+from ygbridge.tlspolicy import ClientTLS
 
 log = structlog.get_logger(__name__)
 
@@ -69,12 +75,16 @@ class NodeService(MultiService):
             SubmissionRealm(self.node_address, self.outbox, config.max_message_size), [checker]
         )
         imap = Portal(ImapRealm(self.mailstore), [checker])
-        for description in config.submission_listen:
-            self._listen(
-                description, SubmissionFactory(submission, self.node_address, config.max_message_size)
-            )
-        for description in config.imap_listen:
-            self._listen(description, ImapFactory(imap, reactor))
+        tls = ClientTLS(load_certificate(certificate_files(config)).context, config.allow_plaintext)
+        self._listen_clients(
+            SubmissionFactory(submission, self.node_address, config.max_message_size, tls),
+            config.submission_listen,
+            config.submission_listen_tls,
+            tls,
+        )
+        self._listen_clients(
+            TLSImapFactory(imap, reactor, tls), config.imap_listen, config.imap_listen_tls, tls
+        )
         self._client: SMTPClient | None = None
         self._ready = False
         self.mesh = MeshListener(reactor, config.mesh_port, self._mesh_factory)
@@ -88,13 +98,25 @@ class NodeService(MultiService):
         service = StreamServerEndpointService(serverFromString(self._reactor, description), factory)
         service.setServiceParent(self)
 
+    def _listen_clients(
+        self, factory: Any, plain: tuple[str, ...], implicit_tls: tuple[str, ...], tls: ClientTLS
+    ) -> None:
+        """A client protocol on its STARTTLS endpoints and, wrapped in TLS, its implicit-TLS ones."""
+        for description in plain:
+            self._listen(description, factory)
+        for description in implicit_tls:
+            self._listen(description, TLSMemoryBIOFactory(tls.context, False, factory))
+
     def node_address(self) -> ipaddress.IPv6Address | None:
         """This node's 200::/8 address, once the router has told it."""
         identity = self.router.identity
         return identity.address if identity is not None else None
 
-    def _mesh_factory(self, address: ipaddress.IPv6Address) -> MeshFactory:
-        return MeshFactory(address, self.outbox, self._config.max_message_size, self.delivery.retry_now)
+    def _mesh_factory(self, address: ipaddress.IPv6Address) -> Factory:
+        """Mesh SMTP for ``address``; a node that connects is reachable, so its queue is tried."""
+        return Factory.forProtocol(
+            partial(MeshServer, address, self.outbox, self._config.max_message_size, self.delivery.retry_now)
+        )
 
     async def _send(
         self, destination: ipaddress.IPv6Address, sender: str, recipients: list[str], body: bytes
@@ -148,7 +170,9 @@ class NodeService(MultiService):
                 key=identity.key.hex(),
                 mesh_port=self._config.mesh_port,
                 submission=list(self._config.submission_listen),
+                submission_tls=list(self._config.submission_listen_tls),
                 imap=list(self._config.imap_listen),
+                imap_tls=list(self._config.imap_listen_tls),
             )
 
     def _cannot_serve(self, failure: Failure) -> None:

@@ -34,6 +34,6 @@ def makeService(options: Options) -> IService:
     logs.configure(options.loaded.log_level)
     try:
         connect(options.loaded.database, options.loaded.base_dir)
+        return NodeService(reactor, options.loaded)
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
-    return NodeService(reactor, options.loaded)

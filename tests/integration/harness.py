@@ -28,11 +28,11 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import smtplib
 import ssl
-import shlex
 import subprocess
 import sys
 import threading
@@ -98,6 +98,19 @@ def wait_until(
                 extra += f"\n{detail()}"
             raise HarnessError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
         time.sleep(interval)
+
+
+def holds_for(condition: Callable[[], object], *, duration: float, what: str, interval: float = 0.5) -> None:
+    """Poll ``condition`` for ``duration`` seconds (a window in which nothing may go wrong);
+    HarnessError as soon as it is false."""
+    deadline = time.monotonic() + duration
+    while True:
+        if not condition():
+            raise HarnessError(f"no longer true: {what}")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(interval, left))
 
 
 def meshname_domain(address: ipaddress.IPv6Address) -> str:
@@ -251,6 +264,21 @@ class Namespace:
                 _setns(own)
         finally:
             os.close(own)
+
+    def sysctl(self, key: str, value: str) -> None:
+        """Set a per-namespace kernel parameter (``net.ipv4.tcp_syn_retries``...)."""
+        self.run(["sysctl", "-q", "-w", f"{key}={value}"])
+
+    def tcp_sockets(self, state: str, where: str = "") -> list[str]:
+        """``ss -tinH state STATE WHERE`` here: one text per socket (address line and info line)."""
+        argv = ["ss", "-tinH", "state", state] + ([where] if where else [])
+        text = self.run(argv, timeout=10).stdout
+        return [block.strip() for block in re.split(r"\n(?=\S)", text) if block.strip()]
+
+    def tcp_bytes_received(self, port: int) -> int:
+        """Bytes received so far on the established TCP connections to local ``port``."""
+        sockets = self.tcp_sockets("established", f"( sport = :{port} )")
+        return sum(int(m.group(1)) for s in sockets if (m := re.search(r"bytes_received:(\d+)", s)))
 
     def pids(self) -> list[int]:
         result = _run(["ip", "netns", "pids", self.name], check=False, timeout=10)
@@ -416,26 +444,56 @@ class BridgeRun:
         with self.changed:
             return [line for line in self.lines if not _is_json_object(line)]
 
-    def wait_event(self, name: str, timeout: float) -> dict[str, Any]:
-        """The first event named ``name``; BridgeStartError if the process ends without it."""
+    def mark(self) -> int:
+        """How many events were logged so far: a ``since`` for :meth:`matching` and :meth:`wait_events`."""
+        with self.changed:
+            return len(self.events)
+
+    def matching(
+        self, name: str, *, since: int = 0, where: Callable[[dict[str, Any]], bool] | None = None
+    ) -> list[dict[str, Any]]:
+        """Events named ``name`` (that satisfy ``where``) logged after the first ``since`` events."""
+        with self.changed:
+            return [
+                event
+                for event in self.events[since:]
+                if event.get("event") == name and (where is None or where(event))
+            ]
+
+    def wait_events(
+        self,
+        name: str,
+        timeout: float,
+        *,
+        since: int = 0,
+        count: int = 1,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Bounded wait until ``count`` events named ``name`` (and ``where``) follow the first
+        ``since``; returns them all. BridgeStartError if the process ends or time runs out first."""
         deadline = time.monotonic() + timeout
         with self.changed:
             while True:
-                for event in self.events:
-                    if event.get("event") == name:
-                        return event
+                found = self.matching(name, since=since, where=where)
+                if len(found) >= count:
+                    return found
                 finished = self.process.poll() is not None and not (self.reader and self.reader.is_alive())
                 if finished:
                     raise BridgeStartError(
-                        f"ygbridge exited {self.process.returncode} before logging {name!r}:\n"
-                        + tail("\n".join(self.lines))
+                        f"ygbridge exited {self.process.returncode} after {len(found)} of {count} "
+                        f"{name!r} event(s):\n" + tail("\n".join(self.lines))
                     )
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise BridgeStartError(
-                        f"no {name!r} event within {timeout:.0f}s:\n" + tail("\n".join(self.lines))
+                        f"{len(found)} of {count} {name!r} event(s) within {timeout:.0f}s:\n"
+                        + tail("\n".join(self.lines))
                     )
                 self.changed.wait(min(left, 0.5))
+
+    def wait_event(self, name: str, timeout: float, *, since: int = 0) -> dict[str, Any]:
+        """The first event named ``name`` after ``since``; BridgeStartError if the process ends without it."""
+        return self.wait_events(name, timeout, since=since)[0]
 
 
 class Bridge:
@@ -460,6 +518,13 @@ class Bridge:
         self.passwords: dict[str, str] = {}
 
     # -- configuration and CLI
+
+    def configure(self, **sections: dict[str, str]) -> None:
+        """Merge keys into the configuration (``configure(delivery={"retry_horizon": "8s"})``) and
+        rewrite the file; a running bridge sees them after its next start."""
+        for section, values in sections.items():
+            self.settings.setdefault(section, {}).update(values)
+        self.write_config()
 
     def write_config(self) -> None:
         text = "".join(
@@ -563,6 +628,31 @@ class Bridge:
         self._note(f"[harness] twistd exited {status}")
         self.run = None
         return status
+
+    def kill(self) -> int | None:
+        """SIGKILL twistd (no shutdown of any kind, as on a power cut); returns its exit status."""
+        run = self.run
+        if run is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            run.process.kill()
+        return self.stop()
+
+    def send_signal(self, signum: int) -> None:
+        """Send ``signum`` to the running twistd (SIGSTOP/SIGCONT to freeze and thaw it)."""
+        if self.run is None or self.run.process.poll() is not None:
+            raise HarnessError(f"bridge on {self.node.name} is not running")
+        self.run.process.send_signal(signum)
+
+    def current(self) -> BridgeRun:
+        """The running twistd's output and events."""
+        if self.run is None:
+            raise HarnessError(f"bridge on {self.node.name} is not running")
+        return self.run
+
+    def status(self) -> str:
+        """What ``ygbridge status`` prints."""
+        return self.cli("status").stdout
 
     def restart(self, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
         self.stop()
@@ -714,6 +804,7 @@ class Lab:
         self.nodes: dict[str, Node] = {}
         self._namespaces: list[Namespace] = []
         self._links = 0
+        self._veths: dict[frozenset[str], list[tuple[Node, str]]] = {}
         self._dumped: dict[str, int] = {}
         self.closed_at: float | None = None
         _live_labs.append(self)
@@ -747,9 +838,18 @@ class Lab:
         for node, ifname, address in ends:
             node.ns.run(["ip", "addr", "add", f"{address}/24", "dev", ifname])
             node.ns.run(["ip", "link", "set", ifname, "up"])
+        self._veths[frozenset((dialer.name, listener.name))] = [(node, ifname) for node, ifname, _ in ends]
         uri = f"tcp://{b_address}:{ROUTER_PORT}"
         listener.router.config["Listen"].append(uri)
         dialer.router.config["Peers"].append(uri)
+
+    def set_link(self, a: Node, b: Node, up: bool) -> None:
+        """Take the veth pair between ``a`` and ``b`` down (both ends, as a pulled cable) or up."""
+        ends = self._veths.get(frozenset((a.name, b.name)))
+        if ends is None:
+            raise HarnessError(f"no link between {a.name} and {b.name}")
+        for node, ifname in ends:
+            node.ns.run(["ip", "link", "set", ifname, "up" if up else "down"])
 
     def start_routers(self, timeout: float = 30.0) -> None:
         """Start every router, then wait until each configured peering is up on both sides."""

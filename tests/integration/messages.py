@@ -7,6 +7,7 @@ import imaplib
 import re
 import smtplib
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -91,14 +92,31 @@ def _fetch_all(imap: imaplib.IMAP4, mailbox: str, item: str) -> dict[int, bytes]
     return found
 
 
-def message_index(imap: imaplib.IMAP4, mailbox: str = "INBOX") -> dict[str, int]:
-    """Message-ID -> UID for every message in ``mailbox``."""
-    index: dict[str, int] = {}
+def message_ids(imap: imaplib.IMAP4, mailbox: str = "INBOX") -> dict[int, str]:
+    """UID -> Message-ID for every message in ``mailbox`` that has one (one FETCH of the headers)."""
+    found: dict[int, str] = {}
     for uid, header in _fetch_all(imap, mailbox, "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]").items():
         match = re.search(rb"^message-id:\s*(<[^>]*>)", header, re.IGNORECASE | re.MULTILINE)
         if match:
-            index[match.group(1).decode("ascii", "replace")] = uid
-    return index
+            found[uid] = match.group(1).decode("ascii", "replace")
+    return found
+
+
+def message_index(imap: imaplib.IMAP4, mailbox: str = "INBOX") -> dict[str, int]:
+    """Message-ID -> UID for every message in ``mailbox``."""
+    return {mid: uid for uid, mid in message_ids(imap, mailbox).items()}
+
+
+def message_id_counts(imap: imaplib.IMAP4, mailbox: str = "INBOX") -> Counter[str]:
+    """How many messages in ``mailbox`` carry each Message-ID (a duplicate counts twice)."""
+    return Counter(message_ids(imap, mailbox).values())
+
+
+def count_message(imap: imaplib.IMAP4, message_id: str, mailbox: str = "INBOX") -> int:
+    """How many messages in ``mailbox`` have this Message-ID, by the server's SEARCH HEADER."""
+    _check(imap.select(mailbox), f"SELECT {mailbox}")
+    data = _check(imap.uid("SEARCH", "HEADER", "Message-ID", f'"{message_id}"'), "UID SEARCH HEADER")
+    return len(b" ".join(part for part in data if part).split())
 
 
 def wait_for_message(
@@ -124,12 +142,16 @@ def wait_for_body(
     """Bounded polling until some message's full text satisfies ``predicate``: (UID, text)."""
 
     def match() -> tuple[int, bytes] | None:
-        for uid, body in _fetch_all(imap, mailbox, "BODY.PEEK[]").items():
-            if predicate(body):
-                return uid, body
-        return None
+        return next(iter(bodies_matching(imap, predicate, mailbox)), None)
 
     return wait_until(match, timeout=timeout, interval=0.25, what=f"{what} in {mailbox}")
+
+
+def bodies_matching(
+    imap: imaplib.IMAP4, predicate: Callable[[bytes], bool], mailbox: str = "INBOX"
+) -> list[tuple[int, bytes]]:
+    """(UID, full text) of every message in ``mailbox`` whose text satisfies ``predicate``."""
+    return [(uid, body) for uid, body in _fetch_all(imap, mailbox, "BODY.PEEK[]").items() if predicate(body)]
 
 
 def fetch_body(imap: imaplib.IMAP4, uid: int) -> bytes:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 import peewee
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
+from ygbridge.store import messages
 from ygbridge.store.db import migrate
 from ygbridge.store.models import DEFAULT_MAILBOXES, Mailbox, User, database
 
@@ -46,6 +47,22 @@ def make_user(name: str) -> User:
     for mailbox, special in DEFAULT_MAILBOXES.items():
         Mailbox.create(user=user, name=mailbox, uidvalidity=int(CREATED), special_use=special)
     return user
+
+
+def alice_database() -> Iterator[None]:
+    """A fresh in-memory database with user alice, for the length of a test (a fixture body)."""
+    memory_database()
+    make_user("alice")
+    yield
+    database.close()
+
+
+def add_message(body: bytes = b"Subject: x\r\n\r\nhi\r\n", mailbox: str = "INBOX", **kwargs: object) -> int:
+    """Store a message for alice straight through store.messages; returns its UID."""
+    options = {"flags": (), "internaldate": CREATED + 100, "message_id": None, "sender_node": None, **kwargs}
+    added = messages.add_message("alice", mailbox, body, **options)  # type: ignore[arg-type]
+    assert added is not None
+    return added.uid
 
 
 def result_of(deferred: Deferred[T]) -> T:

@@ -13,6 +13,7 @@ from ygbridge.store import queue
 
 PEER = "203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47"
 OK = Reply(250, "2.0.0 stored")
+HANG = object()
 
 
 class FakePeer:
@@ -30,6 +31,8 @@ class FakePeer:
         self.sent.append((destination.compressed, recipients, body))
         self.attempt_times.append(self.clock.seconds() if self.clock else 0.0)
         outcome = self.outcomes.pop(0)
+        if outcome is HANG:
+            return Deferred()  # an attempt whose packets are dropped: only a timeout would end it
         if isinstance(outcome, Exception):
             d: Deferred = Deferred()
             d.errback(outcome)
@@ -148,4 +151,32 @@ def test_oldest_first_and_all_due_messages_in_one_run() -> None:
     queue.enqueue("a@x.meship", b"second\r\n", None, [("b@y.meship", PEER)], 0)
     service.startService()
     assert [body for _, _, body in peer.sent] == [b"first\r\n", b"second\r\n"]
+    service.stopService()
+
+
+def test_reappearing_node_abandons_the_hung_attempt_and_retries_at_once() -> None:
+    clock = Clock()
+    peer = FakePeer(HANG, OK)
+    service = _service(peer, clock)
+    queue.enqueue("a@x.meship", b"m\r\n", "<1@x>", [("b@y.meship", PEER)], 0)
+    service.startService()
+    assert len(peer.sent) == 1 and queue.summary() != []
+    service.retry_now(PEER)
+    assert len(peer.sent) == 2
+    assert queue.summary() == []
+    service.stopService()
+
+
+def test_once_the_node_answers_its_whole_queue_follows() -> None:
+    clock = Clock()
+    peer = FakePeer(ConnectionRefusedError("down"), OK, OK, OK)
+    service = _service(peer, clock)
+    queue.enqueue("a@x.meship", b"old\r\n", "<1@x>", [("b@y.meship", PEER)], 0)
+    service.startService()  # fails: the first message backs off
+    for body, mid in ((b"new1\r\n", "<2@x>"), (b"new2\r\n", "<3@x>")):
+        queue.enqueue("a@x.meship", body, mid, [("b@y.meship", PEER)], 0)
+    queue.postpone([2, 3], "backing off", 1000.0)  # recipient rows 2 and 3: their own backoff is long
+    clock.advance(5)  # the old one is due again and succeeds; the others follow it at once
+    assert [body for _, _, body in peer.sent] == [b"old\r\n", b"old\r\n", b"new1\r\n", b"new2\r\n"]
+    assert queue.summary() == []
     service.stopService()

@@ -1,11 +1,14 @@
 """Submission and mesh SMTP servers, driven line by line through StringTransport."""
 
 import ipaddress
+from functools import partial
 
 import pytest
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv6Address as TwistedIPv6
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
@@ -13,10 +16,11 @@ from tests.unit.fakestore import ImmediateDB, make_user, memory_database
 from ygbridge.addressing import domain_for
 from ygbridge.mailstore import Mailstore
 from ygbridge.outbox import Outbox
-from ygbridge.smtp.mesh import MeshFactory
+from ygbridge.smtp.mesh import MeshServer
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store import queue
 from ygbridge.store.models import Message
+from ygbridge.tlspolicy import ClientTLS
 
 NODE = ipaddress.IPv6Address("203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47")
 PEER = ipaddress.IPv6Address("207:c9a6:2274:54f4:63df:eb39:2d22:3d1")
@@ -42,9 +46,9 @@ class Node:
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(b"alice", b"pw")
         portal = Portal(SubmissionRealm(lambda: NODE, self.outbox, 1000), [checker])
-        self.submission = SubmissionFactory(portal, lambda: NODE, 1000)
+        self.submission = SubmissionFactory(portal, lambda: NODE, 1000, ClientTLS(CertificateOptions()))
         self.connected: list[str] = []
-        self.mesh = MeshFactory(NODE, self.outbox, 1000, self.connected.append)
+        self.mesh = Factory.forProtocol(partial(MeshServer, NODE, self.outbox, 1000, self.connected.append))
 
     def connect(self, factory: object, source: ipaddress.IPv6Address) -> "Session":
         protocol = factory.buildProtocol(None)  # type: ignore[attr-defined]

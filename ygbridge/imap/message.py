@@ -7,39 +7,18 @@ import email.parser
 import email.policy
 import email.utils
 import re
-from collections.abc import Callable, Collection, Sequence
-from datetime import UTC, datetime
+from collections.abc import Collection, Sequence
 from functools import cached_property
 from io import BytesIO
 from typing import Any
 
-from twisted.mail.imap4 import IMessage, IMessagePart, getEnvelope
+from twisted.mail.imap4 import IMessagePart, getEnvelope
 from zope.interface import implementer
 
-from ygbridge.store.mailboxes import StoredMessage
+from ygbridge.message import field_value, header_fields, split_message
+from ygbridge.store.messages import StoredMessage
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _PARSER = email.parser.HeaderParser(policy=email.policy.compat32)
-
-
-def split_message(raw: bytes) -> tuple[bytes, bytes]:
-    """(header section including the blank line that ends it, body) of a message or MIME part."""
-    blank = re.match(rb"\r?\n", raw)
-    end = blank or _HEADER_END.search(raw)
-    return (raw, b"") if end is None else (raw[: end.end()], raw[end.end() :])
-
-
-def header_fields(header: bytes) -> list[tuple[bytes, bytes]]:
-    """(lowercase name, raw field with its continuation lines and line ends), in order."""
-    fields: list[tuple[bytes, bytes]] = []
-    for line in header.splitlines(keepends=True):
-        if line in (b"\r\n", b"\n"):
-            break
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] = (fields[-1][0], fields[-1][1] + line)
-        else:
-            fields.append((line.split(b":", 1)[0].strip().lower(), line))
-    return fields
 
 
 def select_fields(header: bytes, names: Collection[bytes], negate: bool) -> bytes:
@@ -134,8 +113,7 @@ class MimeEntity:
         for name, raw in header_fields(self.header):
             key = name.decode("ascii", "surrogateescape")
             if (key in wanted) != negate and key not in headers:
-                value = re.sub(rb"\r?\n", b"", raw.split(b":", 1)[-1]).strip()
-                headers[key] = value.decode("utf-8", "surrogateescape")
+                headers[key] = field_value(raw).decode("utf-8", "surrogateescape")
         return headers
 
     def getBodyFile(self) -> BytesIO:
@@ -199,13 +177,11 @@ def body_structure(entity: MimeEntity, extended: bool) -> list[Any]:
     return result + (tail() if extended else [])
 
 
-@implementer(IMessage)
 class ImapMessage:
-    """A stored message in a session; flags are read live through ``flags``."""
+    """A stored message as FETCH sees it (and Twisted's ``getEnvelope``, through getHeaders)."""
 
-    def __init__(self, stored: StoredMessage, flags: Callable[[int], frozenset[str]]) -> None:
+    def __init__(self, stored: StoredMessage) -> None:
         self.stored = stored
-        self._flags = flags
 
     @cached_property
     def entity(self) -> MimeEntity:
@@ -213,42 +189,5 @@ class ImapMessage:
         assert self.stored.body is not None, "message loaded without its body"
         return MimeEntity(self.stored.body)
 
-    def getUID(self) -> int:
-        return self.stored.uid
-
-    def getFlags(self) -> list[str]:
-        return sorted(self._flags(self.stored.uid))
-
-    def getInternalDate(self) -> str:
-        return email.utils.formatdate(self.stored.internaldate, usegmt=True)
-
-    def getSize(self) -> int:
-        return self.stored.size
-
     def getHeaders(self, negate: bool, *names: str | bytes) -> dict[str, str]:
         return self.entity.getHeaders(negate, *names)
-
-    def getBodyFile(self) -> BytesIO:
-        return self.entity.getBodyFile()
-
-    def isMultipart(self) -> bool:
-        return self.entity.isMultipart()
-
-    def getSubPart(self, part: int) -> MimeEntity:
-        return self.entity.getSubPart(part)
-
-
-_DATE_TIME = re.compile(rb"\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)\s*")
-_MONTHS = [b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec"]
-
-
-def parse_date_time(text: bytes | str) -> float:
-    """POSIX time of an IMAP date-time (``17-Jul-1996 02:44:25 -0700``); ValueError if malformed."""
-    match = _DATE_TIME.fullmatch(text.encode("ascii", "replace") if isinstance(text, str) else text)
-    if match is None or match[2].lower() not in _MONTHS:
-        raise ValueError(f"not an IMAP date-time: {text!r}")
-    day, _, year, hour, minute, second, sign, tz_hours, tz_minutes = match.groups()
-    month = _MONTHS.index(match[2].lower()) + 1
-    offset = (int(tz_hours) * 60 + int(tz_minutes)) * (-60 if sign == b"-" else 60)
-    when = datetime(int(year), month, int(day), int(hour), int(minute), int(second), tzinfo=UTC)
-    return when.timestamp() - offset

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import structlog
-from twisted.application.service import Service
+from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 
 from ygbridge.errors import RouterError
 from ygbridge.router.link import RouterLink
@@ -17,7 +16,7 @@ from ygbridge.router.link import RouterLink
 log = structlog.get_logger(__name__)
 
 
-class ReachabilityWatcher(Service):
+class ReachabilityWatcher(TimerService):
     """Calls ``appeared(address)`` for each peer that came up and each new session.
 
     While the router cannot be asked, nothing is known: on reconnection every current peer
@@ -27,24 +26,12 @@ class ReachabilityWatcher(Service):
     def __init__(
         self, link: RouterLink, clock: IReactorTime, interval: float, appeared: Callable[[str], None]
     ) -> None:
+        super().__init__(interval, self._poll)
+        self.clock = clock
         self._link = link
-        self._clock = clock
-        self._interval = interval
         self._appeared = appeared
         self._peers: set[str] = set()
         self._sessions: set[str] = set()
-        self._loop: LoopingCall | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        self._loop = LoopingCall(self._poll)
-        self._loop.clock = self._clock
-        self._loop.start(self._interval, now=True)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
 
     def _poll(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._read())

@@ -6,7 +6,6 @@ import ipaddress
 from collections.abc import Callable
 
 import structlog
-from twisted.internet.protocol import ServerFactory
 from twisted.mail import smtp
 
 from ygbridge.addressing import domain_for, is_node_address
@@ -78,25 +77,3 @@ class MeshServer(MeshESMTP):
         assert self._transaction is not None
         self._recipients.append(recipient.local)
         return self._transaction.message
-
-
-class MeshFactory(ServerFactory):
-    """Builds :class:`MeshServer` protocols for this node; ``connected(source)`` is told of each
-    connection (a node that connects is reachable: its queue is worth trying)."""
-
-    def __init__(
-        self,
-        node: ipaddress.IPv6Address,
-        outbox: Outbox,
-        max_size: int,
-        connected: Callable[[str], None],
-    ) -> None:
-        self._node = node
-        self._outbox = outbox
-        self._max_size = max_size
-        self._connected = connected
-
-    def buildProtocol(self, addr: object) -> MeshServer:
-        protocol = MeshServer(self._node, self._outbox, self._max_size, self._connected)
-        protocol.factory = self
-        return protocol

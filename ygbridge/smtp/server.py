@@ -22,6 +22,22 @@ from ygbridge.errors import AddressError
 log = structlog.get_logger(__name__)
 
 _PATH = re.compile(rb"^\s*(?:FROM|TO):\s*<?([^<>\s]*)>?(?:\s+(.*))?$", re.I)
+_ENHANCED = re.compile(rb"^[245]\.\d{1,3}\.\d{1,3}(?: |$)")
+#: RFC 3463 codes for the replies Twisted writes without one (RFC 2034: every reply carries one).
+_DEFAULT_ENHANCED = {
+    221: b"2.0.0",
+    235: b"2.7.0",
+    250: b"2.0.0",
+    421: b"4.4.2",
+    451: b"4.3.0",
+    454: b"4.7.0",
+    500: b"5.5.2",
+    501: b"5.5.4",
+    503: b"5.5.1",
+    504: b"5.5.4",
+    535: b"5.7.8",
+    550: b"5.0.0",
+}
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,35 @@ class MeshESMTP(smtp.ESMTP):
     """ESMTP with mesh path parsing, SIZE/8BITMIME/PIPELINING/ENHANCEDSTATUSCODES, clean replies."""
 
     max_size = 32 * 1024 * 1024
+    #: Lines that arrived while an earlier command still waited for its reply.
+    _held: list[bytes] | None = None
+    _replies = 0
+
+    def lineReceived(self, line: bytes) -> None:
+        """One command at a time (RFC 2920): lines pipelined behind a command whose reply waits
+        for the database (RCPT, AUTH, the end of DATA) are handled once that reply is out."""
+        if self._held is not None:
+            self._held.append(line)
+            return
+        wants_reply = self.mode != smtp.DATA or line == b"."
+        replies = self._replies
+        super().lineReceived(line)
+        if wants_reply and self._replies == replies and self._held is None:
+            self._held = []
+
+    def sendCode(self, code: int, message: bytes = b"") -> None:
+        enhanced = _DEFAULT_ENHANCED.get(code)
+        greeting = code == 250 and message.startswith(self.host + b" Hello ")  # HELO/EHLO: exempt
+        if enhanced is not None and not greeting and not _ENHANCED.match(message):
+            message = enhanced + b" " + message
+        super().sendCode(code, message)
+        self._replies += 1
+        held, self._held = self._held or [], None
+        for index, line in enumerate(held):
+            self.lineReceived(line)
+            if self._held is not None:  # that command waits for its reply in turn
+                self._held[:0] = held[index + 1 :]
+                break
 
     def extensions(self) -> dict[bytes, list[bytes] | None]:
         ext = super().extensions()
@@ -132,6 +177,13 @@ class MeshESMTP(smtp.ESMTP):
             }
         )
         return ext
+
+    def do_NOOP(self, rest: bytes) -> None:
+        self.sendCode(250, b"2.0.0 OK")
+
+    def do_VRFY(self, rest: bytes) -> None:
+        """RFC 5321 section 4.5.1 wants VRFY; like most servers, it confirms nobody."""
+        self.sendCode(252, b"2.5.0 Cannot verify; send the message and see")
 
     def receivedHeader(self, helo: object, origin: object, recipients: object) -> None:
         """Messages are stored byte for byte as sent: no trace header is added."""
@@ -167,7 +219,9 @@ class MeshESMTP(smtp.ESMTP):
         if path is None or self._size_refused(path):
             return
         validated = maybeDeferred(self.validateFrom, self._helo, path)
-        validated.addCallbacks(self._cbFromValidate, self._refused)
+        validated.addCallbacks(
+            self._cbFromValidate, self._refused, callbackKeywords={"msg": b"2.1.0 Sender OK"}
+        )
 
     def do_RCPT(self, rest: bytes) -> None:
         if not self._from:
@@ -177,7 +231,12 @@ class MeshESMTP(smtp.ESMTP):
         if path is None:
             return
         validated = maybeDeferred(self.validateTo, path)
-        validated.addCallbacks(self._cbToValidate, self._refused, callbackArgs=(path,))
+        validated.addCallbacks(
+            self._cbToValidate,
+            self._refused,
+            callbackArgs=(path,),
+            callbackKeywords={"msg": b"2.1.5 Recipient OK"},
+        )
 
     def _refused(self, failure: Failure) -> None:
         error = failure.check(smtp.SMTPServerError, smtp.SMTPBadSender, smtp.SMTPBadRcpt, AddressError)

@@ -14,6 +14,7 @@ from ygbridge.addressing import MailAddress, domain_for
 from ygbridge.errors import AddressError
 from ygbridge.outbox import Outbox
 from ygbridge.smtp.server import MeshESMTP, Path, Transaction, reply
+from ygbridge.tlspolicy import ClientTLS, is_encrypted
 
 NodeAddress = Callable[[], ipaddress.IPv6Address | None]
 
@@ -85,7 +86,52 @@ class SubmissionRealm:
 
 
 class SubmissionServer(MeshESMTP):
-    """The submission protocol: nothing is accepted before AUTH."""
+    """The submission protocol: STARTTLS, passwords only where ``tls`` allows, nothing before AUTH."""
+
+    tls: ClientTLS
+    #: Set by STARTTLS until the next read: lines pipelined after it came in clear and are dropped.
+    _cleartext_tail = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # Twisted would offer STARTTLS inside implicit TLS too
+        self.canStartTLS = self.canStartTLS and not is_encrypted(self.transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._cleartext_tail = False
+        super().dataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        if not self._cleartext_tail:
+            super().lineReceived(line)
+
+    def extensions(self) -> dict[bytes, list[bytes] | None]:
+        ext = super().extensions()
+        if not self.tls.password_allowed(self.transport):
+            del ext[b"AUTH"]  # RFC 4954 section 4: not offered where it must not be used
+        return ext
+
+    def ext_AUTH(self, rest: bytes) -> None:
+        if self.tls.password_allowed(self.transport):
+            super().ext_AUTH(rest)
+        else:
+            self.sendCode(538, b"5.7.11 Encryption required: send STARTTLS first")
+
+    def ext_STARTTLS(self, rest: bytes) -> None:
+        if self.startedTLS or is_encrypted(self.transport):
+            self.sendCode(503, b"5.5.1 TLS is already active")
+        elif not self.canStartTLS:
+            self.sendCode(454, b"4.7.0 TLS not available")
+        elif self.authenticated:
+            self.sendCode(503, b"5.5.1 STARTTLS must come before AUTH")
+        else:
+            self.sendCode(220, b"2.0.0 Ready to start TLS")
+            self.transport.startTLS(self.ctx)
+            self.startedTLS = True
+            # RFC 3207 section 4.2: start afresh, and never obey what was sent in clear after STARTTLS
+            self._from, self._to = None, []
+            self._buffer = b""
+            self._cleartext_tail = True
 
     def validateFrom(self, helo: object, origin: Path) -> Path:
         if not self.authenticated or self.delivery is None:
@@ -99,18 +145,21 @@ class SubmissionServer(MeshESMTP):
 
 
 class SubmissionFactory(smtp.SMTPFactory):
-    """Builds submission protocols with AUTH PLAIN and LOGIN against ``portal``."""
+    """Builds submission protocols with AUTH PLAIN and LOGIN against ``portal``, STARTTLS with ``tls``."""
 
     protocol = SubmissionServer
 
-    def __init__(self, portal: Portal, node: NodeAddress, max_size: int) -> None:
+    def __init__(self, portal: Portal, node: NodeAddress, max_size: int, tls: ClientTLS) -> None:
         super().__init__(portal)
         self._node = node
         self._max_size = max_size
+        self._tls = tls
 
     def buildProtocol(self, addr: object) -> SubmissionServer:
         protocol = super().buildProtocol(addr)
         protocol.challengers = {b"PLAIN": PLAINCredentials, b"LOGIN": LOGINCredentials}
+        protocol.tls = self._tls
+        protocol.ctx = self._tls.context
         protocol.max_size = self._max_size
         node = self._node()
         if node is not None:

@@ -15,6 +15,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from ygbridge.errors import ConfigError
+from ygbridge.store.migrations import MIGRATIONS
 from ygbridge.store.models import MODELS, SCHEMA_VERSION, SchemaVersion, database
 
 P = ParamSpec("P")
@@ -63,20 +64,20 @@ def connect(url: str, base_dir: Path) -> peewee.Database:
 
 
 def migrate(db: peewee.Database) -> None:
-    """Create missing tables and bring the recorded schema version up to date."""
+    """Bring the schema up to date: run the forward migrations, then create missing tables."""
     with db.atomic():
-        db.create_tables(MODELS, safe=True)
-        row = SchemaVersion.select().first()
-        if row is None:
-            SchemaVersion.create(version=SCHEMA_VERSION)
-        elif row.version > SCHEMA_VERSION:
+        row = SchemaVersion.select().first() if db.table_exists(SchemaVersion._meta.table_name) else None
+        current = SCHEMA_VERSION if row is None else row.version  # a new database starts current
+        if current > SCHEMA_VERSION:
             raise ConfigError(
-                f"the database has schema version {row.version}, newer than this ygbridge "
+                f"the database has schema version {current}, newer than this ygbridge "
                 f"understands ({SCHEMA_VERSION}): upgrade ygbridge"
             )
-        elif row.version < SCHEMA_VERSION:
-            row.version = SCHEMA_VERSION
-            row.save()
+        for version in range(current, SCHEMA_VERSION):
+            MIGRATIONS[version](db)
+        db.create_tables(MODELS, safe=True)
+        SchemaVersion.delete().execute()
+        SchemaVersion.create(version=SCHEMA_VERSION)
 
 
 class StoreThread(Service):

@@ -55,14 +55,21 @@ class Mailbox(BaseModel):
 
 
 class Message(BaseModel):
-    """A stored message: raw bytes, flags (space separated), UID and arrival time."""
+    """A stored message: raw bytes, UID, flags, arrival time, and what SEARCH compares.
+
+    ``system_flags`` holds the system flags as bits (store.flags), ``keywords`` the other flags
+    space separated; ``header_size`` is where the body starts, ``sent_date`` the day of its Date.
+    """
 
     mailbox = peewee.ForeignKeyField(Mailbox, backref="messages", on_delete="CASCADE")
     uid = peewee.BigIntegerField()
-    flags = peewee.TextField(default="")
+    system_flags = peewee.IntegerField(default=0)
+    keywords = peewee.TextField(default="")
     internaldate = peewee.FloatField()
     size = peewee.IntegerField()
     body = peewee.BlobField()
+    header_size = peewee.IntegerField(default=0)
+    sent_date = peewee.DateField(null=True)
     message_id = peewee.CharField(max_length=998, null=True)
     sender_node = peewee.CharField(max_length=64, null=True)
 
@@ -71,6 +78,14 @@ class Message(BaseModel):
             (("mailbox", "uid"), True),
             (("mailbox", "sender_node", "message_id"), False),
         )
+
+
+class HeaderField(BaseModel):
+    """One header field of a message, decoded and case-folded (store.indexing), for SEARCH."""
+
+    message = peewee.ForeignKeyField(Message, backref="header_fields", on_delete="CASCADE")
+    name = peewee.CharField(max_length=255)
+    value = peewee.TextField()
 
 
 class OutgoingMessage(BaseModel):
@@ -101,5 +116,5 @@ class NodeRecord(BaseModel):
     seen = peewee.FloatField()
 
 
-MODELS = [SchemaVersion, User, Mailbox, Message, OutgoingMessage, OutgoingRecipient, NodeRecord]
-SCHEMA_VERSION = 1
+MODELS = [SchemaVersion, User, Mailbox, Message, HeaderField, OutgoingMessage, OutgoingRecipient, NodeRecord]
+SCHEMA_VERSION = 2

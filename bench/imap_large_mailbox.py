@@ -1,0 +1,174 @@
+"""IMAP on a large mailbox: time and peak Python memory of SELECT, FETCH, SEARCH and STORE.
+
+Fills INBOX of one user with N messages (default 50,000) in a temporary SQLite file through
+the store's own add_message, then drives one IMAP session through a transport that keeps none of
+what the server writes. Database work runs on this thread (as on the DB thread, but without a
+reactor). Every command runs twice: timed, then under tracemalloc (which slows Python down and
+sees Python's allocations, not SQLite's own page cache); the process's peak RSS is printed too.
+Prints figures; asserts nothing.
+
+    PYTHONPATH=. python bench/imap_large_mailbox.py [--messages N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.cred.portal import Portal
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from ygbridge.imap.mailbox import ImapRealm
+from ygbridge.imap.server import ImapFactory
+from ygbridge.mailstore import Mailstore
+from ygbridge.store.db import connect
+from ygbridge.store.messages import add_message
+from ygbridge.store.models import database
+from ygbridge.store.users import add_user
+
+T = TypeVar("T")
+START = 1_700_000_000.0
+
+
+class InlineDB:
+    """Runs store functions at once, on this thread (StoreThread.run's signature)."""
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        try:
+            return succeed(fn(*args, **kwargs))
+        except Exception:
+            return fail()
+
+
+class CountingTransport(StringTransport):
+    """Counts what the server writes instead of keeping it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = 0
+        self.tail = b""
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+        self.tail = (self.tail + data)[-200:]
+
+
+def message(n: int) -> bytes:
+    day = 1 + n % 28
+    return (
+        f"From: Sender {n % 97} <sender{n % 97}@example.meship>\r\n"
+        f"To: alice@node.meship\r\n"
+        f"Subject: Message number {n} about topic {n % 13}\r\n"
+        f"Date: Tue, {day} Nov 2023 10:00:00 +0000\r\n"
+        f"Message-ID: <{n}@example.meship>\r\n"
+        f"\r\n"
+        f"Hello, this is the body of message {n}.\r\n" + "Some more text to make it realistic.\r\n" * 20
+    ).encode()
+
+
+def fill(count: int) -> float:
+    started = time.perf_counter()
+    with database.atomic():
+        add_user("alice", b"unused", START)
+        for n in range(count):
+            flags = ["\\Seen"] if n % 3 else []
+            when = START + n * 60
+            add_message(
+                "alice",
+                "INBOX",
+                message(n),
+                flags=flags,
+                internaldate=when,
+                message_id=None,
+                sender_node=None,
+            )
+    return time.perf_counter() - started
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run(server: Any, transport: CountingTransport, command: bytes) -> tuple[float, str]:
+    """Send one command; (seconds until it was answered, its tagged answer)."""
+    transport.written = 0
+    started = time.perf_counter()
+    server.dataReceived(command)
+    elapsed = time.perf_counter() - started
+    return elapsed, transport.tail.rstrip(b"\r\n").rsplit(b"\r\n", 1)[-1].decode(errors="replace")
+
+
+def traced(server: Any, transport: CountingTransport, command: bytes) -> tuple[float, float]:
+    """Send one command under tracemalloc; (peak, still held) Python memory it added, in MB."""
+    tracemalloc.reset_peak()
+    before, _ = tracemalloc.get_traced_memory()
+    server.dataReceived(command)
+    after, peak = tracemalloc.get_traced_memory()
+    return (peak - before) / 1e6, (after - before) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=50_000)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "bench.db"
+        connect(f"sqlite:///{path}", Path(directory))
+        seconds = fill(options.messages)
+        size = path.stat().st_size / 1e6
+        print(f"filled INBOX with {options.messages} messages in {seconds:.0f} s ({size:.0f} MB database)")
+        print(f"process peak RSS after filling: {peak_rss_mb():.0f} MB")
+
+        clock = Clock()
+        clock.advance(START + options.messages * 60)
+        checker = InMemoryUsernamePasswordDatabaseDontUse()
+        checker.addUser(b"alice", b"secret")
+        factory = ImapFactory(Portal(ImapRealm(Mailstore(InlineDB(), clock)), [checker]), clock)
+        server = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = CountingTransport()
+        server.makeConnection(transport)
+        server.dataReceived(b"a LOGIN alice secret\r\n")
+
+        n = options.messages
+        commands = [
+            b"s SELECT INBOX",
+            b"f FETCH 1:* (UID FLAGS RFC822.SIZE)",
+            b"f UID FETCH 1:* (FLAGS)",
+            b"f FETCH 1:* (ENVELOPE)",
+            b"f FETCH 1:* (BODY.PEEK[])",
+            b"f FETCH %d:%d (BODY.PEEK[])" % (n // 2, n // 2 + 99),
+            b"s SEARCH UNSEEN",
+            b"s UID SEARCH ALL",
+            b"s SEARCH FROM sender42",
+            b's SEARCH SUBJECT "topic 7" SINCE 1-Dec-2023',
+            b"s SEARCH HEADER Message-ID <4711@",
+            b"s SEARCH SENTON 14-Nov-2023 NOT SEEN",
+            b"s SEARCH BODY realistic",
+            b"s STORE 1:* +FLAGS.SILENT (\\Flagged)",
+            b"s STORE 1:* -FLAGS.SILENT (\\Flagged)",
+            b"s SELECT INBOX",
+        ]
+        timed = [run(server, transport, command + b"\r\n") for command in commands]
+        tracemalloc.start()
+        memory = [traced(server, transport, command + b"\r\n") for command in commands]
+        tracemalloc.stop()
+        print(f"{'command':<46} {'time':>10} {'peak memory':>12} {'held after':>11}  answer")
+        for command, (seconds, answer), (peak, held) in zip(commands, timed, memory, strict=True):
+            label = command.split(b" ", 1)[1].decode()
+            print(f"{label:<46} {seconds * 1000:7.0f} ms {peak:9.2f} MB {held:8.2f} MB  {answer[:32]}")
+        print(f"process peak RSS at the end: {peak_rss_mb():.0f} MB")
+        database.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""An IMAP server over a fresh in-memory store, and clients talking to it through StringTransport.
+
+Test modules make fixtures of these: ``lab = pytest.fixture(running_lab, name="lab")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fakestore import CREATED, ImmediateDB, alice_database, result_of
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.cred.portal import Portal
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from ygbridge.imap.mailbox import ImapRealm
+from ygbridge.imap.server import ImapFactory
+from ygbridge.mailstore import Mailstore
+
+NOW = CREATED + 100
+#: Mixed-case and repeated header names, 8-bit UTF-8 in a header and the body.
+MESSAGE = (
+    b"Received: from a\r\n\tby b\r\n"
+    b"FROM: Alice <alice@example.meship>\r\n"
+    b"subject: Gr\xc3\xbc\xc3\x9fe\r\n"
+    b"Received: from c\r\n"
+    b"Message-ID: <1@example.meship>\r\n"
+    b"\r\n"
+    b"Hall\xc3\xb6\r\nline two\r\n"
+)
+
+
+class Client:
+    """One IMAP connection: bytes in, the bytes the server wrote out."""
+
+    def __init__(self, factory: ImapFactory, transport: StringTransport | None = None) -> None:
+        self.server = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport = transport or StringTransport()
+        self.server.makeConnection(self.transport)
+        self.greeting = self.received()
+
+    def send(self, data: bytes) -> bytes:
+        """What the server answers to ``data`` (after anything it wrote unasked before)."""
+        self.server.dataReceived(data)
+        return self.received()
+
+    def received(self) -> bytes:
+        """What the server wrote since the last call."""
+        data = self.transport.value()
+        self.transport.clear()
+        return data
+
+    def login(self) -> None:
+        assert self.send(b"a LOGIN alice secret\r\n").startswith(b"a OK [CAPABILITY IMAP4rev1 ")
+
+    def select(self, mailbox: bytes = b"INBOX") -> None:
+        self.login()
+        assert self.send(b"s SELECT " + mailbox + b"\r\n").endswith(b"s OK [READ-WRITE] SELECT completed\r\n")
+
+    def append(self, message: bytes, mailbox: bytes = b"INBOX", extra: bytes = b"") -> bytes:
+        assert self.send(b"p APPEND %b%b {%d}\r\n" % (mailbox, extra, len(message))) == (
+            b"+ Ready for %d octets of data\r\n" % len(message)
+        )
+        return self.send(message + b"\r\n")
+
+    def disconnect(self) -> None:
+        self.server.connectionLost(Failure(ConnectionDone()))
+
+
+class ImapLab:
+    """User alice (password ``secret``) on a fresh database, a Mailstore on a Clock, the server."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.mailstore = Mailstore(ImmediateDB(), self.clock)
+        checker = InMemoryUsernamePasswordDatabaseDontUse()
+        checker.addUser(b"alice", b"secret")  # its avatar ids are bytes
+        self.factory = ImapFactory(Portal(ImapRealm(self.mailstore), [checker]), self.clock)
+
+    def client(self) -> Client:
+        return Client(self.factory)
+
+    def deliver(self, body: bytes = MESSAGE, **kwargs: object) -> int | None:
+        """Deliver to alice as the mesh would; returns the UID."""
+        delivered = self.mailstore.deliver("alice", body, message_id=None, sender_node=None, **kwargs)  # type: ignore[arg-type]
+        return result_of(delivered)
+
+
+def running_lab() -> Iterator[ImapLab]:
+    for _ in alice_database():
+        yield ImapLab()
+
+
+def first_client(lab: ImapLab) -> Client:
+    return lab.client()

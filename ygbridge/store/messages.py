@@ -1,0 +1,306 @@
+"""The messages in mailboxes: blocking functions for the DB thread.
+
+Every function returns plain values (dataclasses, lists, arrays), never a lazy query; rows are
+streamed from the database, so a large mailbox is never held in memory whole.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+import peewee
+
+from ygbridge.errors import NoSuchMailbox
+from ygbridge.store.flags import flag_bit, normalize_flags, pack_flags, unpack_flags
+from ygbridge.store.indexing import index_message
+from ygbridge.store.mailboxes import find_mailbox
+from ygbridge.store.models import HeaderField, Mailbox, Message, database
+
+T = TypeVar("T")
+
+_CHUNK = 500  # stays below SQLite's bound-parameter limit
+_SEEN = flag_bit("\\Seen")
+_DELETED = flag_bit("\\Deleted")
+#: What a copy of a message takes over from the original.
+_COPIED = [name for name in Message._meta.fields if name not in ("id", "mailbox", "uid")]
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message; ``body`` is None when it was not asked for."""
+
+    uid: int
+    flags: frozenset[str]
+    internaldate: float
+    size: int
+    body: bytes | None
+
+
+@dataclass(frozen=True)
+class Added:
+    """Where a new message went."""
+
+    mailbox_id: int
+    uidvalidity: int
+    uid: int
+
+
+@dataclass(frozen=True)
+class Transferred:
+    """Messages copied or moved: ``source[n]`` became ``target[n]`` in mailbox ``mailbox_id``."""
+
+    mailbox_id: int
+    uidvalidity: int
+    source: array[int]
+    target: array[int]
+
+
+@dataclass(frozen=True)
+class Contents:
+    """What selecting a mailbox needs: every UID (ascending), the next one, keywords in use."""
+
+    uids: array[int]
+    uidnext: int
+    uidvalidity: int
+    keywords: frozenset[str]
+    first_unseen: int | None  # the lowest UID without \Seen
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What STATUS reports."""
+
+    messages: int
+    unseen: int
+    uidnext: int
+    uidvalidity: int
+
+
+class FlagUpdate(NamedTuple):
+    """A message's flags after STORE, and whether STORE changed them."""
+
+    uid: int
+    flags: frozenset[str]
+    changed: bool
+
+
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _uid_in(uids: Sequence[int]) -> Any:
+    """``uid IN (...)`` with the numbers written into the SQL: a bound parameter each costs
+    Peewee more time than the query itself (they are ints, so nothing can be injected)."""
+    numbers = ",".join(str(int(uid)) for uid in uids)
+    return Message.uid.in_(peewee.SQL(f"({numbers})"))
+
+
+def rows(query: peewee.Query) -> Iterator[tuple[Any, ...]]:
+    """The rows of a query as the database driver gives them, one at a time (none of Peewee's
+    per-row work: on a 50,000-message mailbox that is most of the time)."""
+    return iter(database.execute(query))
+
+
+def _mailbox(mailbox_id: int) -> Mailbox:
+    box = Mailbox.get_or_none(Mailbox.id == mailbox_id)
+    if box is None:
+        raise NoSuchMailbox("the mailbox has been deleted")
+    return box
+
+
+def _set_uidnext(box: Mailbox, uidnext: int) -> None:
+    """Record the UIDs given out so far (UIDs are never reused, RFC 3501 2.3.1.1)."""
+    Mailbox.update(uidnext=uidnext).where(Mailbox.id == box.id).execute()
+
+
+def insert_fields(message_id: int, fields: Iterable[tuple[str, str]]) -> None:
+    """Index a message's header fields (store.indexing) for SEARCH."""
+    rows = [{"message": message_id, "name": name, "value": value} for name, value in fields]
+    for chunk in _chunks(rows):
+        HeaderField.insert_many(chunk).execute()
+
+
+def add_message(
+    user: str,
+    mailbox: str,
+    body: bytes,
+    *,
+    flags: Iterable[str],
+    internaldate: float,
+    message_id: str | None,
+    sender_node: str | None,
+) -> Added | None:
+    """Store a message; None if one from (sender_node, message_id) is already in the mailbox."""
+    index = index_message(body)
+    system_flags, keywords = pack_flags(normalize_flags(flags))
+    with database.atomic():
+        box = find_mailbox(user, mailbox)
+        if message_id is not None and sender_node is not None:
+            duplicate = Message.select().where(
+                Message.mailbox == box,
+                Message.sender_node == sender_node,
+                Message.message_id == message_id,
+            )
+            if duplicate.exists():
+                return None
+        uid = box.uidnext
+        _set_uidnext(box, uid + 1)
+        row = Message.create(
+            mailbox=box,
+            uid=uid,
+            system_flags=system_flags,
+            keywords=keywords,
+            internaldate=internaldate,
+            size=len(body),
+            body=body,
+            header_size=index.header_size,
+            sent_date=index.sent_date,
+            message_id=message_id,
+            sender_node=sender_node,
+        )
+        insert_fields(row.id, index.fields)
+    return Added(box.id, box.uidvalidity, uid)
+
+
+def mailbox_contents(mailbox_id: int) -> Contents:
+    """The UIDs and flag summary of a mailbox, for SELECT."""
+    box = _mailbox(mailbox_id)
+    in_box = Message.mailbox == mailbox_id
+    uids = array(
+        "Q", (uid for (uid,) in rows(Message.select(Message.uid).where(in_box).order_by(Message.uid)))
+    )
+    used = Message.select(Message.keywords).distinct().where(in_box, Message.keywords != "").tuples()
+    unseen = Message.select(peewee.fn.MIN(Message.uid)).where(
+        in_box, Message.system_flags.bin_and(_SEEN) == 0
+    )
+    return Contents(
+        uids=uids,
+        uidnext=box.uidnext,
+        uidvalidity=box.uidvalidity,
+        keywords=frozenset(word for (text,) in used for word in text.split()),
+        first_unseen=unseen.scalar(),
+    )
+
+
+def mailbox_counts(mailbox_id: int) -> Counts:
+    """Message and unseen counts of a mailbox, for STATUS."""
+    box = _mailbox(mailbox_id)
+    in_box = Message.select().where(Message.mailbox == mailbox_id)
+    return Counts(
+        messages=in_box.count(),
+        unseen=in_box.where(Message.system_flags.bin_and(_SEEN) == 0).count(),
+        uidnext=box.uidnext,
+        uidvalidity=box.uidvalidity,
+    )
+
+
+def load_messages(
+    mailbox_id: int, uids: Sequence[int], *, bodies: bool, max_bytes: int | None = None
+) -> list[StoredMessage]:
+    """The messages with these UIDs that still exist, in UID order.
+
+    With ``max_bytes``, loading stops after the message that brings the bodies past it: the
+    caller asks again from the UID after the last one returned.
+    """
+    fields = [Message.uid, Message.system_flags, Message.keywords, Message.internaldate, Message.size]
+    if bodies:
+        fields.append(Message.body)
+    found = []
+    total = 0
+    for chunk in _chunks(sorted(uids)):
+        query = Message.select(*fields).where(Message.mailbox == mailbox_id, _uid_in(chunk))
+        for row in rows(query.order_by(Message.uid)):
+            body = bytes(row[5]) if bodies else None
+            found.append(StoredMessage(row[0], unpack_flags(row[1], row[2]), row[3], row[4], body))
+            total += row[4] if bodies else 0
+            if max_bytes is not None and total >= max_bytes:
+                return found
+    return found
+
+
+def store_flags(mailbox_id: int, uids: Sequence[int], flags: Iterable[str], mode: int) -> list[FlagUpdate]:
+    """Add (mode 1), remove (-1) or replace (0) flags of these messages; their new flags, by UID."""
+    given = normalize_flags(flags)
+    updates = []
+    with database.atomic():
+        for chunk in _chunks(sorted(uids)):
+            query = Message.select(Message.id, Message.uid, Message.system_flags, Message.keywords).where(
+                Message.mailbox == mailbox_id, _uid_in(chunk)
+            )
+            changed: dict[frozenset[str], list[int]] = {}  # new flags -> the rows that get them
+            for row_id, uid, bits, keywords in query.order_by(Message.uid).tuples():
+                old = unpack_flags(bits, keywords)
+                new = old | given if mode > 0 else old - given if mode < 0 else given
+                if new != old:
+                    changed.setdefault(new, []).append(row_id)
+                updates.append(FlagUpdate(uid, new, new != old))
+            for new, row_ids in changed.items():
+                system_flags, words = pack_flags(new)
+                Message.update(system_flags=system_flags, keywords=words).where(
+                    Message.id.in_(row_ids)
+                ).execute()
+    return updates
+
+
+def expunge(mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+    """Remove the messages flagged ``\\Deleted`` (only among ``uids`` if given); their UIDs, ascending."""
+    deleted = (Message.mailbox == mailbox_id) & (Message.system_flags.bin_and(_DELETED) != 0)
+    with database.atomic():
+        if uids is None:
+            doomed = [uid for (uid,) in Message.select(Message.uid).where(deleted).tuples()]
+        else:
+            doomed = [
+                uid
+                for chunk in _chunks(sorted(uids))
+                for (uid,) in Message.select(Message.uid).where(deleted, _uid_in(chunk)).tuples()
+            ]
+        doomed.sort()
+        for chunk in _chunks(doomed):
+            Message.delete().where(Message.mailbox == mailbox_id, _uid_in(chunk)).execute()
+    return doomed
+
+
+def _copy_fields(row: Message) -> dict[str, object]:
+    return {name: getattr(row, name) for name in _COPIED}
+
+
+def copy_messages(mailbox_id: int, uids: Sequence[int], user: str, target: str) -> Transferred:
+    """Copy messages, flags and index entries into ``user``'s mailbox ``target``."""
+    source, copies = array("Q"), array("Q")
+    with database.atomic():
+        box = find_mailbox(user, target)
+        for chunk in _chunks(sorted(uids)):
+            query = Message.select().where(Message.mailbox == mailbox_id, _uid_in(chunk))
+            for row in query.order_by(Message.uid).iterator():  # one body in memory at a time
+                copy = Message.create(mailbox=box.id, uid=box.uidnext + len(copies), **_copy_fields(row))
+                fields = HeaderField.select(peewee.Value(copy.id), HeaderField.name, HeaderField.value)
+                HeaderField.insert_from(
+                    fields.where(HeaderField.message == row.id),
+                    [HeaderField.message, HeaderField.name, HeaderField.value],
+                ).execute()
+                source.append(row.uid)
+                copies.append(copy.uid)
+        _set_uidnext(box, box.uidnext + len(copies))
+    return Transferred(box.id, box.uidvalidity, source, copies)
+
+
+def move_messages(mailbox_id: int, uids: Sequence[int], user: str, target: str) -> Transferred:
+    """Move messages into ``user``'s mailbox ``target`` (RFC 6851): new UIDs, nothing copied."""
+    source, moved = array("Q"), array("Q")
+    with database.atomic():
+        box = find_mailbox(user, target)
+        for chunk in _chunks(sorted(uids)):
+            query = Message.select(Message.id, Message.uid).where(
+                Message.mailbox == mailbox_id, _uid_in(chunk)
+            )
+            for row_id, uid in list(query.order_by(Message.uid).tuples()):
+                new_uid = box.uidnext + len(moved)
+                Message.update(mailbox=box.id, uid=new_uid).where(Message.id == row_id).execute()
+                source.append(uid)
+                moved.append(new_uid)
+        _set_uidnext(box, box.uidnext + len(moved))
+    return Transferred(box.id, box.uidvalidity, source, moved)

@@ -1,0 +1,174 @@
+"""Search criteria the store understands, and the SQL that finds them (RFC 3501 6.4.4 semantics).
+
+A protocol's parser builds a tree of these terms; :func:`matching_uids` turns it into one SQL
+query over the indexed columns (store.indexing), so no message is read into Python to match.
+Header text is compared case-folded; body text byte-wise, case-insensitively for ASCII.
+"""
+
+from __future__ import annotations
+
+import operator
+from array import array
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import reduce
+from typing import Any, Literal
+
+import peewee
+
+from ygbridge.store.flags import SYSTEM_FLAGS, flag_bit
+from ygbridge.store.indexing import searchable
+from ygbridge.store.messages import rows
+from ygbridge.store.models import HeaderField, Message
+
+Relation = Literal["before", "on", "since"]
+
+
+@dataclass(frozen=True)
+class HasFlag:
+    """Messages with this system flag or keyword (keywords compare case-insensitively)."""
+
+    flag: str
+
+
+@dataclass(frozen=True)
+class UidRanges:
+    """Messages whose UID lies in one of these inclusive (low, high) ranges."""
+
+    ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Size:
+    """Messages larger (or smaller) than ``octets``."""
+
+    larger: bool
+    octets: int
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Messages that arrived before, on or since a day (UTC, as INTERNALDATE is shown)."""
+
+    relation: Relation
+    day: date
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Messages whose Date field names a day before, on or since ``day``; none without a Date."""
+
+    relation: Relation
+    day: date
+
+
+@dataclass(frozen=True)
+class HeaderContains:
+    """Messages with a header field ``name`` (lowercase) containing ``text``; "" means any value."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BodyContains:
+    """Messages whose body (with the header too if ``whole``) contains ``text``."""
+
+    text: str
+    whole: bool
+
+
+@dataclass(frozen=True)
+class Not:
+    """Messages the term does not match."""
+
+    term: Term
+
+
+@dataclass(frozen=True)
+class Or:
+    """Messages either term matches."""
+
+    left: Term
+    right: Term
+
+
+@dataclass(frozen=True)
+class And:
+    """Messages every term matches (with no terms: every message)."""
+
+    terms: tuple[Term, ...] = ()
+
+
+Term = HasFlag | UidRanges | Size | Arrival | Sent | HeaderContains | BodyContains | Not | Or | And
+EVERYTHING = And()
+NOTHING = Not(EVERYTHING)
+
+_TRUE = peewee.SQL("TRUE")
+_FALSE = peewee.SQL("FALSE")
+_ONE_DAY = timedelta(days=1)
+
+
+def _midnight(day: date) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+def _relation(column: Any, relation: Relation, day: Any, next_day: Any) -> Any:
+    if relation == "before":
+        return column < day
+    if relation == "on":
+        return (column >= day) & (column < next_day)
+    return column >= day
+
+
+def _contains(column: Any, text: str) -> Any:
+    """``column LIKE %text% ESCAPE ...`` with the wildcards in ``text`` escaped."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return peewee.NodeList((column, peewee.SQL("LIKE"), f"%{escaped}%", peewee.SQL("ESCAPE '\\'")))
+
+
+def to_sql(term: Term) -> Any:
+    """The SQL condition (a peewee expression over Message) of a search term."""
+    match term:
+        case HasFlag(flag) if flag in SYSTEM_FLAGS:
+            return Message.system_flags.bin_and(flag_bit(flag)) != 0
+        case HasFlag(flag):
+            spaced = peewee.Value(" ").concat(Message.keywords).concat(" ")
+            return _contains(spaced, f" {flag} ")
+        case UidRanges(ranges):
+            return reduce(operator.or_, [Message.uid.between(low, high) for low, high in ranges], _FALSE)
+        case Size(larger, octets):
+            return Message.size > octets if larger else Message.size < octets
+        case Arrival(relation, day):
+            return _relation(Message.internaldate, relation, _midnight(day), _midnight(day + _ONE_DAY))
+        case Sent(relation, day):
+            return Message.sent_date.is_null(False) & _relation(
+                Message.sent_date, relation, day, day + _ONE_DAY
+            )
+        case HeaderContains(name, text):
+            fields = HeaderField.select(peewee.SQL("1")).where(
+                HeaderField.message == Message.id,
+                HeaderField.name == name,
+                _contains(HeaderField.value, searchable(text)),
+            )
+            return peewee.fn.EXISTS(fields)
+        case BodyContains(text, whole):
+            body = Message.body if whole else peewee.fn.substr(Message.body, Message.header_size + 1)
+            return _contains(peewee.Cast(body, "TEXT"), text)  # SQLite's LIKE never matches a BLOB
+        case Not(inner):
+            return ~to_sql(inner)
+        case Or(left, right):
+            return to_sql(left) | to_sql(right)
+        case And(terms):
+            return reduce(operator.and_, map(to_sql, terms), _TRUE)
+    raise TypeError(f"not a search term: {term!r}")
+
+
+def matching_uids(mailbox_id: int, term: Term, max_uid: int) -> array[int]:
+    """UIDs (ascending, at most ``max_uid``) of the messages in a mailbox that ``term`` matches."""
+    query = (
+        Message.select(Message.uid)
+        .where(Message.mailbox == mailbox_id, Message.uid <= max_uid, to_sql(term))
+        .order_by(Message.uid)
+    )
+    return array("Q", (uid for (uid,) in rows(query)))
