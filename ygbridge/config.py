@@ -36,6 +36,7 @@ class Config:
     retry_initial: float = 5.0
     retry_max: float = 3600.0
     retry_horizon: float = 5 * 86400.0
+    delay_warning: float = 0.0
     queue_interval: float = 5.0
     max_message_size: int = 32 * 1024 * 1024
     log_level: str = "info"
@@ -47,6 +48,9 @@ class Config:
 
 
 def _words(value: str) -> tuple[str, ...]:
+    """Space, comma or line separated values; ``none`` for none at all."""
+    if value.strip().lower() == "none":
+        return ()
     return tuple(v for v in value.replace(",", " ").split() if v)
 
 
@@ -128,6 +132,7 @@ def load_config(path: str | Path) -> Config:
         ("retry_initial", "retry_initial"),
         ("retry_max", "retry_max"),
         ("retry_horizon", "retry_horizon"),
+        ("delay_warning", "delay_warning"),
         ("queue_interval", "queue_interval"),
     ):
         if value := get("delivery", key):

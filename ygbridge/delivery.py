@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -16,15 +17,16 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from ygbridge.addressing import domain_for
-from ygbridge.dsn import EXPIRED, RecipientFailure, status_of
+from ygbridge.dsn import DELAYED, EXPIRED, FAILED, RecipientFailure, status_of
 from ygbridge.smtp.client import Reply
 from ygbridge.store import queue
 from ygbridge.store.db import StoreThread
 
 log = structlog.get_logger(__name__)
+_REPLY = re.compile(r"^(4\d\d) (.*)")
 
 Send = Callable[[ipaddress.IPv6Address, str, list[str], bytes], Awaitable[dict[str, Reply]]]
-Bounce = Callable[[queue.QueuedMessage, list[RecipientFailure]], Awaitable[None]]
+Report = Callable[[queue.QueuedMessage, list[RecipientFailure], str], Awaitable[None]]
 
 
 def backoff(attempts: int, initial: float, maximum: float, jitter: float) -> float:
@@ -41,12 +43,13 @@ class DeliveryService(TimerService):
         clock: IReactorTime,
         store: StoreThread,
         send: Send,
-        bounce: Bounce,
+        report: Report,
         *,
         interval: float,
         retry_initial: float,
         retry_max: float,
         horizon: float,
+        delay_warning: float = 0.0,
         concurrency: int = 8,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -55,10 +58,11 @@ class DeliveryService(TimerService):
         self._clock = clock
         self._store = store
         self._send = send
-        self._bounce = bounce
+        self._report = report
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._horizon = horizon
+        self._delay_warning = delay_warning
         self._concurrency = concurrency
         self._jitter = jitter
         self._active: set[str] = set()
@@ -141,7 +145,9 @@ class DeliveryService(TimerService):
                 reason = "attempt abandoned: the node reappeared"
             else:
                 reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            await self._postpone(message, [rid for rid, _ in message.recipients], f"{destination}: {reason}")
+            await self._postpone(
+                destination, message, [rid for rid, _ in message.recipients], f"{destination}: {reason}"
+            )
             return False
         delivered = [rid for rid, address in message.recipients if results[address].ok]
         failed = [
@@ -166,7 +172,7 @@ class DeliveryService(TimerService):
             await self._fail(message, failed, destination)
         if later:
             errors = sorted({str(results[address]) for rid, address in message.recipients if rid in later})
-            await self._postpone(message, later, "; ".join(errors))
+            await self._postpone(destination, message, later, "; ".join(errors))
             return False
         return True
 
@@ -196,16 +202,28 @@ class DeliveryService(TimerService):
             message_id=message.message_id,
             failures=[f.diagnostic for f in failures],
         )
-        await self._bounce(message, failures)
+        await self._report(message, failures, FAILED)
         await self._store.run(queue.remove, message.id, [rid for rid, *_ in failed])
 
-    async def _postpone(self, message: queue.QueuedMessage, recipient_ids: list[int], error: str) -> None:
+    async def _postpone(
+        self, destination: str, message: queue.QueuedMessage, recipient_ids: list[int], error: str
+    ) -> None:
+        """Schedule the next try (never past the horizon); warn the sender once if it is late."""
+        now = self._clock.seconds()
         delay = backoff(message.attempts, self._retry_initial, self._retry_max, self._jitter())
-        when = min(self._clock.seconds() + delay, message.created + self._horizon)
+        when = min(now + delay, message.created + self._horizon)
         log.info(
-            "delivery.deferred",
-            message_id=message.message_id,
-            error=error,
-            retry_in=round(when - self._clock.seconds(), 1),
+            "delivery.deferred", message_id=message.message_id, error=error, retry_in=round(when - now, 1)
         )
         await self._store.run(queue.postpone, recipient_ids, error, when)
+        if self._delay_warning and not message.warned and now >= message.created + self._delay_warning:
+            remote = domain_for(ipaddress.IPv6Address(destination))
+            reply = _REPLY.match(error)
+            status = status_of(int(reply.group(1)), reply.group(2)) if reply else "4.4.1"
+            delayed = [
+                RecipientFailure(address, status, error, remote)
+                for rid, address in message.recipients
+                if rid in recipient_ids
+            ]
+            await self._report(message, delayed, DELAYED)
+            await self._store.run(queue.mark_warned, recipient_ids)

@@ -12,6 +12,18 @@ from ygbridge.message import header_block
 
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
 EXPIRED = "4.4.7"
+FAILED, DELAYED = "failed", "delayed"
+_WORDING = {
+    FAILED: (
+        "Undelivered Mail Returned to Sender",
+        "Your message could not be delivered to the following recipient(s):",
+    ),
+    DELAYED: (
+        "Delayed Mail (still being retried)",
+        "Your message has not been delivered yet to the following recipient(s); "
+        "delivery is still being tried, you do not need to send it again:",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -34,9 +46,12 @@ def _date(seconds: float) -> str:
     return format_datetime(datetime.fromtimestamp(seconds, UTC))
 
 
-def report_id(domain: str, original_id: str | None, queue_id: int, recipients: list[str]) -> str:
-    """A Message-ID that is the same for the same failure, so a retried report is stored once."""
-    digest = hashlib.sha256(f"{original_id}|{queue_id}|{'|'.join(recipients)}".encode()).hexdigest()[:24]
+def report_id(
+    domain: str, original_id: str | None, queue_id: int, recipients: list[str], action: str = FAILED
+) -> str:
+    """A Message-ID that is the same for the same report, so a retried report is stored once."""
+    key = f"{action}|{original_id}|{queue_id}|{'|'.join(recipients)}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     return f"<dsn-{digest}@{domain}>"
 
 
@@ -49,19 +64,19 @@ def failure_report(
     arrival: float,
     now: float,
     message_id: str,
+    action: str = FAILED,
 ) -> bytes:
-    """A complete DSN message (CRLF lines) telling ``sender`` that ``failures`` were not delivered."""
+    """A complete DSN message (CRLF lines) telling ``sender`` that ``failures`` were not delivered
+    (``action`` failed) or not yet (``action`` delayed)."""
+    subject, intro = _WORDING[action]
     boundary = f"=_ygbridge_{message_id.strip('<>').split('@')[0]}"
     listing = "\r\n".join(f"  {f.recipient}: {f.diagnostic}" for f in failures)
-    human = (
-        f"This is the mail system at {domain}.\r\n\r\n"
-        "Your message could not be delivered to the following recipient(s):\r\n\r\n"
-        f"{listing}\r\n"
-    )
+    human = f"This is the mail system at {domain}.\r\n\r\n{{intro}}\r\n\r\n{listing}\r\n"
     per_recipient = "\r\n".join(
-        "Final-Recipient: rfc822; {r}\r\nAction: failed\r\nStatus: {s}\r\n{remote}"
+        "Final-Recipient: rfc822; {r}\r\nAction: {action}\r\nStatus: {s}\r\n{remote}"
         "Diagnostic-Code: smtp; {d}\r\nLast-Attempt-Date: {date}\r\n".format(
             r=f.recipient,
+            action=action,
             s=f.status,
             remote=f"Remote-MTA: dns; {f.remote}\r\n" if f.remote else "",
             d=" ".join(f.diagnostic.split()),
@@ -69,11 +84,14 @@ def failure_report(
         )
         for f in failures
     )
+    failed_recipients = (
+        f"X-Failed-Recipients: {', '.join(f.recipient for f in failures)}\r\n" if action == FAILED else ""
+    )
     head = (
         f"From: Mail Delivery System <postmaster@{domain}>\r\n"
         f"To: <{sender}>\r\n"
-        f"X-Failed-Recipients: {', '.join(f.recipient for f in failures)}\r\n"
-        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"{failed_recipients}"
+        f"Subject: {subject}\r\n"
         f"Date: {_date(now)}\r\n"
         f"Message-ID: {message_id}\r\n"
         "Auto-Submitted: auto-replied\r\n"

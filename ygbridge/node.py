@@ -64,11 +64,12 @@ class NodeService(MultiService):
             reactor,
             self.store,
             self._send,
-            self.outbox.bounce,
+            self.outbox.report,
             interval=config.queue_interval,
             retry_initial=config.retry_initial,
             retry_max=config.retry_max,
             horizon=config.retry_horizon,
+            delay_warning=config.delay_warning,
         )
         checker = PasswordChecker(reactor, self.store, self.node_address)
         submission = Portal(

@@ -67,8 +67,11 @@ class Outbox:
         for name in dict.fromkeys(names):
             await self._mailstore.deliver(name, body, message_id=mid, sender_node=sender_node.compressed)
 
-    async def bounce(self, message: queue.QueuedMessage, failures: list[RecipientFailure]) -> None:
-        """Put a delivery status notification for ``failures`` into the sender's INBOX (once)."""
+    async def report(
+        self, message: queue.QueuedMessage, failures: list[RecipientFailure], action: str
+    ) -> None:
+        """Put a delivery status notification (``action`` failed or delayed) for ``failures``
+        into the sender's INBOX, once however often it is asked for."""
         node = self._node()
         try:
             sender = MailAddress.parse(message.sender)
@@ -80,7 +83,7 @@ class Outbox:
             )
             return
         domain = domain_for(node)
-        mid = report_id(domain, message.message_id, message.id, [f.recipient for f in failures])
+        mid = report_id(domain, message.message_id, message.id, [f.recipient for f in failures], action)
         report = failure_report(
             domain=domain,
             sender=str(sender),
@@ -89,6 +92,7 @@ class Outbox:
             arrival=message.created,
             now=self._clock.seconds(),
             message_id=mid,
+            action=action,
         )
         try:
             await self._mailstore.deliver(sender.local, report, message_id=mid, sender_node=node.compressed)

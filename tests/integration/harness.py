@@ -58,6 +58,9 @@ YGGDRASIL_VERSIONS = {
     "0.4.7": ("YGG_04", "/usr/sbin/yggdrasil"),
 }
 
+#: The configuration fields that hold a router's key pair (0.4 has both, 0.5 only PrivateKey).
+KEY_FIELDS = ("PrivateKey", "PublicKey")
+
 T = TypeVar("T")
 
 
@@ -313,13 +316,25 @@ class Router:
         self.admin_uri = f"unix://{self.socket}"
         self.config_path = node.dir / "yggdrasil.json"
         self.log_path = node.dir / "yggdrasil.log"
-        self.config: dict[str, Any] = json.loads(_run([str(self.binary), "-genconf", "-json"]).stdout)
+        self.config: dict[str, Any] = self._genconf()
         self.config.update(
             AdminListen=self.admin_uri, IfName=ifname, MulticastInterfaces=[], Listen=[], Peers=[]
         )
         self.process: subprocess.Popen[Any] | None = None
         self.key: str | None = None
         self.address: ipaddress.IPv6Address | None = None
+
+    def _genconf(self) -> dict[str, Any]:
+        """A fresh configuration (with a fresh key pair) from ``yggdrasil -genconf -json``."""
+        return json.loads(_run([str(self.binary), "-genconf", "-json"]).stdout)
+
+    def new_key(self) -> None:
+        """Give the stopped router a fresh key pair (so a new address) for its next :meth:`start`;
+        everything else in its configuration (Listen, Peers, AdminListen, IfName) is kept."""
+        if self.process is not None and self.process.poll() is None:
+            raise HarnessError(f"stop the router on {self.node.name} before giving it a new key")
+        fresh = self._genconf()
+        self.config.update({name: fresh[name] for name in KEY_FIELDS if name in fresh})
 
     def start(self, timeout: float = 30.0) -> None:
         self.config_path.write_text(json.dumps(self.config, indent=2))

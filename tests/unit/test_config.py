@@ -30,12 +30,14 @@ def test_values_and_relative_database_path(tmp_path: Path) -> None:
     path.write_text(
         "[yggdrasil]\nadmin = unix:///run/a.sock tcp://127.0.0.1:9001\n"
         "[imap]\nlisten = tcp:1143:interface=127.0.0.1\n  tcp:2143\n"
+        "[submission]\nlisten = none\nlisten_tls = tcp:465\n"
         "[storage]\ndatabase = sqlite:///data/mail.db\n"
         "[delivery]\nretry_initial = 1s\nretry_horizon = 2h ; inline comment\nmax_message_size = 10MiB\n"
     )
     config = load_config(path)
     assert config.admin == ("unix:///run/a.sock", "tcp://127.0.0.1:9001")
     assert config.imap_listen == ("tcp:1143:interface=127.0.0.1", "tcp:2143")
+    assert (config.submission_listen, config.submission_listen_tls) == ((), ("tcp:465",))
     assert (config.retry_initial, config.retry_horizon, config.max_message_size) == (
         1,
         7200,

@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 
 from tests.unit.fakestore import ImmediateDB, memory_database
 from ygbridge.delivery import DeliveryService, backoff
-from ygbridge.dsn import RecipientFailure
+from ygbridge.dsn import FAILED, RecipientFailure
 from ygbridge.smtp.client import Reply
 from ygbridge.store import queue
 
@@ -42,29 +42,35 @@ class FakePeer:
         return d
 
 
-class Bounces:
-    """Records the bounces the runner asks for."""
+class Reports:
+    """Records the delivery status notifications the runner asks for, failed ones in ``reports``."""
 
     def __init__(self) -> None:
         self.reports: list[tuple[int, list[RecipientFailure]]] = []
+        self.delays: list[tuple[int, list[RecipientFailure]]] = []
 
-    def __call__(self, message: queue.QueuedMessage, failures: list[RecipientFailure]) -> Deferred:
-        self.reports.append((message.id, failures))
+    def __call__(
+        self, message: queue.QueuedMessage, failures: list[RecipientFailure], action: str
+    ) -> Deferred:
+        (self.reports if action == FAILED else self.delays).append((message.id, failures))
         return succeed(None)
 
 
-def _service(peer: FakePeer, clock: Clock, bounces: Bounces | None = None) -> DeliveryService:
+def _service(
+    peer: FakePeer, clock: Clock, bounces: Reports | None = None, delay_warning: float = 0.0
+) -> DeliveryService:
     memory_database()
     peer.clock = clock
     return DeliveryService(
         clock,
         ImmediateDB(),
         peer.send,
-        bounces or Bounces(),
+        bounces or Reports(),
         interval=5,
         retry_initial=2,
         retry_max=60,
         horizon=100,
+        delay_warning=delay_warning,
         jitter=lambda: 0.5,
     )
 
@@ -97,7 +103,7 @@ def test_per_recipient_results_are_honoured() -> None:
     clock = Clock()
     temporary = Reply(451, "4.3.0 later")
     peer = FakePeer({"b@y.meship": OK, "c@y.meship": temporary, "d@y.meship": Reply(550, "5.1.1 no")})
-    bounces = Bounces()
+    bounces = Reports()
     service = _service(peer, clock, bounces)
     queue.enqueue(
         "a@x.meship", b"m\r\n", None, [(r, PEER) for r in ("b@y.meship", "c@y.meship", "d@y.meship")], 0
@@ -115,7 +121,7 @@ def test_per_recipient_results_are_honoured() -> None:
 def test_retry_horizon_bounces_once_and_empties_the_queue() -> None:
     clock = Clock()
     peer = FakePeer(*[ConnectionRefusedError("peer down")] * 20)
-    bounces = Bounces()
+    bounces = Reports()
     service = _service(peer, clock, bounces)
     queue.enqueue("a@x.meship", b"m\r\n", "<1@x>", [("b@y.meship", PEER)], 0)
     service.startService()
@@ -179,4 +185,19 @@ def test_once_the_node_answers_its_whole_queue_follows() -> None:
     clock.advance(5)  # the old one is due again and succeeds; the others follow it at once
     assert [body for _, _, body in peer.sent] == [b"old\r\n", b"old\r\n", b"new1\r\n", b"new2\r\n"]
     assert queue.summary() == []
+    service.stopService()
+
+
+def test_delay_warning_is_sent_once() -> None:
+    clock = Clock()
+    peer = FakePeer(*[ConnectionRefusedError("peer down")] * 20)
+    reports = Reports()
+    service = _service(peer, clock, reports, delay_warning=30)
+    queue.enqueue("a@x.meship", b"m\r\n", "<1@x>", [("b@y.meship", PEER)], 0)
+    service.startService()
+    for _ in range(8):  # 40 s: past the warning time, before the horizon
+        clock.advance(5)
+    [(_, [delayed])] = reports.delays
+    assert delayed.recipient == "b@y.meship" and delayed.status.startswith("4.")
+    assert reports.reports == [] and queue.summary() != []
     service.stopService()

@@ -191,6 +191,7 @@ def test_search_sent_date_without_a_date_field() -> None:
 
 
 def test_migrates_a_version_1_database() -> None:
+    """Without the queue tables (they are created whole at the end)."""
     db = peewee.SqliteDatabase(":memory:", pragmas={"foreign_keys": 1})
     database.initialize(db)
     db.create_tables([SchemaVersion, User, Mailbox])
@@ -211,7 +212,7 @@ def test_migrates_a_version_1_database() -> None:
         )
     Mailbox.update(uidnext=3).where(Mailbox.id == box()).execute()
     migrate(db)
-    assert SchemaVersion.get().version == SCHEMA_VERSION == 2
+    assert SchemaVersion.get().version == SCHEMA_VERSION
     assert "flags" not in {column.name for column in db.get_columns("message")}
     assert flags_of(1) == {"\\Seen", "$Chat"} and flags_of(2) == set()
     bob = search.And((search.HeaderContains("from", "BOB"), search.Sent("on", date(2023, 11, 14))))

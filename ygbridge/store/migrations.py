@@ -43,5 +43,11 @@ def _to_2(db: peewee.Database) -> None:
     db.execute_sql('ALTER TABLE "message" DROP COLUMN "flags"')
 
 
+def _to_3(db: peewee.Database) -> None:
+    """Version 2 -> 3: remember which queued recipients' senders had a delay warning."""
+    if db.table_exists("outgoing_recipient"):  # else it is created whole after the migrations
+        db.execute_sql('ALTER TABLE "outgoing_recipient" ADD COLUMN "warned" INTEGER NOT NULL DEFAULT 0')
+
+
 #: The migration from each schema version to the next.
-MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {1: _to_2}
+MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {1: _to_2, 2: _to_3}

@@ -106,6 +106,7 @@ class OutgoingRecipient(BaseModel):
     attempts = peewee.IntegerField(default=0)
     next_attempt = peewee.FloatField(index=True)
     last_error = peewee.TextField(null=True)
+    warned = peewee.BooleanField(default=False)  # the sender has been told it is delayed
 
 
 class NodeRecord(BaseModel):
@@ -117,4 +118,4 @@ class NodeRecord(BaseModel):
 
 
 MODELS = [SchemaVersion, User, Mailbox, Message, HeaderField, OutgoingMessage, OutgoingRecipient, NodeRecord]
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3

@@ -24,6 +24,7 @@ class QueuedMessage:
     recipients: tuple[tuple[int, str], ...]  # (recipient row id, address)
     attempts: int
     last_error: str | None
+    warned: bool  # every recipient's sender has had a delay warning
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def next_due(destination: str, now: float, force: bool = False) -> QueuedMessage
         recipients=tuple((row.id, row.recipient) for row in rows),
         attempts=max(row.attempts for row in rows),
         last_error=next((row.last_error for row in rows if row.last_error), None),
+        warned=all(row.warned for row in rows),
     )
 
 
@@ -112,6 +114,11 @@ def postpone(recipient_ids: list[int], error: str, next_attempt: float) -> None:
     OutgoingRecipient.update(
         attempts=OutgoingRecipient.attempts + 1, last_error=error, next_attempt=next_attempt
     ).where(OutgoingRecipient.id.in_(recipient_ids)).execute()
+
+
+def mark_warned(recipient_ids: list[int]) -> None:
+    """Record that the sender was told these recipients are delayed."""
+    OutgoingRecipient.update(warned=True).where(OutgoingRecipient.id.in_(recipient_ids)).execute()
 
 
 def summary() -> list[DestinationSummary]:
