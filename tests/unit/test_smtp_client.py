@@ -8,8 +8,16 @@ from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, dot_stuffed
 
 
 def test_dot_stuffing_and_terminator() -> None:
-    assert dot_stuffed(b"a\r\n.b\r\n..\r\n") == b"a\r\n..b\r\n...\r\n.\r\n"
-    assert dot_stuffed(b"no newline at end") == b"no newline at end\r\n.\r\n"
+    assert b"".join(dot_stuffed(b"a\r\n.b\r\n..\r\n")) == b"a\r\n..b\r\n...\r\n.\r\n"
+    assert b"".join(dot_stuffed(b"no newline at end")) == b"no newline at end\r\n.\r\n"
+    assert b"".join(dot_stuffed(b"")) == b".\r\n"
+
+
+def test_dot_stuffing_in_pieces_that_end_lines() -> None:
+    body = b"".join(b".line %d\r\n" % i for i in range(1000))
+    pieces = list(dot_stuffed(body, chunk=100))
+    assert len(pieces) > 50 and all(piece.endswith(b"\r\n") for piece in pieces)
+    assert b"".join(pieces) == b"".join(b"..line %d\r\n" % i for i in range(1000)) + b".\r\n"
 
 
 def _session(recipients: list[str]) -> tuple[Deferred, SMTPClientProtocol, StringTransport, Clock]:
@@ -25,8 +33,11 @@ def _session(recipients: list[str]) -> tuple[Deferred, SMTPClientProtocol, Strin
 
 
 def _answer(protocol: SMTPClientProtocol, transport: StringTransport, *replies: bytes) -> None:
+    """Feed replies; DATA is pulled from the client's producer as a draining socket would."""
     for reply in replies:
         protocol.dataReceived(reply)
+        while transport.producer is not None:
+            transport.producer.resumeProducing()
 
 
 def test_per_recipient_results() -> None:
@@ -81,3 +92,14 @@ def test_connection_lost_fails_waiting_command() -> None:
     failures = []
     result.addErrback(failures.append)
     assert failures
+
+
+def test_connection_lost_during_data_fails_the_attempt() -> None:
+    result, protocol, transport, _ = _session(["b@y.meship"])
+    for reply in (b"220 hi\r\n", b"250 y\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n"):
+        protocol.dataReceived(reply)
+    assert transport.producer is not None  # DATA is being pulled
+    transport.producer.stopProducing()  # what the transport does when the connection drops
+    failures = []
+    result.addErrback(failures.append)
+    assert failures and "DATA" in str(failures[0].value)

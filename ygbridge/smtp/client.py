@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP6ClientEndpoint
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IPullProducer, IReactorTCP, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 
 @dataclass(frozen=True)
@@ -85,12 +88,46 @@ class SMTPClientProtocol(LineOnlyReceiver):
             self._waiting.popleft().errback(reason)
 
 
-def dot_stuffed(body: bytes) -> bytes:
-    """The DATA payload for ``body``: CRLF lines, leading dots doubled, ending in CRLF.CRLF."""
-    lines = body.split(b"\r\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines) + b".\r\n"
+def dot_stuffed(body: bytes, chunk: int = 65536) -> Iterator[bytes]:
+    """The DATA payload for ``body`` in pieces of about ``chunk`` bytes, each ending a line:
+    CRLF lines, leading dots doubled, ending in CRLF.CRLF."""
+    start = 0
+    while start < len(body):
+        end = body.find(b"\r\n", start + chunk)
+        end = len(body) if end < 0 else end + 2
+        piece = body[start:end].replace(b"\r\n.", b"\r\n..")
+        if piece.startswith(b"."):
+            piece = b"." + piece
+        yield piece if piece.endswith(b"\r\n") else piece + b"\r\n"
+        start = end
+    yield b".\r\n"
+
+
+#: The slowest transfer accepted (bytes per second) before DATA is abandoned as stalled.
+MIN_RATE = 10_000
+
+
+@implementer(IPullProducer)
+class _DataProducer:
+    """Writes the DATA payload as the connection drains, so it is never buffered whole."""
+
+    def __init__(self, transport: Any, body: bytes) -> None:
+        self._transport = transport
+        self._pieces = dot_stuffed(body)
+        self.done: Deferred[None] = Deferred()
+
+    def resumeProducing(self) -> None:
+        piece = next(self._pieces, None)
+        if piece is None:
+            self._transport.unregisterProducer()
+            self.done.callback(None)
+        else:
+            self._transport.write(piece)
+
+    def stopProducing(self) -> None:
+        self._pieces = iter(())
+        if not self.done.called:
+            self.done.errback(ConnectionLost("the connection closed during DATA"))
 
 
 class SMTPClient:
@@ -159,7 +196,9 @@ class SMTPClient:
         if data.code != 354:
             results.update(dict.fromkeys(accepted, data))
             return results
-        protocol.transport.write(dot_stuffed(body))
+        producer = _DataProducer(protocol.transport, body)
+        protocol.transport.registerProducer(producer, False)
+        await producer.done.addTimeout(self._timeout + len(body) / MIN_RATE, self._clock)
         final = await self._wait(protocol.next_reply())
         results.update(dict.fromkeys(accepted, final))
         protocol.sendLine(b"QUIT")

@@ -7,8 +7,10 @@ and validators receive :class:`Path` values. Replies carry RFC 3463 enhanced sta
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import IO
 
 import structlog
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -69,16 +71,21 @@ class DataTooLarge(smtp.SMTPServerError):
 
 Commit = Callable[[bytes], Awaitable[None]]
 
+#: DATA beyond this many bytes is spooled to a temporary file rather than kept in memory.
+SPOOL_IN_MEMORY = 1024 * 1024
+
 
 class Transaction:
     """Collects one message's DATA once for all its recipients and commits it once.
 
     Twisted makes one IMessage per recipient; only the first records the lines and commits,
-    the others agree with it, so the single reply after DATA reflects the one commit.
+    the others agree with it, so the single reply after DATA reflects the one commit. The lines
+    go to a spooled file (on disk past :data:`SPOOL_IN_MEMORY` bytes), so a large message is
+    held whole in memory only once, when it is committed.
     """
 
     def __init__(self, max_size: int, commit: Commit) -> None:
-        self._lines: list[bytes] = []
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
         self._size = 0
         self._max_size = max_size
         self._commit = commit
@@ -97,24 +104,26 @@ class Transaction:
             return
         self._size += len(line) + 2
         if self._size > self._max_size:
-            self._lines.clear()
+            self.abort()
             raise DataTooLarge(self._max_size)
-        self._lines.append(line)
+        self._spool.write(line)
+        self._spool.write(b"\r\n")
 
     def end(self, sender: _RecipientMessage) -> Deferred[None]:
         """Commit the message (the first recipient's call) or agree with that commit."""
         if sender is not self._receiver:
             return succeed(None)
-        body = b"".join(line + b"\r\n" for line in self._lines)
-        self._lines.clear()
+        self._spool.seek(0)
+        body = self._spool.read()
+        self.abort()
         return Deferred.fromCoroutine(self._commit_body(body))
 
     async def _commit_body(self, body: bytes) -> None:
         await self._commit(body)
 
     def abort(self) -> None:
-        """Drop what was collected (connection lost or DATA refused)."""
-        self._lines.clear()
+        """Drop what was collected (connection lost, DATA refused, or committed)."""
+        self._spool.close()
 
 
 @implementer(smtp.IMessage)
