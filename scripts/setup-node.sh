@@ -19,9 +19,15 @@ router_answers() {
     return 1
 }
 
-apt-get update -q
-apt-get install -y -q python3 python3-venv iproute2 >/dev/null
+need=()
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -q
+    apt-get install -y -q "${need[@]}" >/dev/null
+fi
 if ! command -v yggdrasil >/dev/null; then
+    apt-get update -q
     if grep -q bookworm /etc/os-release; then
         cat >/etc/apt/sources.list.d/bookworm-backports.sources <<'EOF'
 Types: deb
