@@ -62,7 +62,6 @@ class KeyChange:
 
     def wait_moved(self) -> None:
         """Bounded wait until A's mesh listener is on the new address, and only there."""
-        self.identity_changed()
         wait_until(
             lambda: self.mesh_listeners() == {self.new_address},
             timeout=CHANGE_TIMEOUT,
@@ -75,9 +74,25 @@ def login(name: str) -> tuple[str, str]:
     return name, PASSWORDS[name]
 
 
+def submit(node: harness.Node, user: str, sender: str, recipient: str, subject: str) -> str:
+    """``user`` submits a message on ``node`` (it must be accepted); its Message-ID."""
+    text, mid = make_message(sender, [recipient], subject, f"{subject}\n")
+    with node.bridge.smtp(login(user)) as smtp:
+        send(smtp, sender, [recipient], text)
+    return mid
+
+
+def wait_arrival(node: harness.Node, user: str, mid: str) -> None:
+    """Bounded wait until exactly one copy of the message is in ``user``'s INBOX on ``node``."""
+    with node.bridge.imap(login(user)) as imap:
+        wait_for_message(imap, mid, timeout=DELIVERY_TIMEOUT)
+        assert count_message(imap, mid) == 1
+
+
 @pytest.fixture(scope="module")
 def change(product: None, module_lab: harness.Lab) -> Iterator[KeyChange]:
-    """Both bridges running; A's router stopped, given a new key and started again."""
+    """Both bridges running, alice has mailed bob; then A's router is stopped, given a new key
+    and started again."""
     a, b = module_lab.add_node("a", "0.5.12"), module_lab.add_node("b", "0.5.12")
     module_lab.connect(a, b)
     module_lab.start_routers()
@@ -87,6 +102,8 @@ def change(product: None, module_lab: harness.Lab) -> Iterator[KeyChange]:
     b.bridge.setup(users={"bob": PASSWORDS["bob"]})
     a.bridge.start()
     b.bridge.start()
+    before = submit(a, "alice", a.bridge.address_of("alice"), b.bridge.address_of("bob"), "before")
+    wait_arrival(b, "bob", before)  # and alice's submission has seen her old address
     old_address, mark = a.address, a.bridge.current().mark()
     a.router.stop()
     a.router.new_key()
@@ -104,6 +121,7 @@ def first_index(run: harness.BridgeRun, name: str, since: int) -> int | None:
 
 
 def test_bridge_logs_the_change_loudly_and_stays_up(change: KeyChange) -> None:
+    """router.disconnected, then one critical node.identity_changed (old -> new); twistd runs on."""
     event = change.identity_changed()
     run = change.a.bridge.current()
     disconnected = first_index(run, "router.disconnected", change.mark)
@@ -121,7 +139,8 @@ def test_bridge_logs_the_change_loudly_and_stays_up(change: KeyChange) -> None:
 
 
 def test_mesh_no_longer_accepts_mail_for_the_old_domain(change: KeyChange) -> None:
-    """On the new address the old domain is relayed mail (550); the old address is gone."""
+    """A's new address refuses RCPT for the old domain (550: not this node); nobody answers on
+    the old address."""
     change.wait_moved()
     with smtp_client(change.b.ns, change.new_address.compressed, harness.MESH_PORT) as smtp:
         assert smtp.mail(change.bob)[0] == 250
@@ -137,10 +156,9 @@ def test_mesh_no_longer_accepts_mail_for_the_old_domain(change: KeyChange) -> No
 
 
 def test_mail_queued_on_b_for_the_old_domain_is_not_delivered(change: KeyChange) -> None:
+    """B accepts and queues mail for alice at the old domain; its attempt fails, alice gets nothing."""
     change.wait_moved()
-    text, mid = make_message(change.bob, [change.alice(change.old_address)], "old domain", "hi\n")
-    with change.b.bridge.smtp(login("bob")) as smtp:
-        send(smtp, change.bob, [change.alice(change.old_address)], text)  # queued on B
+    mid = submit(change.b, "bob", change.bob, change.alice(change.old_address), "old domain")
     change.b.bridge.current().wait_events(
         "delivery.deferred", DELIVERY_TIMEOUT, where=lambda e: e.get("message_id") == mid
     )
@@ -149,32 +167,27 @@ def test_mail_queued_on_b_for_the_old_domain_is_not_delivered(change: KeyChange)
 
 
 def test_mail_to_the_new_domain_is_delivered(change: KeyChange) -> None:
+    """bob on B mails alice at her new domain: it arrives once in her INBOX on A."""
     change.wait_moved()
-    alice = change.alice(change.new_address)
-    text, mid = make_message(change.bob, [alice], "new domain", "hello again\n")
-    with change.b.bridge.smtp(login("bob")) as smtp:
-        send(smtp, change.bob, [alice], text)
-    with change.a.bridge.imap(login("alice")) as imap:
-        wait_for_message(imap, mid, timeout=DELIVERY_TIMEOUT)
-        assert count_message(imap, mid) == 1
+    mid = submit(change.b, "bob", change.bob, change.alice(change.new_address), "new domain")
+    wait_arrival(change.a, "alice", mid)
 
 
 def test_status_warns_about_the_old_domain(change: KeyChange) -> None:
-    change.identity_changed()
+    """Once the bridge serves the new address, status names it and warns about the old domain."""
+    change.wait_moved()
     old_domain = harness.meshname_domain(change.old_address)
-    lines = change.a.bridge.status().splitlines()
-    assert any("WARNING" in line and old_domain in line for line in lines), lines
+    text = change.a.bridge.status()
+    assert change.new_address.compressed in text, text
+    assert any("WARNING" in line and old_domain in line for line in text.splitlines()), text
     assert change.a.bridge.cli("address", "alice").stdout.strip() == change.alice(change.new_address)
 
 
 def test_alice_submits_only_as_her_new_address(change: KeyChange) -> None:
+    """MAIL FROM her old address is refused (553); from the new one, bob receives it."""
     change.wait_moved()
-    alice = change.alice(change.new_address)
-    text, mid = make_message(alice, [change.bob], "from my new address", "hi bob\n")
     with change.a.bridge.smtp(login("alice")) as smtp:
         code, reply = smtp.mail(change.alice(change.old_address))
         assert code == 553, reply
-        smtp.rset()
-        send(smtp, alice, [change.bob], text)
-    with change.b.bridge.imap(login("bob")) as imap:  # B accepts it only from A's new address
-        wait_for_message(imap, mid, timeout=DELIVERY_TIMEOUT)
+    mid = submit(change.a, "alice", change.alice(change.new_address), change.bob, "new sender")
+    wait_arrival(change.b, "bob", mid)  # B accepts it only from A's new address
