@@ -17,6 +17,7 @@ def test_dot_stuffing_in_pieces_that_end_lines() -> None:
     body = b"".join(b".line %d\r\n" % i for i in range(1000))
     pieces = list(dot_stuffed(body, chunk=100))
     assert len(pieces) > 50 and all(piece.endswith(b"\r\n") for piece in pieces)
+    assert pieces[-1].endswith(b"\r\n.\r\n") and len(pieces[-1]) > 3  # the end travels with data
     assert b"".join(pieces) == b"".join(b"..line %d\r\n" % i for i in range(1000)) + b".\r\n"
 
 

@@ -19,6 +19,7 @@ from twisted.mail.imap4 import IAccount, IMAP4Server, PLAINCredentials
 from ygbridge.imap.account_commands import AccountCommands
 from ygbridge.imap.base import CommandServer
 from ygbridge.imap.selected_commands import SelectedCommands
+from ygbridge.nodelay import send_at_once
 
 #: Capabilities beyond Twisted's IMAP4rev1, AUTH=, NAMESPACE and IDLE.
 EXTENSIONS = (b"LITERAL+", b"ID", b"ENABLE", b"UNSELECT", b"UIDPLUS", b"MOVE", b"SPECIAL-USE", b"CHILDREN")
@@ -40,6 +41,10 @@ class ImapServer(AccountCommands, SelectedCommands):
         super().__init__(chal={b"PLAIN": PLAINCredentials}, contextFactory=contextFactory)
         self._clock = clock
         self._idle_tag: bytes | None = None
+
+    def connectionMade(self) -> None:
+        send_at_once(self.transport)
+        super().connectionMade()
 
     def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
         return self._clock.callLater(period, func)  # TimeoutMixin would use the global reactor

@@ -90,17 +90,20 @@ class SMTPClientProtocol(LineOnlyReceiver):
 
 def dot_stuffed(body: bytes, chunk: int = 65536) -> Iterator[bytes]:
     """The DATA payload for ``body`` in pieces of about ``chunk`` bytes, each ending a line:
-    CRLF lines, leading dots doubled, ending in CRLF.CRLF."""
-    start = 0
+    CRLF lines, leading dots doubled; the last piece ends in CRLF.CRLF (one write, no
+    small trailing segment for Nagle's algorithm to hold back)."""
+    start, previous = 0, b""
     while start < len(body):
         end = body.find(b"\r\n", start + chunk)
         end = len(body) if end < 0 else end + 2
         piece = body[start:end].replace(b"\r\n.", b"\r\n..")
         if piece.startswith(b"."):
             piece = b"." + piece
-        yield piece if piece.endswith(b"\r\n") else piece + b"\r\n"
+        if previous:
+            yield previous
+        previous = piece if piece.endswith(b"\r\n") else piece + b"\r\n"
         start = end
-    yield b".\r\n"
+    yield previous + b".\r\n"
 
 
 #: The slowest transfer accepted (bytes per second) before DATA is abandoned as stalled.
@@ -159,6 +162,7 @@ class SMTPClient:
             self._reactor, destination.compressed, self._port, timeout=self._timeout
         )
         protocol: SMTPClientProtocol = await endpoint.connect(Factory.forProtocol(SMTPClientProtocol))
+        protocol.transport.setTcpNoDelay(True)  # every write is a whole command or a DATA piece
         try:
             results = await self._transaction(protocol, sender, recipients, body)
         except BaseException:

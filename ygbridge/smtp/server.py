@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from ygbridge.addressing import MailAddress
 from ygbridge.errors import AddressError
+from ygbridge.nodelay import send_at_once
 
 log = structlog.get_logger(__name__)
 
@@ -145,6 +146,11 @@ class MeshESMTP(smtp.ESMTP):
     """ESMTP with mesh path parsing, SIZE/8BITMIME/PIPELINING/ENHANCEDSTATUSCODES, clean replies."""
 
     max_size = 32 * 1024 * 1024
+
+    def connectionMade(self) -> None:
+        send_at_once(self.transport)
+        super().connectionMade()
+
     #: Lines that arrived while an earlier command still waited for its reply.
     _held: list[bytes] | None = None
     _replies = 0
