@@ -169,7 +169,9 @@ def test_imap_on_loopback_takes_login_in_clear_but_offers_starttls() -> None:
     connection = imap(LOOPBACK)
     caps = _capabilities(connection)
     assert {b"STARTTLS", b"AUTH=PLAIN"} <= caps and b"LOGINDISABLED" not in caps
-    assert connection.send(b"a LOGIN alice pw\r\n").startswith(b"a OK ")
+    login = connection.send(b"a LOGIN alice pw\r\n")
+    assert login.startswith(b"a OK ") and b"STARTTLS" not in login  # no longer valid after login
+    assert b"STARTTLS" not in _capabilities(connection)
 
 
 def test_imap_allow_plaintext_takes_login_anywhere() -> None:

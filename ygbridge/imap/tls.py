@@ -25,6 +25,8 @@ class TLSImapServer(ImapServer):
 
     def capabilities(self) -> dict[bytes, Any]:
         caps = super().capabilities()
+        if self.state != "unauth":
+            caps.pop(b"STARTTLS", None)  # valid only before login (RFC 3501 section 6.2.1)
         if self.tls.password_allowed(self.transport):
             caps.pop(b"LOGINDISABLED", None)
         else:
