@@ -8,7 +8,7 @@ from collections.abc import Callable
 import structlog
 from twisted.mail import smtp
 
-from ygbridge.addressing import domain_for, is_node_address
+from ygbridge.addressing import MailAddress, domain_for, is_node_address
 from ygbridge.errors import AddressError
 from ygbridge.message import message_id
 from ygbridge.outbox import Outbox
@@ -33,7 +33,6 @@ class MeshServer(MeshESMTP):
         self.max_size = max_size
         self._node = node
         self._outbox = outbox
-        self._recipients: list[str] = []
         self._transaction: Transaction | None = None
 
     def connectionMade(self) -> None:
@@ -58,13 +57,11 @@ class MeshServer(MeshESMTP):
                     "5.7.1",
                     f"Sender {sender} does not belong to the connecting node {source}",
                 )
-        recipients: list[str] = []
 
-        async def commit(body: bytes) -> None:
-            await self._outbox.deliver_local(recipients, body, message_id(body), source)
+        async def commit(recipients: list[MailAddress], body: bytes) -> None:
+            await self._outbox.deliver_local([r.local for r in recipients], body, message_id(body), source)
             log.info("mesh.received", source=source.compressed, recipients=len(recipients))
 
-        self._recipients = recipients
         self._transaction = Transaction(self.max_size, commit)
         return origin
 
@@ -75,5 +72,4 @@ class MeshServer(MeshESMTP):
         if not await self._outbox.local_users([recipient.local]):
             raise reply(550, "5.1.1", f"No such user here: {recipient}")
         assert self._transaction is not None
-        self._recipients.append(recipient.local)
-        return self._transaction.message
+        return self._transaction.add(recipient)

@@ -70,7 +70,7 @@ class DataTooLarge(smtp.SMTPServerError):
         super().__init__(552, f"5.3.4 Message exceeds the size limit of {limit} bytes".encode())
 
 
-Commit = Callable[[bytes], Awaitable[None]]
+Commit = Callable[[list[MailAddress], bytes], Awaitable[None]]
 
 #: DATA beyond this many bytes is spooled to a temporary file rather than kept in memory.
 SPOOL_IN_MEMORY = 1024 * 1024
@@ -90,7 +90,13 @@ class Transaction:
         self._size = 0
         self._max_size = max_size
         self._commit = commit
+        self._recipients: list[MailAddress] = []
         self._receiver: _RecipientMessage | None = None
+
+    def add(self, recipient: MailAddress) -> Callable[[], smtp.IMessage]:
+        """Accept one more recipient; what ``validateTo`` returns to Twisted."""
+        self._recipients.append(recipient)
+        return self.message
 
     def message(self) -> smtp.IMessage:
         """The IMessage for one more recipient."""
@@ -120,7 +126,7 @@ class Transaction:
         return Deferred.fromCoroutine(self._commit_body(body))
 
     async def _commit_body(self, body: bytes) -> None:
-        await self._commit(body)
+        await self._commit(self._recipients, body)
 
     def abort(self) -> None:
         """Drop what was collected (connection lost, DATA refused, or committed)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from functools import partial
 
 from twisted.cred.portal import IRealm, Portal
 from twisted.mail import smtp
@@ -36,7 +37,6 @@ class SubmissionDelivery:
         self._outbox = outbox
         self._max_size = max_size
         self._transaction: Transaction | None = None
-        self._recipients: list[MailAddress] = []
 
     def receivedHeader(self, helo: object, origin: object, recipients: object) -> None:
         return None
@@ -49,13 +49,7 @@ class SubmissionDelivery:
             sender = None
         if sender != own:
             raise reply(553, "5.7.1", f"You may send only as {own} (or {own.literal})")
-        recipients: list[MailAddress] = []
-
-        async def commit(body: bytes) -> None:
-            await self._outbox.accept(own, recipients, body)
-
-        self._recipients = recipients
-        self._transaction = Transaction(self._max_size, commit)
+        self._transaction = Transaction(self._max_size, partial(self._outbox.accept, own))
         return origin
 
     async def validateTo(self, path: Path) -> Callable[[], smtp.IMessage]:
@@ -64,8 +58,7 @@ class SubmissionDelivery:
         if recipient.node == node and not await self._outbox.local_users([recipient.local]):
             raise reply(550, "5.1.1", f"No such user here: {recipient}")
         assert self._transaction is not None
-        self._recipients.append(recipient)
-        return self._transaction.message
+        return self._transaction.add(recipient)
 
 
 @implementer(IRealm)
