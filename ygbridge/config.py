@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import configparser
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ygbridge.errors import ConfigError
+from ygbridge.limits import Limits, limit_kinds
 
 #: Admin endpoints tried in order when none is configured (Debian, upstream default, Windows/others).
 DEFAULT_ADMIN_ENDPOINTS = (
@@ -40,6 +41,7 @@ class Config:
     queue_interval: float = 5.0
     max_message_size: int = 32 * 1024 * 1024
     log_level: str = "info"
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def base_dir(self) -> Path:
@@ -141,4 +143,23 @@ def load_config(path: str | Path) -> Config:
         values["max_message_size"] = _size(size, "[delivery] max_message_size")
     if level := get("log", "level"):
         values["log_level"] = level.lower()
+    values["limits"] = _limits(parser)
     return Config(**values)  # type: ignore[arg-type]
+
+
+def _limits(parser: configparser.ConfigParser) -> Limits:
+    """The ``[limits]`` section; an unknown key is an error, since a misspelt bound would not bind."""
+    if not parser.has_section("limits"):
+        return Limits()
+    kinds = limit_kinds()
+    parse = {"count": _int, "size": _size, "duration": _duration}
+    values: dict[str, float] = {}
+    for key, text in parser.items("limits"):
+        if key not in kinds:
+            raise ConfigError(f"[limits] {key}: unknown key; known keys are {', '.join(kinds)}")
+        if text.strip():
+            value = parse[kinds[key]](text.strip(), f"[limits] {key}")
+            if value < 0:
+                raise ConfigError(f"[limits] {key} = {text.strip()!r}: must not be negative")
+            values[key] = value
+    return Limits(**values)  # type: ignore[arg-type]

@@ -64,3 +64,7 @@ class RouterUnreachable(RouterError):
             "may this user open its admin socket, and does [yggdrasil] admin match its AdminListen?"
         )
         self.uris = tuple(uri for uri, _ in attempts)
+
+
+class LoginThrottled(YgbridgeError):
+    """Too many failed logins from this source or for this user: refused for a while, unchecked."""

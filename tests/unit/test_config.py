@@ -75,3 +75,22 @@ def test_command_line_matches_the_design() -> None:
     assert (args.config, args.name, args.password_stdin) == ("f.ini", "alice", True)
     for argv in (["init"], ["user", "list"], ["user", "del", "x"], ["address", "x"], ["status"]):
         parser().parse_args(argv)
+
+
+def test_limits_section(tmp_path: Path) -> None:
+    path = tmp_path / "node.ini"
+    path.write_text("[limits]\nrecipients = 5\nmesh_bytes_per_hour = 1MiB\nsmtp_idle = 2m\n")
+    limits = load_config(path).limits
+    assert (limits.recipients, limits.mesh_bytes_per_hour, limits.smtp_idle) == (5, 1024 * 1024, 120.0)
+    assert limits.imap_line == 64 * 1024  # untouched keys keep their defaults
+
+
+@pytest.mark.parametrize(
+    "line, error",
+    [("recipents = 5", "unknown key"), ("recipients = many", "whole number"), ("smtp_idle = -1", "negative")],
+)
+def test_bad_limits_are_named(tmp_path: Path, line: str, error: str) -> None:
+    path = tmp_path / "node.ini"
+    path.write_text(f"[limits]\n{line}\n")
+    with pytest.raises(ConfigError, match=error):
+        load_config(path)
