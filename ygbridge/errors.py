@@ -68,3 +68,7 @@ class RouterUnreachable(RouterError):
 
 class LoginThrottled(YgbridgeError):
     """Too many failed logins from this source or for this user: refused for a while, unchecked."""
+
+
+class SenderMismatch(YgbridgeError):
+    """A message's visible sender (From:, Sender:) is not one the connection may send as."""
