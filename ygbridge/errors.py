@@ -39,7 +39,18 @@ class UserError(YgbridgeError):
 
 
 class MailboxError(YgbridgeError):
-    """A mailbox operation that cannot be done (name taken, reserved or invalid)."""
+    """A mailbox operation that cannot be done (name taken, reserved or invalid).
+
+    ``response_code``: the IMAP response code that says why (RFC 5530), if one does.
+    """
+
+    response_code: str | None = None
+
+
+class MailboxLimitReached(MailboxError):
+    """The user has as many mailboxes as ``[limits] mailboxes_per_user`` allows."""
+
+    response_code = "LIMIT"
 
 
 class NoSuchMailbox(MailboxError):
