@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory, IReactorTime, ITransport
-from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.internet.interfaces import IAddress, IReactorTime, ITransport
+from twisted.internet.protocol import Factory, Protocol, ServerFactory, connectionDone
 from twisted.python.failure import Failure
 
 from ygbridge.limits import Limits
@@ -84,7 +84,7 @@ def mesh_source(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
     return address.compressed
 
 
-def _peer_ip(addr: IAddress) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _peer_ip(addr: IAddress | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     host = getattr(addr, "host", None)
     if not isinstance(host, str):
         return None
@@ -118,7 +118,7 @@ class ConnectionPool:
         self.refused = 0  # since the last log line
         self._logged_at: float | None = None
 
-    def source(self, addr: IAddress) -> str | None:
+    def source(self, addr: IAddress | None) -> str | None:
         ip = _peer_ip(addr)
         return None if ip is None else self._source_of(ip)
 
@@ -184,7 +184,7 @@ class _Counted(Protocol):
     """Passes everything to the protocol it wraps, which gets the real transport (so that
     STARTTLS and the transport's interfaces work as without it); releases its count at the end."""
 
-    def __init__(self, pool: ConnectionPool, source: str | None, wrapped: IProtocol) -> None:
+    def __init__(self, pool: ConnectionPool, source: str | None, wrapped: Protocol) -> None:
         self._pool = pool
         self._source = source
         self.wrapped = wrapped
@@ -212,17 +212,17 @@ class _Refused(Protocol):
     def __init__(self, refusal: bytes) -> None:
         self._refusal = refusal
 
-    def connectionMade(self) -> None:
+    def makeConnection(self, transport: ITransport) -> None:
         if self._refusal:
-            self.transport.write(self._refusal)
-        self.transport.loseConnection()
+            transport.write(self._refusal)
+        transport.loseConnection()
 
 
 class LimitedFactory(ServerFactory):
     """Wraps a listener's factory (a TLS-wrapping one for implicit TLS): connections over the
     pool's caps get ``refusal`` and are closed; the others are counted while they last."""
 
-    def __init__(self, factory: IProtocolFactory, pool: ConnectionPool, refusal: bytes) -> None:
+    def __init__(self, factory: Factory[Any], pool: ConnectionPool, refusal: bytes) -> None:
         self.factory = factory
         self.pool = pool
         self.refusal = refusal
@@ -233,7 +233,7 @@ class LimitedFactory(ServerFactory):
     def doStop(self) -> None:
         self.factory.doStop()
 
-    def buildProtocol(self, addr: IAddress) -> Any:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         source = self.pool.source(addr)
         if not self.pool.admit(source):
             return _Refused(self.refusal)

@@ -22,8 +22,8 @@ from twisted.cred.credentials import ICredentials
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, fail, maybeDeferred
-from twisted.internet.interfaces import IAddress, IProtocolFactory, IReactorTime
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import Factory, Protocol, ServerFactory
 from twisted.internet.task import deferLater
 
 from ygbridge.errors import LoginThrottled
@@ -212,7 +212,7 @@ class GatedFactory(ServerFactory):
     """Wraps a client port's factory: each protocol it builds gets a :class:`SourcePortal`
     in place of its ``portal``, so its logins go through ``gate``."""
 
-    def __init__(self, factory: IProtocolFactory, gate: LoginGate) -> None:
+    def __init__(self, factory: Factory[Any], gate: LoginGate) -> None:
         self.factory = factory
         self.gate = gate
 
@@ -222,8 +222,9 @@ class GatedFactory(ServerFactory):
     def doStop(self) -> None:
         self.factory.doStop()
 
-    def buildProtocol(self, addr: IAddress) -> Any:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         protocol = self.factory.buildProtocol(addr)
         if protocol is not None:
-            protocol.portal = SourcePortal(self.gate, protocol.portal, str(getattr(addr, "host", addr)))
+            portal = SourcePortal(self.gate, protocol.portal, str(getattr(addr, "host", addr)))
+            protocol.portal = portal  # type: ignore[attr-defined]
         return protocol

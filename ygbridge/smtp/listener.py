@@ -8,7 +8,8 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.endpoints import TCP6ServerEndpoint
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory
 
 from ygbridge.connlimit import SMTP_REFUSAL, ConnectionPool, LimitedFactory
 
@@ -23,7 +24,7 @@ class MeshListener(Service):
         self,
         reactor: Any,
         port: int,
-        factory_for: Callable[[ipaddress.IPv6Address], IProtocolFactory],
+        factory_for: Callable[[ipaddress.IPv6Address], Factory[Any]],
         connections: ConnectionPool,
     ) -> None:
         self._reactor = reactor
