@@ -6,7 +6,8 @@ limit logins from that source (or for that user) are refused for ``login_lockout
 checking the password (:class:`~ygbridge.errors.LoginThrottled`). Logins still being checked count
 as failures to come, so parallel connections cannot guess past the limit. Loopback is never
 locked out nor delayed by other sources' failures, so the owner can always log in on the machine
-itself. Counters expire ``login_lockout`` after the last failure; at most ``login_tracked``
+itself. A successful login clears its source's failures (not the user's), as Dovecot's auth
+penalty does. Counters expire ``login_lockout`` after the last failure; at most ``login_tracked``
 sources and as many user names are remembered, the least recently failed forgotten first.
 """
 
@@ -100,6 +101,9 @@ class _Counters:
             self._entries.popitem(last=False)
         return entry
 
+    def forget(self, key: str) -> None:
+        self._entries.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -166,6 +170,7 @@ class LoginGate:
             self._release(key)
             raise
         self._release(key)
+        self._sources.forget(key)  # a source that knows a password is not guessing
         return result
 
     def _release(self, key: str) -> None:

@@ -193,3 +193,13 @@ def test_source_portal_is_what_protocols_log_in_through(
     results: list[object] = []
     portal.login(UsernamePassword(b"alice", b"right"), None, IAvatar).addBoth(results.append)
     assert results[0][1] == b"alice"  # type: ignore[index]
+
+
+def test_success_clears_the_sources_failures_not_the_users(
+    gate: LoginGate, checker: Checker, clock: Clock
+) -> None:
+    for _ in range(3):
+        attempt(gate, checker, clock)
+    assert attempt(gate, checker, clock, user="bob", pw="bobs").result[1] == b"bob"
+    assert attempt(gate, checker, clock, user="carol").delay == 0.5  # the source starts afresh
+    assert attempt(gate, checker, clock, source=OTHER_LAN).delay == failure_delay(4)  # alice's 4th failure
