@@ -126,6 +126,8 @@ class LoginGate:
         Fails with UnauthorizedLogin for a wrong user or password, LoginThrottled while the
         source or the user is locked out. ``others``: further interfaces the avatar may have.
         """
+        if isinstance(portal, SourcePortal):  # a protocol that calls the gate with what it was given
+            portal = portal.portal
         key, loopback = source_key(source)
         user = user_key(credentials)
         if not loopback:
@@ -204,18 +206,19 @@ class SourcePortal:
 
     def __init__(self, gate: LoginGate, portal: Portal, source: str) -> None:
         self._gate = gate
-        self._portal = portal
+        self.portal = portal
         self._source = source
 
     def login(
         self, credentials: ICredentials, mind: object, *interfaces: Any
     ) -> Deferred[tuple[Any, Any, Any]]:
-        return self._gate.login(self._portal, self._source, credentials, *interfaces)
+        return self._gate.login(self.portal, self._source, credentials, *interfaces)
 
 
 class GatedFactory(ServerFactory):
-    """Wraps a client port's factory: each protocol it builds gets a :class:`SourcePortal`
-    in place of its ``portal``, so its logins go through ``gate``."""
+    """Wraps a client port's factory: each protocol it builds with a ``portal`` gets a
+    :class:`SourcePortal` in its place, so that its logins go through ``gate`` (once: the gate
+    unwraps a SourcePortal it is handed by a protocol that calls it itself)."""
 
     def __init__(self, factory: Factory[Any], gate: LoginGate) -> None:
         self.factory = factory

@@ -193,6 +193,11 @@ def test_source_portal_is_what_protocols_log_in_through(
     results: list[object] = []
     portal.login(UsernamePassword(b"alice", b"right"), None, IAvatar).addBoth(results.append)
     assert results[0][1] == b"alice"  # type: ignore[index]
+    # a protocol that calls the gate itself with a SourcePortal is counted once, not twice
+    gate.login(portal, LAN, UsernamePassword(b"alice", b"wrong"), IAvatar).addBoth(results.append)
+    clock.advance(10)
+    assert results[1].check(UnauthorizedLogin)  # type: ignore[attr-defined]
+    assert gate._sources.get("192.168.1.20", clock.seconds()).count == 1  # type: ignore[union-attr]
 
 
 def test_success_clears_the_sources_failures_not_the_users(
