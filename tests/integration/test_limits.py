@@ -362,3 +362,31 @@ def test_the_mesh_cannot_take_the_client_ports_file_descriptors(site: Site) -> N
     figure("flood of the mesh pool: logins meanwhile (s)", {k: round(v, 3) for k, v in logins.items()})
     figure("flood of the mesh pool: bridge RSS (MiB)", round(rss / 1024))
     assert 1 <= len(site.a.bridge.current().matching("connections.pool_full", since=events)) <= 2
+
+
+def established_on_mesh_port(site: Site) -> int:
+    text = site.a.ns.run(
+        ["ss", "-tnH", "state", "established", f"( sport = :{MESH_PORT} )"], timeout=10
+    ).stdout
+    return len(text.splitlines())
+
+
+def test_the_sockets_of_a_vanished_peer_are_closed(site: Site) -> None:
+    """The attacker's router drops off the mesh (its link pulled) with connections open: A's
+    keepalives find that out and close them, well before any SMTP idle timeout."""
+    per_node = Limits().connections_per_mesh_node
+    with flood(site, per_node) as heard:
+        assert len(heard.get(b"220", [])) == per_node
+        assert established_on_mesh_port(site) == per_node
+        site.lab.set_link(site.attacker, site.a, up=False)
+        started = time.monotonic()
+        try:
+            harness.wait_until(
+                lambda: established_on_mesh_port(site) == 0,
+                timeout=240,
+                what="A to close the dead sockets",
+                interval=2,
+            )
+        finally:
+            site.lab.set_link(site.attacker, site.a, up=True)
+    figure("vanished peer: its sockets closed after (s)", round(time.monotonic() - started))
