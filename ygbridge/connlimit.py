@@ -4,7 +4,9 @@ The mesh port is one pool, the client ports (submission and IMAP, plain and impl
 so that no number of mesh connections can take the file descriptors the client ports need. With
 ``[limits] connections = 0`` the caps come from the process's open-file limit (RLIMIT_NOFILE):
 what is left after a reserve for the database, logs and outgoing mail, halved since an SMTP
-connection may hold a spool file beside its socket, then split evenly between the two pools.
+connection may hold a spool file beside its socket, at most ``MAX_DERIVED`` (a container's limit
+of a million files must not mean half a million connections' worth of memory), then split evenly
+between the two pools.
 
 A connection over a cap is answered with the protocol's refusal (``421 4.7.0 Too many
 connections`` on SMTP, ``* BYE Too many connections`` on IMAP; nothing on an implicit-TLS port,
@@ -34,6 +36,8 @@ log = structlog.get_logger(__name__)
 #: File descriptors kept for everything but accepted connections (database, logs, listeners,
 #: the router link, outgoing SMTP).
 RESERVED_FILES = 64
+#: The most connections derived from the open-file limit (about 20 kB of memory each when idle).
+MAX_DERIVED = 4096
 #: Seconds without traffic before the first keepalive probe, between probes, and probes unanswered.
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 60, 15, 4
 #: Milliseconds sent data may stay unacknowledged before the connection is dropped.
@@ -63,9 +67,8 @@ def open_file_limit() -> int:
 
 def connection_caps(limits: Limits, files: int | None = None) -> Caps:
     """The caps of both pools: ``limits.connections`` split in two, or derived from ``files``."""
-    total = (
-        limits.connections or max((open_file_limit() if files is None else files) - RESERVED_FILES, 4) // 2
-    )
+    files = open_file_limit() if files is None else files
+    total = limits.connections or min(max(files - RESERVED_FILES, 4) // 2, MAX_DERIVED)
     mesh = max(total // 2, 1)
     return Caps(mesh=mesh, clients=max(total - mesh, 1))
 

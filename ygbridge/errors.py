@@ -39,18 +39,18 @@ class UserError(YgbridgeError):
 
 
 class MailboxError(YgbridgeError):
-    """A mailbox operation that cannot be done (name taken, reserved or invalid).
-
-    ``response_code``: the IMAP response code that says why (RFC 5530), if one does.
-    """
-
-    response_code: str | None = None
+    """A mailbox operation that cannot be done (name taken, reserved or invalid)."""
 
 
 class MailboxLimitReached(MailboxError):
-    """The user has as many mailboxes as ``[limits] mailboxes_per_user`` allows."""
+    """The user has as many mailboxes as ``[limits] mailboxes_per_user`` allows.
 
-    response_code = "LIMIT"
+    Its text starts with the IMAP response code (RFC 5530), so ``NO`` + text is the answer.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"[LIMIT] at most {limit} mailboxes per user; delete some first")
+        self.limit = limit
 
 
 class NoSuchMailbox(MailboxError):

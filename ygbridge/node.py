@@ -28,6 +28,7 @@ from ygbridge.connlimit import (
     client_source,
     connection_caps,
     mesh_source,
+    open_file_limit,
 )
 from ygbridge.delivery import DeliveryService
 from ygbridge.errors import TunDisabled
@@ -83,6 +84,7 @@ class NodeService(MultiService):
         )
         limits = config.limits
         caps = connection_caps(limits)
+        log.info("connections.caps", mesh=caps.mesh, clients=caps.clients, open_files=open_file_limit())
         self._client_connections = ConnectionPool(
             "clients", caps.clients, limits.connections_per_client_ip, client_source, reactor
         )

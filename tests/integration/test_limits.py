@@ -331,7 +331,10 @@ def test_thousands_of_mailboxes_while_another_user_logs_in(site: Site) -> None:
     alice.send([b"d%d CREATE More%d" % (n, n) for n in range(left + 1)])
     answer = alice.read_until(b"d%d " % left)
     assert answer.count(b" OK CREATE completed") == left
-    assert answer.splitlines()[-1].startswith(b"d%d NO" % left) and b"at most 2100 mailboxes" in answer
+    assert (
+        answer.splitlines()[-1].startswith(b"d%d NO" % left)
+        and b"NO [LIMIT] at most 2100 mailboxes" in answer
+    )
     alice.sock.close()
 
 

@@ -18,6 +18,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from ygbridge.connlimit import (
     IMAP_REFUSAL,
     LOG_INTERVAL,
+    MAX_DERIVED,
     SMTP_REFUSAL,
     ConnectionPool,
     LimitedFactory,
@@ -60,6 +61,8 @@ def test_caps_come_from_the_open_file_limit_or_the_setting() -> None:
     assert caps.mesh + caps.clients == (1024 - 64) // 2 and caps.mesh <= caps.clients
     assert connection_caps(Limits(connections=10)).mesh == 5
     assert connection_caps(Limits(), files=10).mesh >= 1  # never zero
+    big = connection_caps(Limits(), files=1 << 20)
+    assert big.mesh + big.clients == MAX_DERIVED  # a container's million files: not all for connections
 
 
 def test_sources() -> None:

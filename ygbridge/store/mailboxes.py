@@ -102,7 +102,7 @@ def _add(owner: User, names: list[str], now: float, limit: int | None) -> list[M
     if limit is not None:
         count = Mailbox.select().where(Mailbox.user == owner).count()
         if count + len(names) > limit:
-            raise MailboxLimitReached(f"at most {limit} mailboxes per user; delete some first")
+            raise MailboxLimitReached(limit)
     uidvalidity = max(int(now), owner.last_uidvalidity + 1)
     User.update(last_uidvalidity=uidvalidity).where(User.id == owner.id).execute()
     owner.last_uidvalidity = uidvalidity
