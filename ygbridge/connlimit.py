@@ -170,8 +170,9 @@ def keep_alive(transport: ITransport) -> None:
     """Short TCP keepalives and a user timeout, so that a vanished peer's socket gets closed."""
     set_keep_alive = getattr(transport, "setTcpKeepAlive", None)
     handle = getattr(transport, "getHandle", lambda: None)()
-    if set_keep_alive is None or not isinstance(handle, socket.socket):
-        return
+    tcp = isinstance(handle, socket.socket) and handle.family in (socket.AF_INET, socket.AF_INET6)
+    if set_keep_alive is None or not tcp:
+        return  # a UNIX socket, or no socket at all
     set_keep_alive(True)
     for option, value in (
         ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
@@ -180,7 +181,10 @@ def keep_alive(transport: ITransport) -> None:
         ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS),
     ):
         if hasattr(socket, option):
-            handle.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+            try:
+                handle.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+            except OSError:  # a kernel without it: keepalive at its own pace, still reaped
+                pass
 
 
 class _Counted(Protocol):

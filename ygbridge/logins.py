@@ -4,8 +4,8 @@ Failed logins are counted per source address (an IPv6 source by its /64) and per
 to a failure comes later the more failures there were (0.5 s, doubling, at most 4 s), and past a
 limit logins from that source (or for that user) are refused for ``login_lockout`` without
 checking the password (:class:`~ygbridge.errors.LoginThrottled`). Logins still being checked count
-as failures to come, so parallel connections cannot guess past the limit. Loopback is never
-locked out nor delayed by other sources' failures, so the owner can always log in on the machine
+as failures to come, so parallel connections cannot guess past the limit. Loopback (and a UNIX
+socket) is never locked out nor delayed by other sources' failures, so the owner can always log in on the machine
 itself. A successful login clears its source's failures (not the user's), as Dovecot's auth
 penalty does. Counters expire ``login_lockout`` after the last failure; at most ``login_tracked``
 sources and as many user names are remembered, the least recently failed forgotten first.
@@ -50,11 +50,11 @@ def source_key(source: str) -> tuple[str, bool]:
     try:
         address = ipaddress.ip_address(source.split("%", 1)[0])
     except ValueError:
-        return source, False  # not an IP address (a UNIX socket): counted as it is
+        return "local", True  # not an IP address: a UNIX socket, on this machine as loopback is
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.is_loopback:
-        return "loopback", True
+        return "local", True
     if isinstance(address, ipaddress.IPv6Address):
         return ipaddress.IPv6Network((address, 64), strict=False).compressed, False
     return address.compressed, False

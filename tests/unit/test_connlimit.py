@@ -145,3 +145,7 @@ def test_keepalive_on_accepted_sockets() -> None:
         assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
         assert handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
     keep_alive(StringTransport())  # no socket: nothing to do
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as handle:
+        unix = Transport(handle)
+        keep_alive(unix)  # type: ignore[arg-type]
+        assert not unix.keepalive

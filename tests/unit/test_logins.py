@@ -183,7 +183,7 @@ def test_memory_is_bounded_and_sources_grouped(clock: Clock, checker: Checker) -
         attempt(gate, checker, clock, source=f"10.2.{n}.1", user=f"user{n}")
     assert len(gate._sources) == len(gate._users) == 10
     assert source_key("2001:db8::1") == source_key("2001:db8::ffff") == ("2001:db8::/64", False)
-    assert source_key("::ffff:127.0.0.1") == ("loopback", True)
+    assert source_key("::ffff:127.0.0.1") == source_key("UNIXAddress('/run/imap')") == ("local", True)
 
 
 def test_source_portal_is_what_protocols_log_in_through(
