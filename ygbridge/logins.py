@@ -5,11 +5,11 @@ to a failure comes later the more failures there were (0.5 s, doubling, at most 
 limit logins from that source (or for that user) are refused for ``login_lockout`` without
 checking the password (:class:`~ygbridge.errors.LoginThrottled`). Logins still being checked count
 as failures to come, so parallel connections cannot guess past the limit. Loopback (and a UNIX
-socket) is never locked out nor delayed by other sources' failures, so the owner can always log in on the machine
-itself. A successful login clears its source's failures (not the user's), as Dovecot's auth
-penalty does. Counters expire ``login_lockout`` after the last failure; at most ``login_tracked``
-sources and as many user names are remembered, the least recently failed forgotten first.
-"""
+socket) is never locked out nor delayed by other sources' failures, so the owner can always log
+in on the machine itself. A successful login clears its source's failures (not the user's), as
+Dovecot's auth penalty does. Counters expire ``login_lockout`` after the last failure; at most
+``login_tracked`` sources and as many user names are remembered, the least recently failed
+forgotten first."""
 
 from __future__ import annotations
 
