@@ -288,3 +288,20 @@ def test_mailbox_management_updates_live_state(mailstore: Mailstore) -> None:
     add_message(b"one")
     copied = run(mailstore.copy(account.mailboxes["INBOX"], [1], account, "C"))
     assert watcher.events == [("added", [1])] and list(copied.target) == [1]
+
+
+def test_live_state_lookups_follow_changes(db: None) -> None:
+    clock = Clock()
+    clock.advance(NOW)
+    mailstore = Mailstore(ImmediateDB(), clock, mailboxes_per_user=8)
+    account = run(mailstore.open_user("alice"))
+    run(mailstore.create(account, "A/B"))
+    box = account.mailboxes["A/B"]
+    assert account.by_id(box.id) is box and account.has_children("A") and not account.has_children("A/B")
+    run(mailstore.rename(account, "A", "X/Y"))
+    assert account.by_id(box.id) is box and box.name == "X/Y/B"
+    assert account.names() == sorted(["Drafts", "INBOX", "Junk", "Sent", "Trash", "X", "X/Y", "X/Y/B"])
+    failure = failure_of(Deferred.fromCoroutine(mailstore.create(account, "Z")))
+    assert failure.check(MailboxLimitReached) and "Z" not in account.mailboxes
+    run(mailstore.delete(account, "X/Y/B"))
+    assert account.by_id(box.id) is None and not account.has_children("X/Y")
