@@ -170,9 +170,10 @@ def keep_alive(transport: ITransport) -> None:
     """Short TCP keepalives and a user timeout, so that a vanished peer's socket gets closed."""
     set_keep_alive = getattr(transport, "setTcpKeepAlive", None)
     handle = getattr(transport, "getHandle", lambda: None)()
-    tcp = isinstance(handle, socket.socket) and handle.family in (socket.AF_INET, socket.AF_INET6)
-    if set_keep_alive is None or not tcp:
+    if not isinstance(handle, socket.socket) or handle.family not in (socket.AF_INET, socket.AF_INET6):
         return  # a UNIX socket, or no socket at all
+    if set_keep_alive is None:
+        return
     set_keep_alive(True)
     for option, value in (
         ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
