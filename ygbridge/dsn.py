@@ -71,7 +71,7 @@ def failure_report(
     subject, intro = _WORDING[action]
     boundary = f"=_ygbridge_{message_id.strip('<>').split('@')[0]}"
     listing = "\r\n".join(f"  {f.recipient}: {f.diagnostic}" for f in failures)
-    human = f"This is the mail system at {domain}.\r\n\r\n{{intro}}\r\n\r\n{listing}\r\n"
+    human = f"This is the mail system at {domain}.\r\n\r\n{intro}\r\n\r\n{listing}\r\n"
     per_recipient = "\r\n".join(
         "Final-Recipient: rfc822; {r}\r\nAction: {action}\r\nStatus: {s}\r\n{remote}"
         "Diagnostic-Code: smtp; {d}\r\nLast-Attempt-Date: {date}\r\n".format(
