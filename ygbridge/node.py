@@ -58,7 +58,12 @@ class NodeService(MultiService):
         self.router.setServiceParent(self)
         self.mailstore = Mailstore(self.store, reactor)
         self.outbox = Outbox(
-            reactor, self.store, self.mailstore, self.node_address, lambda dest: self.delivery.poke(dest)
+            reactor,
+            self.store,
+            self.mailstore,
+            self.node_address,
+            lambda dest: self.delivery.poke(dest),
+            foreign_from=config.foreign_from,
         )
         self.delivery = DeliveryService(
             reactor,

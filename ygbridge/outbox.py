@@ -1,5 +1,11 @@
 """Accepting a message for delivery: local recipients at once, others into the durable queue;
-and bouncing what the queue gives up on back into the sender's INBOX."""
+and bouncing what the queue gives up on back into the sender's INBOX.
+
+Every message that passes through gets its trace lines here (RFC 5321 section 4.4): a
+``Received:`` on submission and on mesh receipt, a ``Return-Path:`` at final delivery into a
+mailbox. Its visible sender is checked here too (:mod:`ygbridge.senders`). Otherwise the bytes
+are stored and sent on exactly as they arrived.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,19 @@ from twisted.internet.interfaces import IReactorTime
 
 from ygbridge.addressing import MailAddress, domain_for
 from ygbridge.dsn import RecipientFailure, failure_report, report_id
-from ygbridge.errors import AddressError, UserError
+from ygbridge.errors import AddressError, SenderMismatch, UserError
 from ygbridge.mailstore import Mailstore
-from ygbridge.message import message_id
+from ygbridge.message import has_field, message_id
+from ygbridge.senders import check_node_sender, check_own_sender
 from ygbridge.store import queue, users
 from ygbridge.store.db import StoreThread
+from ygbridge.trace import SOFTWARE, received_mesh, received_submission, return_path
 
 log = structlog.get_logger(__name__)
+
+#: ``[mesh] foreign_from`` values: refuse such a message, or deliver it with a warning field.
+REFUSE, WARN = "refuse", "warn"
+WARNING_FIELD = "X-Ygbridge-Warning"
 
 
 class Outbox:
@@ -31,8 +43,10 @@ class Outbox:
         mailstore: Mailstore,
         node: Callable[[], ipaddress.IPv6Address | None],
         queued: Callable[[str], None],
+        foreign_from: str = REFUSE,
     ) -> None:
         self._clock = clock
+        self._foreign_from = foreign_from
         self._store = store
         self._mailstore = mailstore
         self._node = node
@@ -43,27 +57,69 @@ class Outbox:
         return await self._store.run(users.existing_users, names)
 
     async def accept(self, sender: MailAddress, recipients: list[MailAddress], body: bytes) -> None:
-        """Make the message durable for every recipient; returns once it is committed.
+        """Make a message that ``sender`` (authenticated) submitted durable for every recipient;
+        returns once it is committed.
 
-        A message without a Message-ID gets one, so that retries can be recognised downstream.
+        SenderMismatch unless ``From:`` (and ``Sender:``) is the sender's own address; a message
+        without ``From:`` gets the sender's. A message without a Message-ID gets one, so that
+        retries can be recognised downstream.
         """
+        if not has_field(body, "From"):
+            body = f"From: <{sender}>\r\n".encode() + body
+        check_own_sender(body, sender)
         node = self._node()
         mid = message_id(body)
         if mid is None:
             mid = f"<{uuid.uuid4().hex}@{domain_for(sender.node)}>"
             body = f"Message-ID: {mid}\r\n".encode("ascii") + body
+        body = received_submission(sender, self._clock.seconds()) + body
         remote = [(str(r), r.node.compressed) for r in dict.fromkeys(recipients) if r.node != node]
         if remote:
             await self._store.run(queue.enqueue, str(sender), body, mid, remote, self._clock.seconds())
         local = [r.local for r in recipients if r.node == node]
-        await self.deliver_local(local, body, mid, sender.node)
+        await self._store_local(local, body, mid, sender.node, str(sender))
         for destination in dict.fromkeys(dest for _, dest in remote):
             self._queued(destination)
 
     async def deliver_local(
-        self, names: list[str], body: bytes, mid: str | None, sender_node: ipaddress.IPv6Address
+        self,
+        names: list[str],
+        body: bytes,
+        mid: str | None,
+        sender_node: ipaddress.IPv6Address,
+        reverse_path: str | None = None,
     ) -> None:
-        """Store the message in each user's INBOX (once per mailbox, however often retried)."""
+        """Store a message that node ``sender_node`` sent over the mesh in each user's INBOX
+        (once per mailbox, however often retried).
+
+        ``reverse_path`` is the envelope sender (``""`` for ``MAIL FROM:<>``), written as
+        ``Return-Path:``. SenderMismatch if ``From:``/``Sender:`` is not in the sending node's
+        domain, unless ``[mesh] foreign_from = warn``: then a warning field says so.
+        """
+        node = self._node()
+        try:
+            check_node_sender(body, sender_node)
+        except SenderMismatch as exc:
+            if self._foreign_from != WARN:
+                log.warning("mesh.sender_mismatch", source=sender_node.compressed, error=str(exc))
+                raise
+            warning = f"{WARNING_FIELD}: {SOFTWARE} could not verify the sender: {exc}\r\n"
+            body = warning.encode("ascii", "replace") + body
+        if node is not None:
+            body = received_mesh(sender_node, node, self._clock.seconds()) + body
+        await self._store_local(names, body, mid, sender_node, reverse_path)
+
+    async def _store_local(
+        self,
+        names: list[str],
+        body: bytes,
+        mid: str | None,
+        sender_node: ipaddress.IPv6Address,
+        reverse_path: str | None,
+    ) -> None:
+        """Final delivery: the Return-Path on top, then into each user's INBOX once."""
+        if reverse_path is not None:
+            body = return_path(reverse_path) + body
         for name in dict.fromkeys(names):
             await self._mailstore.deliver(name, body, message_id=mid, sender_node=sender_node.compressed)
 
@@ -95,6 +151,8 @@ class Outbox:
             action=action,
         )
         try:
-            await self._mailstore.deliver(sender.local, report, message_id=mid, sender_node=node.compressed)
+            await self._mailstore.deliver(
+                sender.local, return_path("") + report, message_id=mid, sender_node=node.compressed
+            )
         except UserError as exc:
             log.error("delivery.bounce_dropped", sender=message.sender, reason=str(exc))
