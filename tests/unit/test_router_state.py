@@ -43,6 +43,10 @@ def test_self_047_with_coords_and_unknown_build() -> None:
         subnet=IPv6Network("300:dc1e:349b:33a7::/64"),
         build_name="unknown",
         build_version="unknown",
+        api="0.4",
+    )
+    assert (
+        parse_self(response(V047_SELF)).describe_router() == "yggdrasil (version not reported; admin API 0.4)"
     )
 
 
@@ -52,6 +56,7 @@ def test_self_0512_with_routing_entries() -> None:
     assert identity.address == IPv6Address("200:cdec:e96a:6e10:fa1d:f5ed:688b:2dc7")
     assert identity.subnet == IPv6Network("300:cdec:e96a:6e10::/64")
     assert (identity.build_name, identity.build_version) == ("yggdrasil", "0.5.12")
+    assert identity.api == "0.5" and identity.describe_router() == "yggdrasil 0.5.12"
 
 
 @pytest.mark.parametrize("answer", [V047_SELF, V0512_SELF])
@@ -91,8 +96,15 @@ def test_peers_047_have_no_up_field_and_are_all_up() -> None:
     )
 
 
-def test_peers_0512_leave_out_down_peers_without_key() -> None:
+def test_peers_0512_keep_down_peers_with_the_routers_error() -> None:
     assert parse_peers(response(V0512_PEERS)) == (
+        Peer(
+            key=None,
+            address=None,
+            up=False,
+            remote="tcp://127.0.0.1:1",
+            last_error="dial tcp 127.0.0.1:1: connect: connection refused",
+        ),
         Peer(
             key=KEY_0512,
             address=IPv6Address("200:cdec:e96a:6e10:fa1d:f5ed:688b:2dc7"),
