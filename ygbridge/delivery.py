@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from ygbridge.addressing import domain_for
 from ygbridge.dsn import DELAYED, EXPIRED, FAILED, RecipientFailure, status_of
-from ygbridge.smtp.client import Reply
+from ygbridge.smtp.client import Reply, describe_failure
 from ygbridge.store import queue
 from ygbridge.store.db import StoreThread
 
@@ -27,6 +27,19 @@ _REPLY = re.compile(r"^(4\d\d) (.*)")
 
 Send = Callable[[ipaddress.IPv6Address, str, list[str], bytes], Awaitable[dict[str, Reply]]]
 Report = Callable[[queue.QueuedMessage, list[RecipientFailure], str], Awaitable[None]]
+Diagnose = Callable[[ipaddress.IPv6Address], Awaitable[str | None]]
+
+
+async def _no_diagnosis(destination: ipaddress.IPv6Address) -> str | None:
+    return None
+
+
+def span(seconds: float) -> str:
+    """A duration for people: ``5 days``, ``1.5 hours``, ``8 seconds``."""
+    units = (("day", 86400.0), ("hour", 3600.0), ("minute", 60.0), ("second", 1.0))
+    unit, size = next(((u, n) for u, n in units if seconds >= n), units[-1])
+    count = f"{round(seconds / size, 1):g}"
+    return f"{count} {unit}" + ("" if count == "1" else "s")
 
 
 def backoff(attempts: int, initial: float, maximum: float, jitter: float) -> float:
@@ -52,6 +65,7 @@ class DeliveryService(TimerService):
         delay_warning: float = 0.0,
         concurrency: int = 8,
         jitter: Callable[[], float] = random.random,
+        diagnose: Diagnose = _no_diagnosis,
     ) -> None:
         super().__init__(interval, self._tick)
         self.clock = clock
@@ -65,6 +79,7 @@ class DeliveryService(TimerService):
         self._delay_warning = delay_warning
         self._concurrency = concurrency
         self._jitter = jitter
+        self._diagnose = diagnose
         self._active: set[str] = set()
         self._again: set[str] = set()  # destinations to retry at once when their drain ends
         self._sending: dict[str, Deferred[dict[str, Reply]]] = {}  # the attempt in flight per node
@@ -132,7 +147,7 @@ class DeliveryService(TimerService):
             await self._fail(
                 message,
                 [
-                    (rid, address, EXPIRED, f"retry horizon passed: {reason}")
+                    (rid, address, EXPIRED, f"not delivered within {span(self._horizon)}: {reason}")
                     for rid, address in message.recipients
                 ],
                 destination,
@@ -141,12 +156,11 @@ class DeliveryService(TimerService):
         try:
             results = await self._transfer(destination, message)
         except Exception as exc:
-            if isinstance(exc, CancelledError):
-                reason = "attempt abandoned: the node reappeared"
-            else:
-                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
             await self._postpone(
-                destination, message, [rid for rid, _ in message.recipients], f"{destination}: {reason}"
+                destination,
+                message,
+                [rid for rid, _ in message.recipients],
+                await self._reason(destination, exc),
             )
             return False
         delivered = [rid for rid, address in message.recipients if results[address].ok]
@@ -175,6 +189,19 @@ class DeliveryService(TimerService):
             await self._postpone(destination, message, later, "; ".join(errors))
             return False
         return True
+
+    async def _reason(self, destination: str, failure: Exception) -> str:
+        """Why an attempt got no replies, in words: the router's view first, then what happened."""
+        if isinstance(failure, CancelledError):
+            return "attempt abandoned: the node reappeared"
+        address = ipaddress.IPv6Address(destination)
+        happened = describe_failure(failure, address)
+        try:
+            cause = await self._diagnose(address)
+        except Exception as exc:  # a diagnosis is a nicety: never let it stop the queue
+            log.error("delivery.diagnosis_failed", destination=destination, error=str(exc))
+            cause = None
+        return happened if cause is None or cause == happened else f"{cause} ({happened})"
 
     async def _transfer(self, destination: str, message: queue.QueuedMessage) -> dict[str, Reply]:
         """One SMTP transaction, cancellable through :meth:`retry_now` while it runs."""

@@ -75,6 +75,7 @@ class NodeService(MultiService):
             retry_max=config.retry_max,
             horizon=config.retry_horizon,
             delay_warning=config.delay_warning,
+            diagnose=self.router.diagnose,
         )
         checker = PasswordChecker(reactor, self.store, self.node_address)
         submission = Portal(

@@ -2,6 +2,7 @@
 
 import ipaddress
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
@@ -57,7 +58,11 @@ class Reports:
 
 
 def _service(
-    peer: FakePeer, clock: Clock, bounces: Reports | None = None, delay_warning: float = 0.0
+    peer: FakePeer,
+    clock: Clock,
+    bounces: Reports | None = None,
+    delay_warning: float = 0.0,
+    diagnosis: str | None = None,
 ) -> DeliveryService:
     memory_database()
     peer.clock = clock
@@ -72,6 +77,7 @@ def _service(
         horizon=100,
         delay_warning=delay_warning,
         jitter=lambda: 0.5,
+        diagnose=lambda _: succeed(diagnosis),
     )
 
 
@@ -88,7 +94,8 @@ def test_delivered_message_leaves_the_queue_only_after_250() -> None:
     service.startService()
     assert len(peer.sent) == 1
     [pending] = queue.summary()
-    assert pending.recipients == 1 and "peer down" in (pending.last_error or "")
+    assert pending.last_error == f"{PEER} refused the connection: no mail service listens on its port"
+    assert pending.recipients == 1
     assert pending.next_attempt == 2.0
     clock.advance(1)
     service.poke(PEER)  # not due yet: poking does not bypass the backoff
@@ -129,7 +136,11 @@ def test_retry_horizon_bounces_once_and_empties_the_queue() -> None:
         clock.advance(5)
     assert queue.summary() == []
     [(_, [failure])] = bounces.reports
-    assert failure.status == "4.4.7" and "peer down" in failure.diagnostic
+    assert failure.status == "4.4.7"
+    assert (
+        failure.diagnostic == f"not delivered within 1.7 minutes: {PEER} refused the connection: "
+        "no mail service listens on its port"
+    )
     assert all(at < 100 for at in peer.attempt_times)  # never tried after the horizon
     service.stopService()
 
@@ -200,4 +211,21 @@ def test_delay_warning_is_sent_once() -> None:
     [(_, [delayed])] = reports.delays
     assert delayed.recipient == "b@y.meship" and delayed.status.startswith("4.")
     assert reports.reports == [] and queue.summary() != []
+    service.stopService()
+
+
+def test_the_routers_view_names_the_cause_in_words() -> None:
+    clock = Clock()
+    why = "peer down: failed to connect: incompatible version"
+    peer = FakePeer(*[defer.TimeoutError()] * 20)
+    bounces = Reports()
+    service = _service(peer, clock, bounces, diagnosis=why)
+    queue.enqueue("a@x.meship", b"m\r\n", "<1@x>", [("b@y.meship", PEER)], 0)
+    service.startService()
+    [pending] = queue.summary()
+    assert pending.last_error == f"{why} (no answer from {PEER} in time)"
+    for _ in range(40):
+        clock.advance(5)
+    [(_, [failure])] = bounces.reports
+    assert failure.diagnostic == f"not delivered within 1.7 minutes: {why} (no answer from {PEER} in time)"
     service.stopService()

@@ -30,6 +30,7 @@ from ygbridge.router.state import (
     parse_self,
     parse_sessions,
     parse_tun,
+    why_unreachable,
 )
 
 KEY_047 = bytes.fromhex("91f0e5b2662c24e37d2b14d69b4f57c8c438a3bb1f22dbe158731fed6451c408")
@@ -169,3 +170,14 @@ def test_missing_fields_are_reply_errors_naming_the_request() -> None:
         parse_peers({"peers": [{"key": KEY_047.hex()}]})
     with pytest.raises(RouterReplyError, match="getSessions"):
         parse_sessions({})
+
+
+def test_why_unreachable_prefers_the_routers_own_reason() -> None:
+    node = IPv6Address("200:cdec:e96a:6e10:fa1d:f5ed:688b:2dc7")
+    down = Peer(None, None, False, "tcp://10.0.0.1:1", "incompatible version")
+    up = Peer(KEY_0512, node, True, "tcp://10.0.0.2:1")
+    assert why_unreachable(node, (down, down), ()) == "peer down: incompatible version"
+    assert why_unreachable(node, (), ()) == "peer down: this router has no peer up"
+    other = IPv6Address("203:5bb3:85e5:acf3:da99:7b0a:21bd:dc63")
+    assert why_unreachable(other, (down, up), ()) == f"no route to node {other}"
+    assert why_unreachable(node, (up,), (Session(KEY_0512, node, 1.0),)) is None

@@ -1,10 +1,14 @@
 """The outbound SMTP client, driven through StringTransport."""
 
+import ipaddress
+
+import pytest
+from twisted.internet import defer, error
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, dot_stuffed
+from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, describe_failure, dot_stuffed
 
 
 def test_dot_stuffing_and_terminator() -> None:
@@ -104,3 +108,23 @@ def test_connection_lost_during_data_fails_the_attempt() -> None:
     failures = []
     result.addErrback(failures.append)
     assert failures and "DATA" in str(failures[0].value)
+
+
+@pytest.mark.parametrize(
+    ("failure", "text"),
+    [
+        (defer.TimeoutError(), "no answer from 200::1 in time"),
+        (error.TimeoutError(), "no answer from 200::1 in time"),
+        (
+            error.ConnectionRefusedError(),
+            "200::1 refused the connection: no mail service listens on its port",
+        ),
+        (error.NoRouteError(), "no route to node 200::1"),
+        (OSError(113, "No route to host"), "no route to node 200::1"),
+        (error.ConnectionLost(), "the connection to 200::1 was lost during the transaction"),
+        (error.ConnectError(string="boom"), "cannot connect to 200::1: boom."),
+        (ValueError(), "delivery to 200::1 failed"),
+    ],
+)
+def test_failures_are_described_without_class_names(failure: BaseException, text: str) -> None:
+    assert describe_failure(failure, ipaddress.IPv6Address("200::1")) == text

@@ -159,3 +159,19 @@ def parse_sessions(response: Response) -> tuple[Session, ...]:
             )
             for entry in response["sessions"] or ()
         )
+
+
+def why_unreachable(
+    destination: IPv6Address, peers: tuple[Peer, ...], sessions: tuple[Session, ...]
+) -> str | None:
+    """What the router's state says about a node that did not answer, or None if nothing.
+
+    No peer up: the router's own reasons (e.g. a 0.4/0.5 version mismatch). Peers up but no
+    session with the node: the mesh has no route to it.
+    """
+    if not any(peer.up for peer in peers):
+        reasons = list(dict.fromkeys(peer.last_error for peer in peers if peer.last_error))
+        return "peer down: " + "; ".join(reasons) if reasons else "peer down: this router has no peer up"
+    if all(session.address != destination for session in sessions):
+        return f"no route to node {destination.compressed}"
+    return None
