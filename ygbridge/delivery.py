@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from ygbridge.addressing import domain_for
 from ygbridge.dsn import DELAYED, EXPIRED, FAILED, RecipientFailure, status_of
+from ygbridge.notify import DELAY, FAILURE, DsnRequest
 from ygbridge.smtp.client import Reply, describe_failure
 from ygbridge.store import queue
 from ygbridge.store.db import StoreThread
@@ -25,7 +26,7 @@ from ygbridge.store.db import StoreThread
 log = structlog.get_logger(__name__)
 _REPLY = re.compile(r"^(4\d\d) (.*)")
 
-Send = Callable[[ipaddress.IPv6Address, str, list[str], bytes], Awaitable[dict[str, Reply]]]
+Send = Callable[[ipaddress.IPv6Address, str, list[str], bytes, DsnRequest], Awaitable[dict[str, Reply]]]
 Report = Callable[[queue.QueuedMessage, list[RecipientFailure], str], Awaitable[None]]
 Diagnose = Callable[[ipaddress.IPv6Address], Awaitable[str | None]]
 
@@ -207,7 +208,9 @@ class DeliveryService(TimerService):
         """One SMTP transaction, cancellable through :meth:`retry_now` while it runs."""
         addresses = [address for _, address in message.recipients]
         sending = ensureDeferred(
-            self._send(ipaddress.IPv6Address(destination), message.sender, addresses, message.body)
+            self._send(
+                ipaddress.IPv6Address(destination), message.sender, addresses, message.body, message.dsn
+            )
         )
         self._sending[destination] = sending
         try:
@@ -221,7 +224,8 @@ class DeliveryService(TimerService):
         """Bounce recipients that will never be delivered, then forget them."""
         remote = domain_for(ipaddress.IPv6Address(destination))
         failures = [
-            RecipientFailure(address, status, reason, remote) for _, address, status, reason in failed
+            RecipientFailure(address, status, reason, remote, message.dsn.notify(address).orcpt)
+            for _, address, status, reason in failed
         ]
         log.warning(
             "delivery.failed",
@@ -229,7 +233,9 @@ class DeliveryService(TimerService):
             message_id=message.message_id,
             failures=[f.diagnostic for f in failures],
         )
-        await self._report(message, failures, FAILED)
+        told = [f for f in failures if message.dsn.notify(f.recipient).wants(FAILURE)]
+        if told:
+            await self._report(message, told, FAILED)
         await self._store.run(queue.remove, message.id, [rid for rid, *_ in failed])
 
     async def _postpone(
@@ -248,9 +254,10 @@ class DeliveryService(TimerService):
             reply = _REPLY.match(error)
             status = status_of(int(reply.group(1)), reply.group(2)) if reply else "4.4.1"
             delayed = [
-                RecipientFailure(address, status, error, remote)
+                RecipientFailure(address, status, error, remote, message.dsn.notify(address).orcpt)
                 for rid, address in message.recipients
-                if rid in recipient_ids
+                if rid in recipient_ids and message.dsn.notify(address).wants(DELAY)
             ]
-            await self._report(message, delayed, DELAYED)
+            if delayed:
+                await self._report(message, delayed, DELAYED)
             await self._store.run(queue.mark_warned, recipient_ids)

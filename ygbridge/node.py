@@ -25,6 +25,7 @@ from ygbridge.errors import TunDisabled
 from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.tls import TLSImapFactory
 from ygbridge.mailstore import Mailstore
+from ygbridge.notify import DsnRequest
 from ygbridge.outbox import Outbox
 from ygbridge.router.link import RouterLink
 from ygbridge.router.reachability import ReachabilityWatcher
@@ -126,10 +127,15 @@ class NodeService(MultiService):
         )
 
     async def _send(
-        self, destination: ipaddress.IPv6Address, sender: str, recipients: list[str], body: bytes
+        self,
+        destination: ipaddress.IPv6Address,
+        sender: str,
+        recipients: list[str],
+        body: bytes,
+        dsn: DsnRequest,
     ) -> dict[str, Reply]:
         assert self._client is not None
-        return await self._client.send(destination, sender, recipients, body)
+        return await self._client.send(destination, sender, recipients, body, dsn)
 
     def startService(self) -> None:
         super().startService()

@@ -3,7 +3,7 @@
 import email
 import email.policy
 
-from ygbridge.dsn import DELAYED, FAILED, RecipientFailure, failure_report, report_id, status_of
+from ygbridge.dsn import DELAYED, DELIVERED, FAILED, RecipientFailure, failure_report, report_id, status_of
 
 ORIGINAL = b"From: a@x.meship\r\nTo: b@y.meship\r\nMessage-ID: <orig@x>\r\nSubject: Hi\r\n\r\nsecret body\r\n"
 
@@ -111,3 +111,37 @@ def test_delay_warning_is_explained() -> None:
     assert "has not been delivered yet" in text and "you do not need to send it again" in text
     assert "  b@y.meship: peer down: no route\n  c@y.meship: x\n" in text
     assert "could not be delivered" not in text
+
+
+def test_delivered_notice_and_ret_full() -> None:
+    delivered = failure_report(
+        domain="x.meship",
+        sender="a@x.meship",
+        original=ORIGINAL,
+        failures=[
+            RecipientFailure("b@x.meship", "2.0.0", "250 2.0.0 delivered", "x.meship", "rfc822;B@x.meship")
+        ],
+        arrival=1_700_000_000,
+        now=1_700_000_100,
+        message_id="<d@x>",
+        action=DELIVERED,
+        envid="E-1",
+    )
+    text = _human(delivered)
+    assert "Your message was delivered to the mailbox of the following recipient(s)" in text
+    status = email.message_from_bytes(delivered, policy=email.policy.default).get_payload()[1].get_payload()
+    assert status[0]["Original-Envelope-Id"] == "E-1"
+    assert status[1]["Original-Recipient"] == "rfc822; B@x.meship" and status[1]["Action"] == "delivered"
+    full = failure_report(
+        domain="x.meship",
+        sender="a@x.meship",
+        original=ORIGINAL,
+        failures=[RecipientFailure("b@y.meship", "5.1.1", "550 5.1.1 no")],
+        arrival=1_700_000_000,
+        now=1_700_000_100,
+        message_id="<f@x>",
+        full=True,
+    )
+    parts = list(email.message_from_bytes(full, policy=email.policy.default).iter_parts())
+    assert parts[2].get_content_type() == "message/rfc822"
+    assert b"secret body" in full

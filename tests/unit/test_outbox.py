@@ -9,6 +9,7 @@ from tests.unit.fakestore import ImmediateDB, make_user, memory_database
 from ygbridge.addressing import MailAddress, domain_for
 from ygbridge.errors import SenderMismatch
 from ygbridge.mailstore import Mailstore
+from ygbridge.notify import SUCCESS, DsnRequest, Notify
 from ygbridge.outbox import WARN, Outbox
 from ygbridge.store import queue
 from ygbridge.store.models import Message
@@ -87,3 +88,38 @@ def test_mesh_without_a_reverse_path_has_no_return_path() -> None:
     _run(outbox.deliver_local(["alice"], f"From: {BOB}\r\n\r\nx\r\n".encode(), None, PEER))
     [stored] = _stored()
     assert stored.startswith(b"Received: ")
+
+
+def test_delivered_report_for_a_local_recipient_who_asked() -> None:
+    outbox = _outbox()
+    make_user("carol")
+    carol = MailAddress("carol", NODE)
+    request = DsnRequest(
+        envid="E-1", recipients={str(carol): Notify(frozenset({SUCCESS}), f"rfc822;{carol}")}
+    )
+    _run(
+        outbox.accept(
+            ALICE, [carol, ALICE], f"From: {ALICE}\r\nMessage-ID: <m@x>\r\n\r\nx\r\n".encode(), request
+        )
+    )
+    reports = [b for b in _stored() if b"multipart/report" in b]
+    [report] = reports  # for carol, who asked; not for alice, who did not
+    assert report.startswith(b"Return-Path: <>\r\n")
+    assert b"Subject: Successful Mail Delivery Report" in report
+    assert b"Action: delivered\r\nStatus: 2.0.0" in report
+    assert f"Original-Recipient: rfc822; {carol}\r\nFinal-Recipient: rfc822; {carol}".encode() in report
+    assert b"Original-Envelope-Id: E-1\r\n" in report
+    assert len(_stored()) == 3  # alice's copy, carol's copy, alice's report
+
+
+def test_delivered_report_for_mesh_mail_goes_back_over_the_mesh() -> None:
+    outbox = _outbox()
+    request = DsnRequest(recipients={str(ALICE): Notify(frozenset({SUCCESS}))})
+    body = f"From: {BOB}\r\nMessage-ID: <m@y>\r\n\r\nx\r\n".encode()
+    _run(outbox.deliver_local(["alice"], body, "<m@y>", PEER, reverse_path=str(BOB), dsn=request))
+    queued = queue.next_due(PEER.compressed, 2e9)
+    assert queued is not None and queued.sender == ""  # the null sender: a report never bounces
+    assert [r for _, r in queued.recipients] == [str(BOB)]
+    assert b"Action: delivered" in queued.body and b"<m@y>" in queued.body
+    # a retried delivery reports under the same Message-ID, so the sender's node stores it once
+    assert queued.message_id is not None and queued.message_id.startswith("<dsn-")

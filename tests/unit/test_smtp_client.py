@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from ygbridge.notify import NO_REQUEST, DsnRequest, Notify
 from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, describe_failure, dot_stuffed
 
 
@@ -25,14 +26,16 @@ def test_dot_stuffing_in_pieces_that_end_lines() -> None:
     assert b"".join(pieces) == b"".join(b"..line %d\r\n" % i for i in range(1000)) + b".\r\n"
 
 
-def _session(recipients: list[str]) -> tuple[Deferred, SMTPClientProtocol, StringTransport, Clock]:
+def _session(
+    recipients: list[str], dsn: DsnRequest = NO_REQUEST
+) -> tuple[Deferred, SMTPClientProtocol, StringTransport, Clock]:
     clock = Clock()
     client = SMTPClient(None, clock, "me.meship", timeout=30)  # type: ignore[arg-type]
     protocol = SMTPClientProtocol()
     transport = StringTransport()
     protocol.makeConnection(transport)
     result = Deferred.fromCoroutine(
-        client._transaction(protocol, "a@x.meship", recipients, b"Subject: hi\r\n\r\nbody\r\n")
+        client._transaction(protocol, "a@x.meship", recipients, b"Subject: hi\r\n\r\nbody\r\n", dsn)
     )
     return result, protocol, transport, clock
 
@@ -128,3 +131,26 @@ def test_connection_lost_during_data_fails_the_attempt() -> None:
 )
 def test_failures_are_described_without_class_names(failure: BaseException, text: str) -> None:
     assert describe_failure(failure, ipaddress.IPv6Address("200::1")) == text
+
+
+REQUEST = DsnRequest(
+    ret="HDRS",
+    envid="id 1+",
+    recipients={"b@y.meship": Notify(frozenset({"SUCCESS", "FAILURE"}), "rfc822;b@[IPv6:200::1]")},
+)
+
+
+@pytest.mark.parametrize("advertised", [True, False])
+def test_dsn_request_goes_to_a_next_hop_that_advertises_dsn(advertised: bool) -> None:
+    result, protocol, transport, _ = _session(["b@y.meship", "c@y.meship"], REQUEST)
+    ehlo = b"250-y\r\n250-DSN\r\n250 8BITMIME\r\n" if advertised else b"250-y\r\n250 8BITMIME\r\n"
+    _answer(
+        protocol, transport, b"220 hi\r\n", ehlo, b"250 ok\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n"
+    )
+    sent = transport.value()
+    if advertised:
+        assert b"MAIL FROM:<a@x.meship> SIZE=21 BODY=8BITMIME RET=HDRS ENVID=id+201+2B\r\n" in sent
+        assert b"RCPT TO:<b@y.meship> NOTIFY=FAILURE,SUCCESS ORCPT=rfc822;b@[IPv6:200::1]\r\n" in sent
+        assert b"RCPT TO:<c@y.meship>\r\n" in sent  # nothing asked for c
+    else:
+        assert b"NOTIFY" not in sent and b"RET=" not in sent and b"ENVID" not in sent

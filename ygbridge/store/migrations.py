@@ -49,5 +49,15 @@ def _to_3(db: peewee.Database) -> None:
         db.execute_sql('ALTER TABLE "outgoing_recipient" ADD COLUMN "warned" INTEGER NOT NULL DEFAULT 0')
 
 
+def _to_4(db: peewee.Database) -> None:
+    """Version 3 -> 4: keep each queued message's RFC 3461 request (RET, ENVID, NOTIFY, ORCPT)."""
+    if db.table_exists("outgoing_message"):  # else the queue is created whole after the migrations
+        for column in ('"ret" VARCHAR(4)', '"envid" VARCHAR(100)'):
+            db.execute_sql(f'ALTER TABLE "outgoing_message" ADD COLUMN {column}')
+    if db.table_exists("outgoing_recipient"):
+        for column in ('"notify" VARCHAR(40)', '"orcpt" VARCHAR(998)'):
+            db.execute_sql(f'ALTER TABLE "outgoing_recipient" ADD COLUMN {column}')
+
+
 #: The migration from each schema version to the next.
-MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {1: _to_2, 2: _to_3}
+MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {1: _to_2, 2: _to_3, 3: _to_4}
