@@ -31,7 +31,8 @@ _REGISTRY = HeaderRegistry()
 _HARMLESS = (email_errors.ObsoleteHeaderDefect, email_errors.NonASCIILocalPartDefect)
 _SPELLED_ADDRESS = re.compile(r"[^\s<>\"'(),;:@\[\]]+@(\[[^\]\s]*\]|[A-Za-z0-9.-]+)")
 
-Allowed = Callable[[str, ipaddress.IPv6Address], bool]
+#: Whether a mailbox (local part, node of its domain or None) may be shown as the sender.
+Allowed = Callable[[str, ipaddress.IPv6Address | None], bool]
 
 
 def visible_mailboxes(body: bytes) -> list[tuple[str, Address]]:
@@ -90,17 +91,17 @@ def _spelled(display_name: str) -> list[tuple[str, ipaddress.IPv6Address]]:
     return found
 
 
-def _check(body: bytes, allowed: Callable[[str, str, ipaddress.IPv6Address | None], bool], whom: str) -> None:
+def _check(body: bytes, allowed: Allowed, whom: str) -> None:
     for title, mailbox in visible_mailboxes(body):
         try:
             node: ipaddress.IPv6Address | None = parse_domain(mailbox.domain)
         except AddressError:
             node = None
-        if not allowed(mailbox.username, mailbox.addr_spec, node):
+        if not allowed(mailbox.username, node):
             raise SenderMismatch(f"{title}: {_printable(mailbox.addr_spec)} is not {whom}")
         for written, spelled_node in _spelled(mailbox.display_name):
             local = written.rpartition("@")[0]
-            if not allowed(local, written, spelled_node):
+            if not allowed(local, spelled_node):
                 raise SenderMismatch(
                     f"{title}: the display name shows {_printable(written)}, which is not {whom}"
                 )
@@ -110,7 +111,7 @@ def check_node_sender(body: bytes, source: ipaddress.IPv6Address) -> None:
     """On the mesh: every visible sender must be in the domain of ``source``, the sending node."""
     _check(
         body,
-        lambda _local, _spec, node: node == source,
+        lambda _local, node: node == source,
         f"in the sending node's domain {domain_for(source)}",
     )
 
@@ -119,6 +120,6 @@ def check_own_sender(body: bytes, own: MailAddress) -> None:
     """On submission: every visible sender must be the user's own address (either form)."""
     _check(
         body,
-        lambda local, _spec, node: node == own.node and local.lower() == own.local,
+        lambda local, node: node == own.node and local.lower() == own.local,
         f"your address {own} (or {own.literal})",
     )
