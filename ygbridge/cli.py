@@ -191,7 +191,7 @@ def _print_queue() -> None:
     now = time.time()
     for dest in summary:
         wait = max(0, round(dest.next_attempt - now))
-        error = dest.last_error or "-"
+        error = dest.last_error or "none yet"
         print(f"  {dest.destination}  {dest.recipients} waiting, next try in {wait}s, last error: {error}")
 
 

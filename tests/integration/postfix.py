@@ -109,7 +109,7 @@ class Postfix:
 
     # -- configuration
 
-    def main_cf(self, ygbridge_nodes: Sequence[ipaddress.IPv6Address]) -> dict[str, str]:
+    def main_cf(self) -> dict[str, str]:
         """main.cf: README's settings for a Postfix on the mesh, then the test instance's own."""
         return {
             # README: who this node is, and where it listens
@@ -156,7 +156,7 @@ class Postfix:
         self.mail.mkdir(exist_ok=True)
         harness._run(["chown", f"{MAILBOX_OWNER}:{MAILBOX_OWNER}", str(self.mail)])
         harness._run(["chown", "postfix", str(self.dir / "data")])
-        settings = self.main_cf(ygbridge_nodes)
+        settings = self.main_cf()
         (self.config / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
         (self.config / "master.cf").write_text(MASTER_CF)
         (self.config / "transport").write_text(

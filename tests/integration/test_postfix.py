@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +71,26 @@ def has(text: str) -> object:
 def ygbridge_trace(raw: bytes) -> list[str]:
     """The Received lines ygbridge wrote (unfolded)."""
     return [" ".join(str(r).split()) for r in parse(raw).get_all("Received", []) if "(ygbridge)" in str(r)]
+
+
+def test_readme_settings_are_the_tested_ones(site: Site) -> None:
+    """README's main.cf for a Postfix operator is what this Postfix runs with."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("2. In `/etc/postfix/main.cf`", 1)[1].split("3. In `/etc/postfix/transport`", 1)[0]
+    documented = dict(
+        (part.strip() for part in line.split("=", 1))
+        for line in (raw.strip() for raw in block.splitlines() if raw.startswith("       "))
+        if line and not line.startswith("#")
+    )
+    assert "myhostname" in documented and "transport_maps" in documented
+    tested = site.postfix.main_cf()
+    for key, value in documented.items():
+        expected = (
+            value.replace("DOMAIN", site.postfix.domain)
+            .replace("ADDRESS", site.postfix.address.compressed)
+            .replace("/etc/postfix", str(site.postfix.config))
+        )
+        assert tested.get(key) == expected, key
 
 
 # --------------------------------------------------------------------------- Postfix -> ygbridge

@@ -11,6 +11,7 @@ import pytest
 from tests.unit.fakestore import memory_database
 from ygbridge import cli
 from ygbridge.router.state import NodeIdentity, NodeStatus, Peer, TunState
+from ygbridge.store import queue
 
 KEY = bytes.fromhex("99098b4ac8f782f105094bba691c62dee5e63d1ab7b2dfe24c7c31349b4b4ab4")
 ADDRESS = IPv6Address("200:cdec:e96a:6e10:fa1d:f5ed:688b:2dc7")
@@ -89,3 +90,17 @@ def test_router_down_is_said_once(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert (result.stdout + result.stderr).count("cannot reach the yggdrasil admin socket") == 1
     assert "router:   unreachable" in result.stdout and "queue:    0 recipient(s)" in result.stdout
+
+
+def test_queue_lines_name_the_last_error_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    memory_database()
+    queue.enqueue("a@x.meship", b"m\r\n", None, [("b@y.meship", "203::1")], 0)
+    queue.enqueue("a@x.meship", b"m\r\n", None, [("c@z.meship", "203::2")], 0)
+    [(rid, _)] = queue.next_due("203::1", 1.0).recipients  # type: ignore[union-attr]
+    queue.postpone([rid], "peer down: incompatible version (no answer from 203::1 in time)", 1e12)
+    cli._print_queue()
+    out = capsys.readouterr().out
+    assert "queue:    2 recipient(s) waiting\n" in out
+    assert "  203::1  1 waiting, next try in " in out
+    assert "last error: peer down: incompatible version (no answer from 203::1 in time)\n" in out
+    assert "  203::2  1 waiting, next try in 0s, last error: none yet\n" in out
