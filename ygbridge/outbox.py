@@ -85,8 +85,10 @@ class Outbox:
         if remote:
             await self._store.run(queue.enqueue, str(sender), body, mid, remote, self._clock.seconds(), dsn)
         local = [r for r in recipients if r.node == node]
-        await self._store_local([r.local for r in local], body, mid, sender.node, str(sender))
-        await self._report_delivered(str(sender), [str(r) for r in dict.fromkeys(local)], body, dsn)
+        stored = await self._store_local([r.local for r in local], body, mid, sender.node, str(sender))
+        await self._report_delivered(
+            str(sender), [str(MailAddress(n, sender.node)) for n in stored], body, dsn
+        )
         for destination in dict.fromkeys(dest for _, dest in remote):
             self._queued(destination)
 
@@ -119,9 +121,9 @@ class Outbox:
             body = warning.encode("ascii", "replace") + body
         if node is not None:
             body = received_mesh(sender_node, node, self._clock.seconds()) + body
-        await self._store_local(names, body, mid, sender_node, reverse_path)
+        stored = await self._store_local(names, body, mid, sender_node, reverse_path)
         if node is not None and reverse_path:
-            delivered = [str(MailAddress(name, node)) for name in dict.fromkeys(names)]
+            delivered = [str(MailAddress(name, node)) for name in stored]
             await self._report_delivered(reverse_path, delivered, body, dsn)
 
     async def _store_local(
@@ -131,12 +133,19 @@ class Outbox:
         mid: str | None,
         sender_node: ipaddress.IPv6Address,
         reverse_path: str | None,
-    ) -> None:
-        """Final delivery: the Return-Path on top, then into each user's INBOX once."""
+    ) -> list[str]:
+        """Final delivery: the Return-Path on top, then into each user's INBOX once; the users
+        who had not got it before (a retry finds the others have)."""
         if reverse_path is not None:
             body = return_path(reverse_path) + body
+        stored = []
         for name in dict.fromkeys(names):
-            await self._mailstore.deliver(name, body, message_id=mid, sender_node=sender_node.compressed)
+            uid = await self._mailstore.deliver(
+                name, body, message_id=mid, sender_node=sender_node.compressed
+            )
+            if uid is not None:
+                stored.append(name)
+        return stored
 
     async def report(
         self, message: queue.QueuedMessage, failures: list[RecipientFailure], action: str
