@@ -21,7 +21,7 @@ from ygbridge.addressing import MailAddress, domain_for
 from ygbridge.dsn import DELIVERED, FAILED, RecipientFailure, failure_report, report_id
 from ygbridge.errors import AddressError, SenderMismatch, UserError
 from ygbridge.mailstore import Mailstore
-from ygbridge.message import has_field, message_id
+from ygbridge.message import has_field, message_id, split_message
 from ygbridge.notify import FULL, NO_REQUEST, SUCCESS, DsnRequest
 from ygbridge.senders import check_node_sender, check_own_sender
 from ygbridge.store import queue, users
@@ -72,15 +72,15 @@ class Outbox:
         without ``From:`` gets the sender's. A message without a Message-ID gets one, so that
         retries can be recognised downstream.
         """
-        if not has_field(body, "From"):
-            body = f"From: <{sender}>\r\n".encode() + body
-        check_own_sender(body, sender)
+        # The fields put on top are joined to the body once: it may be 32 MiB.
+        added = b"" if has_field(body, "From") else f"From: <{sender}>\r\n".encode()
+        check_own_sender(added + split_message(body)[0], sender)
         node = self._node()
         mid = message_id(body)
         if mid is None:
             mid = f"<{uuid.uuid4().hex}@{domain_for(sender.node)}>"
-            body = f"Message-ID: {mid}\r\n".encode("ascii") + body
-        body = received_submission(sender, self._clock.seconds()) + body
+            added = f"Message-ID: {mid}\r\n".encode("ascii") + added
+        body = received_submission(sender, self._clock.seconds()) + added + body
         remote = [(str(r), r.node.compressed) for r in dict.fromkeys(recipients) if r.node != node]
         if remote:
             await self._store.run(queue.enqueue, str(sender), body, mid, remote, self._clock.seconds(), dsn)

@@ -77,9 +77,10 @@ def test_submission_adds_a_missing_from_and_traces_both_paths() -> None:
 
 def test_submission_refuses_another_visible_sender() -> None:
     outbox = _outbox()
-    failure = Deferred.fromCoroutine(outbox.accept(ALICE, [BOB], f"From: {BOB}\r\n\r\nx\r\n".encode()))
-    assert isinstance(failure.result.value, SenderMismatch)
-    failure.addErrback(lambda _: None)
+    for head in (f"From: {BOB}\r\n", f"Sender: {BOB}\r\n"):  # without From:, Sender: still counts
+        failure = Deferred.fromCoroutine(outbox.accept(ALICE, [BOB], f"{head}\r\nx\r\n".encode()))
+        assert isinstance(failure.result.value, SenderMismatch)
+        failure.addErrback(lambda _: None)
     assert queue.summary() == []
 
 
