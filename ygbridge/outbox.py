@@ -85,7 +85,9 @@ class Outbox:
         if remote:
             await self._store.run(queue.enqueue, str(sender), body, mid, remote, self._clock.seconds(), dsn)
         local = [r for r in recipients if r.node == node]
-        stored = await self._store_local([r.local for r in local], body, mid, sender.node, str(sender))
+        stored = await self._store_local(
+            [r.local for r in local], return_path(str(sender)) + body if local else body, mid, sender.node
+        )
         await self._report_delivered(
             str(sender), [str(MailAddress(n, sender.node)) for n in stored], body, dsn
         )
@@ -118,10 +120,13 @@ class Outbox:
                 log.warning("mesh.sender_mismatch", source=sender_node.compressed, error=str(exc))
                 raise
             warning = f"{WARNING_FIELD}: {SOFTWARE} could not verify the sender: {exc}\r\n"
-            body = warning.encode("ascii", "replace") + body
+            added = warning.encode("ascii", "replace")
+        else:
+            added = b""
         if node is not None:
-            body = received_mesh(sender_node, node, self._clock.seconds()) + body
-        stored = await self._store_local(names, body, mid, sender_node, reverse_path)
+            added = received_mesh(sender_node, node, self._clock.seconds()) + added
+        body = (return_path(reverse_path) if reverse_path is not None else b"") + added + body  # one copy
+        stored = await self._store_local(names, body, mid, sender_node)
         if node is not None and reverse_path:
             delivered = [str(MailAddress(name, node)) for name in stored]
             await self._report_delivered(reverse_path, delivered, body, dsn)
@@ -132,12 +137,9 @@ class Outbox:
         body: bytes,
         mid: str | None,
         sender_node: ipaddress.IPv6Address,
-        reverse_path: str | None,
     ) -> list[str]:
-        """Final delivery: the Return-Path on top, then into each user's INBOX once; the users
+        """Final delivery (``body`` has its Return-Path) into each user's INBOX once; the users
         who had not got it before (a retry finds the others have)."""
-        if reverse_path is not None:
-            body = return_path(reverse_path) + body
         stored = []
         for name in dict.fromkeys(names):
             uid = await self._mailstore.deliver(
