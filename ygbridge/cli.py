@@ -6,6 +6,7 @@ import argparse
 import datetime
 import getpass
 import ipaddress
+import os
 import secrets
 import socket
 import sys
@@ -156,8 +157,8 @@ def cmd_address(config: Config, args: argparse.Namespace) -> None:
 def cmd_status(config: Config, args: argparse.Namespace) -> None:
     try:
         status = _node(config)
-    except RouterError as exc:
-        print(f"router:   unreachable ({exc})")
+    except RouterError:
+        print("router:   unreachable (the reason follows on standard error)")
         _print_queue()
         raise
     _print_node(status)
@@ -169,12 +170,17 @@ def _print_node(status: NodeStatus) -> None:
     print(f"address:  {identity.address}")
     print(f"domain:   {domain_for(identity.address)}")
     print(f"key:      {identity.key.hex()}")
-    print(f"router:   {identity.build_name} {identity.build_version}")
+    print(f"router:   {identity.describe_router()}")
     print(f"tun:      {'enabled ' + (status.tun.name or '') if status.tun.enabled else 'DISABLED'}")
     up = [peer for peer in status.peers if peer.up]
-    print(f"peers:    {len(up)} up")
-    for peer in up:
-        print(f"  {peer.address}  {peer.remote or ''}")
+    down = len(status.peers) - len(up)
+    print(f"peers:    {len(up)} up" + (f", {down} down" if down else ""))
+    for peer in status.peers:
+        if peer.up:
+            print(f"  up    {peer.address}  {peer.remote or ''}")
+        else:
+            reason = f"  ({peer.last_error})" if peer.last_error else ""
+            print(f"  down  {peer.address or peer.remote or '?'}{reason}")
     print(f"sessions: {len(status.sessions)}")
     _print_identity_changes(identity.key.hex())
 
@@ -185,7 +191,7 @@ def _print_queue() -> None:
     now = time.time()
     for dest in summary:
         wait = max(0, round(dest.next_attempt - now))
-        error = dest.last_error or "-"
+        error = dest.last_error or "none yet"
         print(f"  {dest.destination}  {dest.recipients} waiting, next try in {wait}s, last error: {error}")
 
 
@@ -235,6 +241,10 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+#: Exit status when the reader of standard output went away (``| head``), as if killed by SIGPIPE.
+EXIT_BROKEN_PIPE = 128 + 13
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = parser().parse_args(argv)
@@ -242,9 +252,14 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         connect(config.database, config.base_dir)
         args.run(config, args)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled
     except YgbridgeError as exc:
         print(f"ygbridge: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader stopped reading: say nothing more, and let no later flush fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return 0
 
 

@@ -26,6 +26,7 @@ class Config:
     admin: tuple[str, ...] = DEFAULT_ADMIN_ENDPOINTS
     poll_interval: float = 2.0
     mesh_port: int = 25
+    foreign_from: str = "refuse"
     submission_listen: tuple[str, ...] = ("tcp:1025:interface=127.0.0.1",)
     submission_listen_tls: tuple[str, ...] = ()
     imap_listen: tuple[str, ...] = ("tcp:1143:interface=127.0.0.1",)
@@ -117,6 +118,10 @@ def load_config(path: str | Path) -> Config:
         values["poll_interval"] = _duration(poll, "[yggdrasil] poll_interval")
     if port := get("mesh", "port"):
         values["mesh_port"] = _int(port, "[mesh] port")
+    if foreign := get("mesh", "foreign_from"):
+        if foreign.lower() not in ("refuse", "warn"):
+            raise ConfigError(f"[mesh] foreign_from = {foreign!r}: expected refuse or warn")
+        values["foreign_from"] = foreign.lower()
     for section in ("submission", "imap"):
         if listen := get(section, "listen"):
             values[f"{section}_listen"] = _words(listen)

@@ -18,15 +18,29 @@ from twisted.internet.interfaces import IReactorTime
 
 from ygbridge.addressing import domain_for
 from ygbridge.dsn import DELAYED, EXPIRED, FAILED, RecipientFailure, status_of
-from ygbridge.smtp.client import Reply
+from ygbridge.notify import DELAY, FAILURE, DsnRequest
+from ygbridge.smtp.client import Reply, describe_failure
 from ygbridge.store import queue
 from ygbridge.store.db import StoreThread
 
 log = structlog.get_logger(__name__)
 _REPLY = re.compile(r"^(4\d\d) (.*)")
 
-Send = Callable[[ipaddress.IPv6Address, str, list[str], bytes], Awaitable[dict[str, Reply]]]
+Send = Callable[[ipaddress.IPv6Address, str, list[str], bytes, DsnRequest], Awaitable[dict[str, Reply]]]
 Report = Callable[[queue.QueuedMessage, list[RecipientFailure], str], Awaitable[None]]
+Diagnose = Callable[[ipaddress.IPv6Address], Awaitable[str | None]]
+
+
+async def _no_diagnosis(destination: ipaddress.IPv6Address) -> str | None:
+    return None
+
+
+def span(seconds: float) -> str:
+    """A duration for people: ``5 days``, ``1.5 hours``, ``8 seconds``."""
+    units = (("day", 86400.0), ("hour", 3600.0), ("minute", 60.0), ("second", 1.0))
+    unit, size = next(((u, n) for u, n in units if seconds >= n), units[-1])
+    count = f"{round(seconds / size, 1):g}"
+    return f"{count} {unit}" + ("" if count == "1" else "s")
 
 
 def backoff(attempts: int, initial: float, maximum: float, jitter: float) -> float:
@@ -52,6 +66,7 @@ class DeliveryService(TimerService):
         delay_warning: float = 0.0,
         concurrency: int = 8,
         jitter: Callable[[], float] = random.random,
+        diagnose: Diagnose = _no_diagnosis,
     ) -> None:
         super().__init__(interval, self._tick)
         self.clock = clock
@@ -65,6 +80,7 @@ class DeliveryService(TimerService):
         self._delay_warning = delay_warning
         self._concurrency = concurrency
         self._jitter = jitter
+        self._diagnose = diagnose
         self._active: set[str] = set()
         self._again: set[str] = set()  # destinations to retry at once when their drain ends
         self._sending: dict[str, Deferred[dict[str, Reply]]] = {}  # the attempt in flight per node
@@ -132,7 +148,7 @@ class DeliveryService(TimerService):
             await self._fail(
                 message,
                 [
-                    (rid, address, EXPIRED, f"retry horizon passed: {reason}")
+                    (rid, address, EXPIRED, f"not delivered within {span(self._horizon)}: {reason}")
                     for rid, address in message.recipients
                 ],
                 destination,
@@ -141,12 +157,11 @@ class DeliveryService(TimerService):
         try:
             results = await self._transfer(destination, message)
         except Exception as exc:
-            if isinstance(exc, CancelledError):
-                reason = "attempt abandoned: the node reappeared"
-            else:
-                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
             await self._postpone(
-                destination, message, [rid for rid, _ in message.recipients], f"{destination}: {reason}"
+                destination,
+                message,
+                [rid for rid, _ in message.recipients],
+                await self._reason(destination, exc),
             )
             return False
         delivered = [rid for rid, address in message.recipients if results[address].ok]
@@ -176,11 +191,26 @@ class DeliveryService(TimerService):
             return False
         return True
 
+    async def _reason(self, destination: str, failure: Exception) -> str:
+        """Why an attempt got no replies, in words: the router's view first, then what happened."""
+        if isinstance(failure, CancelledError):
+            return "attempt abandoned: the node reappeared"
+        address = ipaddress.IPv6Address(destination)
+        happened = describe_failure(failure, address)
+        try:
+            cause = await self._diagnose(address)
+        except Exception as exc:  # a diagnosis is a nicety: never let it stop the queue
+            log.error("delivery.diagnosis_failed", destination=destination, error=str(exc))
+            cause = None
+        return happened if cause is None or cause == happened else f"{cause} ({happened})"
+
     async def _transfer(self, destination: str, message: queue.QueuedMessage) -> dict[str, Reply]:
         """One SMTP transaction, cancellable through :meth:`retry_now` while it runs."""
         addresses = [address for _, address in message.recipients]
         sending = ensureDeferred(
-            self._send(ipaddress.IPv6Address(destination), message.sender, addresses, message.body)
+            self._send(
+                ipaddress.IPv6Address(destination), message.sender, addresses, message.body, message.dsn
+            )
         )
         self._sending[destination] = sending
         try:
@@ -194,7 +224,8 @@ class DeliveryService(TimerService):
         """Bounce recipients that will never be delivered, then forget them."""
         remote = domain_for(ipaddress.IPv6Address(destination))
         failures = [
-            RecipientFailure(address, status, reason, remote) for _, address, status, reason in failed
+            RecipientFailure(address, status, reason, remote, message.dsn.notify(address).orcpt)
+            for _, address, status, reason in failed
         ]
         log.warning(
             "delivery.failed",
@@ -202,7 +233,9 @@ class DeliveryService(TimerService):
             message_id=message.message_id,
             failures=[f.diagnostic for f in failures],
         )
-        await self._report(message, failures, FAILED)
+        told = [f for f in failures if message.dsn.notify(f.recipient).wants(FAILURE)]
+        if told:
+            await self._report(message, told, FAILED)
         await self._store.run(queue.remove, message.id, [rid for rid, *_ in failed])
 
     async def _postpone(
@@ -221,9 +254,10 @@ class DeliveryService(TimerService):
             reply = _REPLY.match(error)
             status = status_of(int(reply.group(1)), reply.group(2)) if reply else "4.4.1"
             delayed = [
-                RecipientFailure(address, status, error, remote)
+                RecipientFailure(address, status, error, remote, message.dsn.notify(address).orcpt)
                 for rid, address in message.recipients
-                if rid in recipient_ids
+                if rid in recipient_ids and message.dsn.notify(address).wants(DELAY)
             ]
-            await self._report(message, delayed, DELAYED)
+            if delayed:
+                await self._report(message, delayed, DELAYED)
             await self._store.run(queue.mark_warned, recipient_ids)

@@ -1,4 +1,5 @@
-"""RFC 3464 delivery status notifications (multipart/report) for mail that could not be delivered."""
+"""RFC 3464 delivery status notifications (multipart/report): mail that could not be delivered,
+is delayed, or (when the sender asked, RFC 3461 NOTIFY=SUCCESS) was delivered."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from ygbridge.message import header_block
 
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
 EXPIRED = "4.4.7"
-FAILED, DELAYED = "failed", "delayed"
+FAILED, DELAYED, DELIVERED = "failed", "delayed", "delivered"
 _WORDING = {
+    DELIVERED: (
+        "Successful Mail Delivery Report",
+        "Your message was delivered to the mailbox of the following recipient(s), as you asked:",
+    ),
     FAILED: (
         "Undelivered Mail Returned to Sender",
         "Your message could not be delivered to the following recipient(s):",
@@ -34,6 +39,7 @@ class RecipientFailure:
     status: str  # RFC 3463 code, e.g. 5.1.1
     diagnostic: str  # the peer's reply or our own reason
     remote: str | None = None  # the destination node's domain
+    orcpt: str | None = None  # the sender's ORCPT for this recipient (RFC 3461), e.g. "rfc822;bob@..."
 
 
 def status_of(code: int, text: str) -> str:
@@ -65,16 +71,20 @@ def failure_report(
     now: float,
     message_id: str,
     action: str = FAILED,
+    envid: str | None = None,
+    full: bool = False,
 ) -> bytes:
     """A complete DSN message (CRLF lines) telling ``sender`` that ``failures`` were not delivered
-    (``action`` failed) or not yet (``action`` delayed)."""
+    (``action`` failed), not yet (delayed), or were (delivered). ``envid`` is the sender's
+    ENVID; ``full`` (RET=FULL) returns the whole original, else its header section only."""
     subject, intro = _WORDING[action]
     boundary = f"=_ygbridge_{message_id.strip('<>').split('@')[0]}"
     listing = "\r\n".join(f"  {f.recipient}: {f.diagnostic}" for f in failures)
-    human = f"This is the mail system at {domain}.\r\n\r\n{{intro}}\r\n\r\n{listing}\r\n"
+    human = f"This is the mail system at {domain}.\r\n\r\n{intro}\r\n\r\n{listing}\r\n"
     per_recipient = "\r\n".join(
-        "Final-Recipient: rfc822; {r}\r\nAction: {action}\r\nStatus: {s}\r\n{remote}"
+        "{orcpt}Final-Recipient: rfc822; {r}\r\nAction: {action}\r\nStatus: {s}\r\n{remote}"
         "Diagnostic-Code: smtp; {d}\r\nLast-Attempt-Date: {date}\r\n".format(
+            orcpt=f"Original-Recipient: {f.orcpt.replace(';', '; ', 1)}\r\n" if f.orcpt else "",
             r=f.recipient,
             action=action,
             s=f.status,
@@ -87,6 +97,7 @@ def failure_report(
     failed_recipients = (
         f"X-Failed-Recipients: {', '.join(f.recipient for f in failures)}\r\n" if action == FAILED else ""
     )
+    envelope = f"Original-Envelope-Id: {envid}\r\n" if envid else ""
     head = (
         f"From: Mail Delivery System <postmaster@{domain}>\r\n"
         f"To: <{sender}>\r\n"
@@ -107,10 +118,15 @@ def failure_report(
         "Content-Type: message/delivery-status\r\n"
         "Content-Description: Delivery report\r\n\r\n"
         f"Reporting-MTA: dns; {domain}\r\n"
+        f"{envelope}"
         f"Arrival-Date: {_date(arrival)}\r\n\r\n"
         f"{per_recipient}\r\n"
         f"--{boundary}\r\n"
-        "Content-Type: text/rfc822-headers\r\n"
-        "Content-Description: Undelivered Message Headers\r\n\r\n"
     )
-    return head.encode("utf-8") + header_block(original) + f"\r\n\r\n--{boundary}--\r\n".encode("ascii")
+    if full:
+        head += "Content-Type: message/rfc822\r\nContent-Description: The message\r\n\r\n"
+        returned = original if original.endswith(b"\r\n") else original + b"\r\n"
+    else:
+        head += "Content-Type: text/rfc822-headers\r\nContent-Description: Message headers\r\n\r\n"
+        returned = header_block(original) + b"\r\n\r\n"
+    return head.encode("utf-8") + returned + f"--{boundary}--\r\n".encode("ascii")

@@ -48,6 +48,12 @@ def header_value(body: bytes, name: str) -> str | None:
     return None
 
 
+def has_field(body: bytes, name: str) -> bool:
+    """Whether the message's header section has a field ``name`` (case-insensitive), even empty."""
+    wanted = name.lower().encode("ascii")
+    return any(field_name == wanted for field_name, _ in header_fields(split_message(body)[0]))
+
+
 def message_id(body: bytes) -> str | None:
     """The Message-ID of a message, used to recognise a retried delivery."""
     return header_value(body, "Message-ID")

@@ -36,6 +36,7 @@ from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.tls import TLSImapFactory
 from ygbridge.logins import GatedFactory, LoginGate
 from ygbridge.mailstore import Mailstore
+from ygbridge.notify import DsnRequest
 from ygbridge.outbox import Outbox
 from ygbridge.router.link import RouterLink
 from ygbridge.router.reachability import ReachabilityWatcher
@@ -69,7 +70,12 @@ class NodeService(MultiService):
         self.router.setServiceParent(self)
         self.mailstore = Mailstore(self.store, reactor, config.limits.mailboxes_per_user)
         self.outbox = Outbox(
-            reactor, self.store, self.mailstore, self.node_address, lambda dest: self.delivery.poke(dest)
+            reactor,
+            self.store,
+            self.mailstore,
+            self.node_address,
+            lambda dest: self.delivery.poke(dest),
+            foreign_from=config.foreign_from,
         )
         self.delivery = DeliveryService(
             reactor,
@@ -81,6 +87,7 @@ class NodeService(MultiService):
             retry_max=config.retry_max,
             horizon=config.retry_horizon,
             delay_warning=config.delay_warning,
+            diagnose=self.router.diagnose,
         )
         limits = config.limits
         caps = connection_caps(limits)
@@ -153,10 +160,15 @@ class NodeService(MultiService):
         )
 
     async def _send(
-        self, destination: ipaddress.IPv6Address, sender: str, recipients: list[str], body: bytes
+        self,
+        destination: ipaddress.IPv6Address,
+        sender: str,
+        recipients: list[str],
+        body: bytes,
+        dsn: DsnRequest,
     ) -> dict[str, Reply]:
         assert self._client is not None
-        return await self._client.send(destination, sender, recipients, body)
+        return await self._client.send(destination, sender, recipients, body, dsn)
 
     def startService(self) -> None:
         super().startService()

@@ -1,5 +1,12 @@
 """Accepting a message for delivery: local recipients at once, others into the durable queue;
-and bouncing what the queue gives up on back into the sender's INBOX."""
+and the delivery status notifications for its sender: bounces and delay warnings from the queue,
+"delivered" reports at final delivery when the sender asked for them (RFC 3461 NOTIFY=SUCCESS).
+
+Every message that passes through gets its trace lines here (RFC 5321 section 4.4): a
+``Received:`` on submission and on mesh receipt, a ``Return-Path:`` at final delivery into a
+mailbox. Its visible sender is checked here too (:mod:`ygbridge.senders`). Otherwise the bytes
+are stored and sent on exactly as they arrived.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +18,21 @@ import structlog
 from twisted.internet.interfaces import IReactorTime
 
 from ygbridge.addressing import MailAddress, domain_for
-from ygbridge.dsn import RecipientFailure, failure_report, report_id
-from ygbridge.errors import AddressError, UserError
+from ygbridge.dsn import DELIVERED, FAILED, RecipientFailure, failure_report, report_id
+from ygbridge.errors import AddressError, SenderMismatch, UserError
 from ygbridge.mailstore import Mailstore
-from ygbridge.message import message_id
+from ygbridge.message import has_field, message_id, split_message
+from ygbridge.notify import FULL, NO_REQUEST, SUCCESS, DsnRequest
+from ygbridge.senders import check_node_sender, check_own_sender
 from ygbridge.store import queue, users
 from ygbridge.store.db import StoreThread
+from ygbridge.trace import SOFTWARE, received_mesh, received_submission, return_path
 
 log = structlog.get_logger(__name__)
+
+#: ``[mesh] foreign_from`` values: refuse such a message, or deliver it with a warning field.
+REFUSE, WARN = "refuse", "warn"
+WARNING_FIELD = "X-Ygbridge-Warning"
 
 
 class Outbox:
@@ -31,8 +45,10 @@ class Outbox:
         mailstore: Mailstore,
         node: Callable[[], ipaddress.IPv6Address | None],
         queued: Callable[[str], None],
+        foreign_from: str = REFUSE,
     ) -> None:
         self._clock = clock
+        self._foreign_from = foreign_from
         self._store = store
         self._mailstore = mailstore
         self._node = node
@@ -42,30 +58,96 @@ class Outbox:
         """Which of ``names`` have an account on this node."""
         return await self._store.run(users.existing_users, names)
 
-    async def accept(self, sender: MailAddress, recipients: list[MailAddress], body: bytes) -> None:
-        """Make the message durable for every recipient; returns once it is committed.
+    async def accept(
+        self,
+        sender: MailAddress,
+        recipients: list[MailAddress],
+        body: bytes,
+        dsn: DsnRequest = NO_REQUEST,
+    ) -> None:
+        """Make a message that ``sender`` (authenticated) submitted durable for every recipient;
+        returns once it is committed. ``dsn`` is what the sender asked to be told (RFC 3461).
 
-        A message without a Message-ID gets one, so that retries can be recognised downstream.
+        SenderMismatch unless ``From:`` (and ``Sender:``) is the sender's own address; a message
+        without ``From:`` gets the sender's. A message without a Message-ID gets one, so that
+        retries can be recognised downstream.
         """
+        # The fields put on top are joined to the body once: it may be 32 MiB.
+        added = b"" if has_field(body, "From") else f"From: <{sender}>\r\n".encode()
+        check_own_sender(added + split_message(body)[0], sender)
         node = self._node()
         mid = message_id(body)
         if mid is None:
             mid = f"<{uuid.uuid4().hex}@{domain_for(sender.node)}>"
-            body = f"Message-ID: {mid}\r\n".encode("ascii") + body
+            added = f"Message-ID: {mid}\r\n".encode("ascii") + added
+        body = received_submission(sender, self._clock.seconds()) + added + body
         remote = [(str(r), r.node.compressed) for r in dict.fromkeys(recipients) if r.node != node]
         if remote:
-            await self._store.run(queue.enqueue, str(sender), body, mid, remote, self._clock.seconds())
-        local = [r.local for r in recipients if r.node == node]
-        await self.deliver_local(local, body, mid, sender.node)
+            await self._store.run(queue.enqueue, str(sender), body, mid, remote, self._clock.seconds(), dsn)
+        local = [r for r in recipients if r.node == node]
+        stored = await self._store_local(
+            [r.local for r in local], return_path(str(sender)) + body if local else body, mid, sender.node
+        )
+        await self._report_delivered(
+            str(sender), [str(MailAddress(n, sender.node)) for n in stored], body, dsn
+        )
         for destination in dict.fromkeys(dest for _, dest in remote):
             self._queued(destination)
 
     async def deliver_local(
-        self, names: list[str], body: bytes, mid: str | None, sender_node: ipaddress.IPv6Address
+        self,
+        names: list[str],
+        body: bytes,
+        mid: str | None,
+        sender_node: ipaddress.IPv6Address,
+        reverse_path: str | None = None,
+        dsn: DsnRequest = NO_REQUEST,
     ) -> None:
-        """Store the message in each user's INBOX (once per mailbox, however often retried)."""
+        """Store a message that node ``sender_node`` sent over the mesh in each user's INBOX
+        (once per mailbox, however often retried).
+
+        ``reverse_path`` is the envelope sender (``""`` for ``MAIL FROM:<>``), written as
+        ``Return-Path:``; it gets a "delivered" report for the recipients whose ``dsn`` asks for
+        one (NOTIFY=SUCCESS, keys ``str(MailAddress)``). SenderMismatch if ``From:``/``Sender:``
+        is not in the sending node's domain, unless ``[mesh] foreign_from = warn``: then a
+        warning field says so.
+        """
+        node = self._node()
+        try:
+            check_node_sender(body, sender_node)
+        except SenderMismatch as exc:
+            if self._foreign_from != WARN:
+                log.warning("mesh.sender_mismatch", source=sender_node.compressed, error=str(exc))
+                raise
+            warning = f"{WARNING_FIELD}: {SOFTWARE} could not verify the sender: {exc}\r\n"
+            added = warning.encode("ascii", "replace")
+        else:
+            added = b""
+        if node is not None:
+            added = received_mesh(sender_node, node, self._clock.seconds()) + added
+        body = (return_path(reverse_path) if reverse_path is not None else b"") + added + body  # one copy
+        stored = await self._store_local(names, body, mid, sender_node)
+        if node is not None and reverse_path:
+            delivered = [str(MailAddress(name, node)) for name in stored]
+            await self._report_delivered(reverse_path, delivered, body, dsn)
+
+    async def _store_local(
+        self,
+        names: list[str],
+        body: bytes,
+        mid: str | None,
+        sender_node: ipaddress.IPv6Address,
+    ) -> list[str]:
+        """Final delivery (``body`` has its Return-Path) into each user's INBOX once; the users
+        who had not got it before (a retry finds the others have)."""
+        stored = []
         for name in dict.fromkeys(names):
-            await self._mailstore.deliver(name, body, message_id=mid, sender_node=sender_node.compressed)
+            uid = await self._mailstore.deliver(
+                name, body, message_id=mid, sender_node=sender_node.compressed
+            )
+            if uid is not None:
+                stored.append(name)
+        return stored
 
     async def report(
         self, message: queue.QueuedMessage, failures: list[RecipientFailure], action: str
@@ -93,8 +175,55 @@ class Outbox:
             now=self._clock.seconds(),
             message_id=mid,
             action=action,
+            envid=message.dsn.envid,
+            full=action == FAILED and message.dsn.ret == FULL,
         )
+        await self._deliver_report(sender, report, mid)
+
+    async def _report_delivered(
+        self, sender: str, recipients: list[str], body: bytes, dsn: DsnRequest
+    ) -> None:
+        """A "delivered" report to ``sender`` for the ``recipients`` it asked one for (RFC 3461)."""
+        wanted = [r for r in recipients if dsn.notify(r).wants(SUCCESS)]
+        node = self._node()
+        if not wanted or node is None:
+            return
         try:
-            await self._mailstore.deliver(sender.local, report, message_id=mid, sender_node=node.compressed)
+            address = MailAddress.parse(sender)
+        except AddressError:
+            return
+        domain, now = domain_for(node), self._clock.seconds()
+        mid = report_id(domain, message_id(body), 0, wanted, DELIVERED)
+        report = failure_report(
+            domain=domain,
+            sender=sender,
+            original=body,
+            failures=[
+                RecipientFailure(
+                    r, "2.0.0", "250 2.0.0 delivered to the mailbox", domain, dsn.notify(r).orcpt
+                )
+                for r in wanted
+            ],
+            arrival=now,
+            now=now,
+            message_id=mid,
+            action=DELIVERED,
+            envid=dsn.envid,
+        )
+        if address.node == node:
+            await self._deliver_report(address, report, mid)
+        else:  # back over the mesh, from the null sender so that it can never bounce in turn
+            destination = address.node.compressed
+            await self._store.run(queue.enqueue, "", report, mid, [(str(address), destination)], now)
+            self._queued(destination)
+
+    async def _deliver_report(self, sender: MailAddress, report: bytes, mid: str) -> None:
+        """Final delivery of a report this node wrote into its own user's INBOX."""
+        node = self._node()
+        assert node is not None
+        try:
+            await self._mailstore.deliver(
+                sender.local, return_path("") + report, message_id=mid, sender_node=node.compressed
+            )
         except UserError as exc:
-            log.error("delivery.bounce_dropped", sender=message.sender, reason=str(exc))
+            log.error("delivery.bounce_dropped", sender=str(sender), reason=str(exc))

@@ -163,6 +163,37 @@ def fetch_body(imap: imaplib.IMAP4, uid: int) -> bytes:
     raise HarnessError(f"no BODY[] in the FETCH response for UID {uid}: {data!r}")
 
 
+#: What a submission client's trace must never show: its address or the name it gave in EHLO.
+CLIENT_TRACES = (b"127.0.0.1", b"client.test", b"localhost")
+_TRACE_FIELD = re.compile(rb"^(Return-Path|Received):", re.IGNORECASE)
+
+
+def split_trace(stored: bytes) -> tuple[list[bytes], bytes]:
+    """The trace fields on top of a stored message (each with its continuation lines) and the rest."""
+    fields: list[bytes] = []
+    rest = stored
+    while _TRACE_FIELD.match(rest):
+        end = rest.index(b"\r\n") + 2
+        while rest[end : end + 1] in (b" ", b"\t"):
+            end = rest.index(b"\r\n", end) + 2
+        fields.append(rest[:end])
+        rest = rest[end:]
+    return fields, rest
+
+
+def check_delivered(stored: bytes, original: bytes, *, received: int, return_path: str) -> list[bytes]:
+    """Assert ``stored`` is ``original`` byte for byte under a ``Return-Path:`` and ``received``
+    ``Received:`` lines that name no client; returns the trace fields."""
+    trace, rest = split_trace(stored)
+    assert rest == original, "the message was changed below its trace fields"
+    names = [field.split(b":", 1)[0].lower() for field in trace]
+    assert names == [b"return-path"] + [b"received"] * received, trace
+    assert trace[0] == f"Return-Path: <{return_path}>\r\n".encode(), trace[0]
+    for field in trace:
+        assert not any(leak in field for leak in CLIENT_TRACES), field
+    return trace
+
+
 def fetch_flags(imap: imaplib.IMAP4, uid: int) -> set[str]:
     data = _check(imap.uid("FETCH", str(uid), "(FLAGS)"), f"UID FETCH {uid} FLAGS")
     for line, _ in _fetch_items(data):

@@ -37,6 +37,15 @@ def test_status_shows_address_and_key(node: harness.Node) -> None:
     assert node.router.key and node.router.key in result.stdout
 
 
+def test_status_says_what_is_known_of_the_router(node: harness.Node) -> None:
+    """Debian's 0.4.7 reports build name and version "unknown": say so in words."""
+    line = next(line for line in node.bridge.status().splitlines() if line.startswith("router:"))
+    if node.router.version == "0.4.7":
+        assert line == "router:   yggdrasil (version not reported; admin API 0.4)"
+    else:
+        assert line == f"router:   yggdrasil {node.router.version}"
+
+
 def test_user_list(node: harness.Node) -> None:
     assert "alice" in node.bridge.cli("user", "list").stdout.split()
 

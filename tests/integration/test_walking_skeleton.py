@@ -66,11 +66,14 @@ def login(name: str) -> tuple[str, str]:
     return name, PASSWORDS[name]
 
 
-def deliver_and_check(mesh_node: harness.Node, user: str, message: bytes, message_id: str) -> int:
-    """Wait until ``message_id`` is in ``user``'s INBOX and check BODY[] is byte-identical."""
+def deliver_and_check(
+    mesh_node: harness.Node, user: str, message: bytes, message_id: str, *, sender: str, hops: int = 2
+) -> int:
+    """Wait until ``message_id`` is in ``user``'s INBOX and check BODY[] is byte-identical below
+    its trace fields (a Received per hop: submission, then the mesh)."""
     with mesh_node.bridge.imap(login(user)) as imap:
         uid = wait_for_message(imap, message_id, timeout=DELIVERY_TIMEOUT)
-        assert fetch_body(imap, uid) == message
+        messages.check_delivered(fetch_body(imap, uid), message, received=hops, return_path=sender)
     return uid
 
 
@@ -93,7 +96,7 @@ def test_mail_to_meshname_domain(mesh: Mesh) -> None:
     message, mid = make_message(mesh.alice, [mesh.bob], "to a meshname domain", BODY)
     with mesh.a.bridge.smtp(login("alice")) as smtp:
         send(smtp, mesh.alice, [mesh.bob], message)
-    deliver_and_check(mesh.b, "bob", message, mid)
+    deliver_and_check(mesh.b, "bob", message, mid, sender=mesh.alice)
 
 
 def test_mail_to_address_literal(mesh: Mesh) -> None:
@@ -101,14 +104,14 @@ def test_mail_to_address_literal(mesh: Mesh) -> None:
     message, mid = make_message(mesh.alice, [bob], "to an address literal", BODY)
     with mesh.a.bridge.smtp(login("alice")) as smtp:
         send(smtp, mesh.alice, [bob], message)
-    deliver_and_check(mesh.b, "bob", message, mid)
+    deliver_and_check(mesh.b, "bob", message, mid, sender=mesh.alice)
 
 
 def test_reply(mesh: Mesh) -> None:
     first, first_id = make_message(mesh.alice, [mesh.bob], "question", "Are you there?\n")
     with mesh.a.bridge.smtp(login("alice")) as smtp:
         send(smtp, mesh.alice, [mesh.bob], first)
-    deliver_and_check(mesh.b, "bob", first, first_id)
+    deliver_and_check(mesh.b, "bob", first, first_id, sender=mesh.alice)
 
     reply, reply_id = make_message(
         mesh.bob,
@@ -119,7 +122,7 @@ def test_reply(mesh: Mesh) -> None:
     )
     with mesh.b.bridge.smtp(login("bob")) as smtp:
         send(smtp, mesh.bob, [mesh.alice], reply)
-    deliver_and_check(mesh.a, "alice", reply, reply_id)
+    deliver_and_check(mesh.a, "alice", reply, reply_id, sender=mesh.bob)
 
 
 def test_local_delivery_to_self_and_neighbour(mesh: Mesh) -> None:
@@ -127,8 +130,8 @@ def test_local_delivery_to_self_and_neighbour(mesh: Mesh) -> None:
     message, mid = make_message(mesh.alice, recipients, "note to self and carol", BODY)
     with mesh.a.bridge.smtp(login("alice")) as smtp:
         send(smtp, mesh.alice, recipients, message)
-    deliver_and_check(mesh.a, "alice", message, mid)
-    deliver_and_check(mesh.a, "carol", message, mid)
+    deliver_and_check(mesh.a, "alice", message, mid, sender=mesh.alice, hops=1)
+    deliver_and_check(mesh.a, "carol", message, mid, sender=mesh.alice, hops=1)
 
 
 def test_login_with_full_address(mesh: Mesh) -> None:
@@ -137,7 +140,7 @@ def test_login_with_full_address(mesh: Mesh) -> None:
         send(smtp, mesh.alice, [mesh.bob], message)
     with mesh.b.bridge.imap((mesh.bob, PASSWORDS["bob"])) as imap:
         uid = wait_for_message(imap, mid, timeout=DELIVERY_TIMEOUT)
-        assert fetch_body(imap, uid) == message
+        messages.check_delivered(fetch_body(imap, uid), message, received=2, return_path=mesh.alice)
 
 
 def test_wrong_password_is_refused(mesh: Mesh) -> None:
@@ -164,7 +167,7 @@ def test_idle_announces_new_mail(mesh: Mesh) -> None:
         seen = messages.idle_until(imap, exists, timeout=DELIVERY_TIMEOUT, then=submit)
         assert any(exists(line) for line in seen), seen
         uid = wait_for_message(imap, mid, timeout=10)
-        assert fetch_body(imap, uid) == message
+        messages.check_delivered(fetch_body(imap, uid), message, received=2, return_path=mesh.alice)
 
 
 # --- refusals on the submission port
@@ -185,6 +188,17 @@ def test_mail_from_someone_else_is_refused(mesh: Mesh) -> None:
             assert 500 <= code < 600, (impostor, code, text)
 
 
+def test_visible_sender_must_be_your_own(mesh: Mesh) -> None:
+    """From: carol on alice's login is refused after DATA, and nothing is delivered."""
+    message, mid = make_message(mesh.carol, [mesh.bob], "pretending", "I am carol\n")
+    with mesh.a.bridge.smtp(login("alice")) as smtp:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail(mesh.alice, [mesh.bob], message)
+    assert refused.value.smtp_code == 550 and refused.value.smtp_error.startswith(b"5.7.1 From: carol@")
+    with mesh.a.bridge.imap(login("carol")) as imap:
+        assert mid not in messages.message_index(imap)
+
+
 @pytest.mark.parametrize("outside", ["bob@[IPv6:2001:db8::25]", "bob@[IPv6:fd00::1]", "bob@example.com"])
 def test_destination_outside_the_mesh_is_refused_at_rcpt(mesh: Mesh, outside: str) -> None:
     with mesh.a.bridge.smtp(login("alice")) as smtp:
@@ -203,6 +217,17 @@ def test_mesh_port_refuses_a_forged_sender(mesh: Mesh) -> None:
     with harness.smtp_client(mesh.a.ns, str(mesh.b.address), harness.MESH_PORT) as smtp:
         code, text = smtp.mail(forged)
         assert code == 550, (code, text)
+
+
+def test_mesh_port_refuses_a_visible_sender_of_another_node(mesh: Mesh) -> None:
+    """A's envelope is honest (alice@A) but From: names bob's own node: B refuses it."""
+    forged, mid = make_message(mesh.b.bridge.address_of("postmaster"), [mesh.bob], "from your admin", "hi\n")
+    with harness.smtp_client(mesh.a.ns, str(mesh.b.address), harness.MESH_PORT) as smtp:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail(mesh.alice, [mesh.bob], forged)
+    assert refused.value.smtp_code == 550 and refused.value.smtp_error.startswith(b"5.7.1 From: postmaster@")
+    with mesh.b.bridge.imap(login("bob")) as imap:
+        assert mid not in messages.message_index(imap)
 
 
 def test_mesh_port_refuses_relaying_and_unknown_users(mesh: Mesh) -> None:
@@ -234,17 +259,17 @@ def test_restart_keeps_messages_flags_and_users(mesh: Mesh) -> None:
     with mesh.b.bridge.imap(login("bob")) as imap:
         assert messages.message_index(imap) == before
         assert "\\Flagged" in fetch_flags(imap, uid)
-        assert fetch_body(imap, uid) == message
+        messages.check_delivered(fetch_body(imap, uid), message, received=2, return_path=mesh.alice)
 
     # users survive (bob can still submit) and the mesh hop works again in both directions
     after, after_id = make_message(mesh.bob, [mesh.alice], "after the restart", "still here\n")
     with mesh.b.bridge.smtp(login("bob")) as smtp:
         send(smtp, mesh.bob, [mesh.alice], after)
-    deliver_and_check(mesh.a, "alice", after, after_id)
+    deliver_and_check(mesh.a, "alice", after, after_id, sender=mesh.bob)
     again, again_id = make_message(mesh.alice, [mesh.bob], "welcome back", "hi again\n")
     with mesh.a.bridge.smtp(login("alice")) as smtp:
         send(smtp, mesh.alice, [mesh.bob], again)
-    deliver_and_check(mesh.b, "bob", again, again_id)
+    deliver_and_check(mesh.b, "bob", again, again_id, sender=mesh.alice)
 
 
 def test_mail_to_a_stopped_node_is_queued_and_delivered_when_it_returns(mesh: Mesh) -> None:
@@ -255,7 +280,7 @@ def test_mail_to_a_stopped_node_is_queued_and_delivered_when_it_returns(mesh: Me
             send(smtp, mesh.alice, [mesh.bob], message)  # accepted: committed to A's queue
     finally:
         mesh.b.bridge.start()
-    deliver_and_check(mesh.b, "bob", message, mid)
+    deliver_and_check(mesh.b, "bob", message, mid, sender=mesh.alice)
 
 
 def test_unknown_remote_user_bounces_to_the_sender(mesh: Mesh) -> None:

@@ -2,12 +2,14 @@
 
 import ipaddress
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from tests.unit.fakestore import ImmediateDB, memory_database
 from ygbridge.delivery import DeliveryService, backoff
 from ygbridge.dsn import FAILED, RecipientFailure
+from ygbridge.notify import NO_REQUEST, DsnRequest, Notify
 from ygbridge.smtp.client import Reply
 from ygbridge.store import queue
 
@@ -24,10 +26,17 @@ class FakePeer:
         self.attempt_times: list[float] = []
         self.outcomes = list(outcomes)
         self.sent: list[tuple[str, list[str], bytes]] = []
+        self.dsn: list[DsnRequest] = []
 
     def send(
-        self, destination: ipaddress.IPv6Address, sender: str, recipients: list[str], body: bytes
+        self,
+        destination: ipaddress.IPv6Address,
+        sender: str,
+        recipients: list[str],
+        body: bytes,
+        dsn: DsnRequest = NO_REQUEST,
     ) -> Deferred:
+        self.dsn.append(dsn)
         self.sent.append((destination.compressed, recipients, body))
         self.attempt_times.append(self.clock.seconds() if self.clock else 0.0)
         outcome = self.outcomes.pop(0)
@@ -57,7 +66,11 @@ class Reports:
 
 
 def _service(
-    peer: FakePeer, clock: Clock, bounces: Reports | None = None, delay_warning: float = 0.0
+    peer: FakePeer,
+    clock: Clock,
+    bounces: Reports | None = None,
+    delay_warning: float = 0.0,
+    diagnosis: str | None = None,
 ) -> DeliveryService:
     memory_database()
     peer.clock = clock
@@ -72,6 +85,7 @@ def _service(
         horizon=100,
         delay_warning=delay_warning,
         jitter=lambda: 0.5,
+        diagnose=lambda _: succeed(diagnosis),
     )
 
 
@@ -88,7 +102,8 @@ def test_delivered_message_leaves_the_queue_only_after_250() -> None:
     service.startService()
     assert len(peer.sent) == 1
     [pending] = queue.summary()
-    assert pending.recipients == 1 and "peer down" in (pending.last_error or "")
+    assert pending.last_error == f"{PEER} refused the connection: no mail service listens on its port"
+    assert pending.recipients == 1
     assert pending.next_attempt == 2.0
     clock.advance(1)
     service.poke(PEER)  # not due yet: poking does not bypass the backoff
@@ -129,7 +144,11 @@ def test_retry_horizon_bounces_once_and_empties_the_queue() -> None:
         clock.advance(5)
     assert queue.summary() == []
     [(_, [failure])] = bounces.reports
-    assert failure.status == "4.4.7" and "peer down" in failure.diagnostic
+    assert failure.status == "4.4.7"
+    assert (
+        failure.diagnostic == f"not delivered within 1.7 minutes: {PEER} refused the connection: "
+        "no mail service listens on its port"
+    )
     assert all(at < 100 for at in peer.attempt_times)  # never tried after the horizon
     service.stopService()
 
@@ -200,4 +219,65 @@ def test_delay_warning_is_sent_once() -> None:
     [(_, [delayed])] = reports.delays
     assert delayed.recipient == "b@y.meship" and delayed.status.startswith("4.")
     assert reports.reports == [] and queue.summary() != []
+    service.stopService()
+
+
+def test_the_routers_view_names_the_cause_in_words() -> None:
+    clock = Clock()
+    why = "peer down: failed to connect: incompatible version"
+    peer = FakePeer(*[defer.TimeoutError()] * 20)
+    bounces = Reports()
+    service = _service(peer, clock, bounces, diagnosis=why)
+    queue.enqueue("a@x.meship", b"m\r\n", "<1@x>", [("b@y.meship", PEER)], 0)
+    service.startService()
+    [pending] = queue.summary()
+    assert pending.last_error == f"{why} (no answer from {PEER} in time)"
+    for _ in range(40):
+        clock.advance(5)
+    [(_, [failure])] = bounces.reports
+    assert failure.diagnostic == f"not delivered within 1.7 minutes: {why} (no answer from {PEER} in time)"
+    service.stopService()
+
+
+def test_the_request_travels_with_the_message_and_notify_decides_who_hears() -> None:
+    clock = Clock()
+    request = DsnRequest(
+        ret="FULL",
+        envid="e1",
+        recipients={
+            "b@y.meship": Notify(frozenset({"NEVER"})),
+            "c@y.meship": Notify(frozenset({"SUCCESS"}), "rfc822;c@y.meship"),
+        },
+    )
+    peer = FakePeer(
+        {
+            "b@y.meship": Reply(550, "5.1.1 no"),
+            "c@y.meship": Reply(550, "5.1.1 no"),
+            "d@y.meship": Reply(550, "5.1.1 no"),
+        }
+    )
+    bounces = Reports()
+    service = _service(peer, clock, bounces)
+    rcpts = [(r, PEER) for r in ("b@y.meship", "c@y.meship", "d@y.meship")]
+    queue.enqueue("a@x.meship", b"m\r\n", "<1@x>", rcpts, 0, request)
+    service.startService()
+    assert peer.dsn == [request]
+    [(_, told)] = bounces.reports  # NEVER and SUCCESS-only recipients are not told of failures
+    assert [f.recipient for f in told] == ["d@y.meship"]
+    assert queue.summary() == []
+    service.stopService()
+
+
+def test_delay_warnings_only_where_delay_is_wanted() -> None:
+    clock = Clock()
+    request = DsnRequest(recipients={"b@y.meship": Notify(frozenset({"FAILURE"}))})
+    peer = FakePeer(*[ConnectionRefusedError("peer down")] * 20)
+    reports = Reports()
+    service = _service(peer, clock, reports, delay_warning=30)
+    queue.enqueue("a@x.meship", b"m\r\n", "<1@x>", [("b@y.meship", PEER), ("c@y.meship", PEER)], 0, request)
+    service.startService()
+    for _ in range(8):
+        clock.advance(5)
+    [(_, [delayed])] = reports.delays
+    assert delayed.recipient == "c@y.meship"
     service.stopService()

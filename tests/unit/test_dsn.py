@@ -3,7 +3,7 @@
 import email
 import email.policy
 
-from ygbridge.dsn import RecipientFailure, failure_report, report_id, status_of
+from ygbridge.dsn import DELAYED, DELIVERED, FAILED, RecipientFailure, failure_report, report_id, status_of
 
 ORIGINAL = b"From: a@x.meship\r\nTo: b@y.meship\r\nMessage-ID: <orig@x>\r\nSubject: Hi\r\n\r\nsecret body\r\n"
 
@@ -57,3 +57,91 @@ def test_report_id_is_stable_per_failure() -> None:
 def test_status_from_enhanced_code_or_reply_class() -> None:
     assert status_of(550, "5.1.1 No such user") == "5.1.1"
     assert status_of(554, "rejected") == "5.0.0"
+
+
+def _human(report: bytes) -> str:
+    """The text/plain part a mail client shows first."""
+    message = email.message_from_bytes(report, policy=email.policy.default)
+    part = next(iter(message.iter_parts()))
+    assert part.get_content_type() == "text/plain"
+    return part.get_content().replace("\r\n", "\n")
+
+
+def _notice(failures: list[RecipientFailure], action: str = FAILED) -> str:
+    return _human(
+        failure_report(
+            domain="x.meship",
+            sender="a@x.meship",
+            original=ORIGINAL,
+            failures=failures,
+            arrival=1_700_000_000,
+            now=1_700_000_100,
+            message_id=report_id("x.meship", "<orig@x>", 7, [f.recipient for f in failures], action),
+            action=action,
+        )
+    )
+
+
+def test_permanent_failure_is_explained() -> None:
+    text = _notice([RecipientFailure("b@y.meship", "5.1.1", "550 5.1.1 No such user here: b@y.meship")])
+    assert "{" not in text and "}" not in text
+    assert text.startswith("This is the mail system at x.meship.\n\n")
+    assert "Your message could not be delivered to the following recipient(s):" in text
+    assert "  b@y.meship: 550 5.1.1 No such user here: b@y.meship" in text
+
+
+def test_expired_message_is_explained() -> None:
+    reason = "no delivery within 5 days: no route to node 203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47"
+    text = _notice([RecipientFailure("b@y.meship", "4.4.7", reason)])
+    assert "{" not in text
+    assert "could not be delivered" in text
+    assert f"  b@y.meship: {reason}" in text
+    assert "Error" not in text  # no exception class names
+
+
+def test_delay_warning_is_explained() -> None:
+    text = _notice(
+        [
+            RecipientFailure("b@y.meship", "4.4.1", "peer down: no route"),
+            RecipientFailure("c@y.meship", "4.4.1", "x"),
+        ],
+        DELAYED,
+    )
+    assert "{" not in text
+    assert "has not been delivered yet" in text and "you do not need to send it again" in text
+    assert "  b@y.meship: peer down: no route\n  c@y.meship: x\n" in text
+    assert "could not be delivered" not in text
+
+
+def test_delivered_notice_and_ret_full() -> None:
+    delivered = failure_report(
+        domain="x.meship",
+        sender="a@x.meship",
+        original=ORIGINAL,
+        failures=[
+            RecipientFailure("b@x.meship", "2.0.0", "250 2.0.0 delivered", "x.meship", "rfc822;B@x.meship")
+        ],
+        arrival=1_700_000_000,
+        now=1_700_000_100,
+        message_id="<d@x>",
+        action=DELIVERED,
+        envid="E-1",
+    )
+    text = _human(delivered)
+    assert "Your message was delivered to the mailbox of the following recipient(s)" in text
+    status = email.message_from_bytes(delivered, policy=email.policy.default).get_payload()[1].get_payload()
+    assert status[0]["Original-Envelope-Id"] == "E-1"
+    assert status[1]["Original-Recipient"] == "rfc822; B@x.meship" and status[1]["Action"] == "delivered"
+    full = failure_report(
+        domain="x.meship",
+        sender="a@x.meship",
+        original=ORIGINAL,
+        failures=[RecipientFailure("b@y.meship", "5.1.1", "550 5.1.1 no")],
+        arrival=1_700_000_000,
+        now=1_700_000_100,
+        message_id="<f@x>",
+        full=True,
+    )
+    parts = list(email.message_from_bytes(full, policy=email.policy.default).iter_parts())
+    assert parts[2].get_content_type() == "message/rfc822"
+    assert b"secret body" in full

@@ -89,7 +89,7 @@ def test_answer_fed_byte_by_byte() -> None:
     reply = protocol.get_peers()
     for i in range(len(V0512_PEERS)):
         protocol.dataReceived(V0512_PEERS[i : i + 1])
-    assert len(result(reply)) == 1
+    assert [peer.up for peer in result(reply)] == [False, True]
 
 
 def test_utf8_character_split_between_chunks() -> None:
@@ -262,7 +262,7 @@ def test_typed_helpers_read_both_lines() -> None:
         protocol.dataReceived(b"".join(answers))
         identity, tun, peers, sessions = (result(c) for c in calls)
         assert identity.subnet.prefixlen == 64 and tun.enabled
-        assert all(peer.up for peer in peers)
+        assert [peer.up for peer in peers][-1] and all(peer.up == bool(peer.key) for peer in peers)
         assert sessions[0].address == IPv6Address(address)
 
 

@@ -30,6 +30,7 @@ from ygbridge.router.state import (
     parse_self,
     parse_sessions,
     parse_tun,
+    why_unreachable,
 )
 
 KEY_047 = bytes.fromhex("91f0e5b2662c24e37d2b14d69b4f57c8c438a3bb1f22dbe158731fed6451c408")
@@ -43,6 +44,10 @@ def test_self_047_with_coords_and_unknown_build() -> None:
         subnet=IPv6Network("300:dc1e:349b:33a7::/64"),
         build_name="unknown",
         build_version="unknown",
+        api="0.4",
+    )
+    assert (
+        parse_self(response(V047_SELF)).describe_router() == "yggdrasil (version not reported; admin API 0.4)"
     )
 
 
@@ -52,6 +57,7 @@ def test_self_0512_with_routing_entries() -> None:
     assert identity.address == IPv6Address("200:cdec:e96a:6e10:fa1d:f5ed:688b:2dc7")
     assert identity.subnet == IPv6Network("300:cdec:e96a:6e10::/64")
     assert (identity.build_name, identity.build_version) == ("yggdrasil", "0.5.12")
+    assert identity.api == "0.5" and identity.describe_router() == "yggdrasil 0.5.12"
 
 
 @pytest.mark.parametrize("answer", [V047_SELF, V0512_SELF])
@@ -91,8 +97,15 @@ def test_peers_047_have_no_up_field_and_are_all_up() -> None:
     )
 
 
-def test_peers_0512_leave_out_down_peers_without_key() -> None:
+def test_peers_0512_keep_down_peers_with_the_routers_error() -> None:
     assert parse_peers(response(V0512_PEERS)) == (
+        Peer(
+            key=None,
+            address=None,
+            up=False,
+            remote="tcp://127.0.0.1:1",
+            last_error="dial tcp 127.0.0.1:1: connect: connection refused",
+        ),
         Peer(
             key=KEY_0512,
             address=IPv6Address("200:cdec:e96a:6e10:fa1d:f5ed:688b:2dc7"),
@@ -157,3 +170,14 @@ def test_missing_fields_are_reply_errors_naming_the_request() -> None:
         parse_peers({"peers": [{"key": KEY_047.hex()}]})
     with pytest.raises(RouterReplyError, match="getSessions"):
         parse_sessions({})
+
+
+def test_why_unreachable_prefers_the_routers_own_reason() -> None:
+    node = IPv6Address("200:cdec:e96a:6e10:fa1d:f5ed:688b:2dc7")
+    down = Peer(None, None, False, "tcp://10.0.0.1:1", "incompatible version")
+    up = Peer(KEY_0512, node, True, "tcp://10.0.0.2:1")
+    assert why_unreachable(node, (down, down), ()) == "peer down: incompatible version"
+    assert why_unreachable(node, (), ()) == "peer down: this router has no peer up"
+    other = IPv6Address("203:5bb3:85e5:acf3:da99:7b0a:21bd:dc63")
+    assert why_unreachable(other, (down, up), ()) == f"no route to node {other}"
+    assert why_unreachable(node, (up,), (Session(KEY_0512, node, 1.0),)) is None

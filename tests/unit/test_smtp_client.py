@@ -1,10 +1,15 @@
 """The outbound SMTP client, driven through StringTransport."""
 
+import ipaddress
+
+import pytest
+from twisted.internet import defer, error
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, dot_stuffed
+from ygbridge.notify import NO_REQUEST, DsnRequest, Notify
+from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, describe_failure, dot_stuffed
 
 
 def test_dot_stuffing_and_terminator() -> None:
@@ -21,14 +26,16 @@ def test_dot_stuffing_in_pieces_that_end_lines() -> None:
     assert b"".join(pieces) == b"".join(b"..line %d\r\n" % i for i in range(1000)) + b".\r\n"
 
 
-def _session(recipients: list[str]) -> tuple[Deferred, SMTPClientProtocol, StringTransport, Clock]:
+def _session(
+    recipients: list[str], dsn: DsnRequest = NO_REQUEST
+) -> tuple[Deferred, SMTPClientProtocol, StringTransport, Clock]:
     clock = Clock()
     client = SMTPClient(None, clock, "me.meship", timeout=30)  # type: ignore[arg-type]
     protocol = SMTPClientProtocol()
     transport = StringTransport()
     protocol.makeConnection(transport)
     result = Deferred.fromCoroutine(
-        client._transaction(protocol, "a@x.meship", recipients, b"Subject: hi\r\n\r\nbody\r\n")
+        client._transaction(protocol, "a@x.meship", recipients, b"Subject: hi\r\n\r\nbody\r\n", dsn)
     )
     return result, protocol, transport, clock
 
@@ -104,3 +111,46 @@ def test_connection_lost_during_data_fails_the_attempt() -> None:
     failures = []
     result.addErrback(failures.append)
     assert failures and "DATA" in str(failures[0].value)
+
+
+@pytest.mark.parametrize(
+    ("failure", "text"),
+    [
+        (defer.TimeoutError(), "no answer from 200::1 in time"),
+        (error.TimeoutError(), "no answer from 200::1 in time"),
+        (
+            error.ConnectionRefusedError(),
+            "200::1 refused the connection: no mail service listens on its port",
+        ),
+        (error.NoRouteError(), "no route to node 200::1"),
+        (OSError(113, "No route to host"), "no route to node 200::1"),
+        (error.ConnectionLost(), "the connection to 200::1 was lost during the transaction"),
+        (error.ConnectError(string="boom"), "cannot connect to 200::1: boom."),
+        (ValueError(), "delivery to 200::1 failed"),
+    ],
+)
+def test_failures_are_described_without_class_names(failure: BaseException, text: str) -> None:
+    assert describe_failure(failure, ipaddress.IPv6Address("200::1")) == text
+
+
+REQUEST = DsnRequest(
+    ret="HDRS",
+    envid="id 1+",
+    recipients={"b@y.meship": Notify(frozenset({"SUCCESS", "FAILURE"}), "rfc822;b@[IPv6:200::1]")},
+)
+
+
+@pytest.mark.parametrize("advertised", [True, False])
+def test_dsn_request_goes_to_a_next_hop_that_advertises_dsn(advertised: bool) -> None:
+    result, protocol, transport, _ = _session(["b@y.meship", "c@y.meship"], REQUEST)
+    ehlo = b"250-y\r\n250-DSN\r\n250 8BITMIME\r\n" if advertised else b"250-y\r\n250 8BITMIME\r\n"
+    _answer(
+        protocol, transport, b"220 hi\r\n", ehlo, b"250 ok\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n"
+    )
+    sent = transport.value()
+    if advertised:
+        assert b"MAIL FROM:<a@x.meship> SIZE=21 BODY=8BITMIME RET=HDRS ENVID=id+201+2B\r\n" in sent
+        assert b"RCPT TO:<b@y.meship> NOTIFY=FAILURE,SUCCESS ORCPT=rfc822;b@[IPv6:200::1]\r\n" in sent
+        assert b"RCPT TO:<c@y.meship>\r\n" in sent  # nothing asked for c
+    else:
+        assert b"NOTIFY" not in sent and b"RET=" not in sent and b"ENVID" not in sent

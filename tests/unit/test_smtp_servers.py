@@ -27,7 +27,17 @@ PEER = ipaddress.IPv6Address("207:c9a6:2274:54f4:63df:eb39:2d22:3d1")
 SUBNET_HOST = ipaddress.IPv6Address("307:c9a6:2274:54f4::1")
 ME = f"alice@{domain_for(NODE)}"
 BOB = f"bob@{domain_for(PEER)}"
-BODY = b"From: alice\r\nMessage-ID: <m1@x>\r\nSubject: Hi \xc3\xa9\r\n\r\nline\r\n..dot\r\n"
+BODY = (
+    f"From: Alice <{ME}>\r\n".encode()
+    + b"Message-ID: <m1@x>\r\nSubject: Hi \xc3\xa9\r\n\r\nline\r\n..dot\r\n"
+)
+FROM_BOB = BODY.replace(ME.encode(), BOB.encode())
+
+
+def _trace(stored: bytes, original: bytes) -> list[bytes]:
+    """The names of the trace fields a node put on top of ``original``."""
+    assert stored.endswith(original)
+    return [line.split(b":")[0] for line in stored[: -len(original)].split(b"\r\n") if line[:1].isalpha()]
 
 
 class Node:
@@ -130,11 +140,12 @@ def test_submission_queues_remote_and_delivers_local_before_250(node: Node) -> N
     reply = session.say(*BODY.replace(b"..dot", b"...dot").split(b"\r\n")[:-1], b".")
     assert reply.startswith(b"250 2.0.0")
     queued = queue.next_due(PEER.compressed, node.clock.seconds())
-    assert queued is not None and queued.body == BODY
+    assert queued is not None and _trace(queued.body, BODY) == [b"Received"]
     assert [r for _, r in queued.recipients] == [BOB]  # both forms name one mailbox
     assert node.poked == [PEER.compressed]
     stored = {m.mailbox.user.name: bytes(m.body) for m in Message.select()}
-    assert stored == {"alice": BODY, "carol": BODY}
+    assert stored["alice"] == stored["carol"]
+    assert _trace(stored["alice"], BODY) == [b"Return-Path", b"Received"]
 
 
 def test_size_limit_enforced_before_and_during_data(node: Node) -> None:
@@ -169,5 +180,26 @@ def test_mesh_delivery_is_stored_once_per_mailbox(node: Node) -> None:
     for _ in range(2):  # a retry after a lost 250
         session = node.connect(node.mesh, PEER)
         session.say(b"EHLO peer", f"MAIL FROM:<{BOB}>".encode(), f"RCPT TO:<{ME}>".encode(), b"DATA")
-        assert session.say(*BODY.replace(b"..dot", b"...dot").split(b"\r\n")[:-1], b".").startswith(b"250")
-    assert [bytes(m.body) for m in Message.select()] == [BODY]
+        assert session.say(*FROM_BOB.replace(b"..dot", b"...dot").split(b"\r\n")[:-1], b".").startswith(
+            b"250"
+        )
+    [stored] = [bytes(m.body) for m in Message.select()]
+    assert _trace(stored, FROM_BOB) == [b"Return-Path", b"Received"]
+    assert stored.startswith(f"Return-Path: <{BOB}>\r\n".encode())
+
+
+def test_mesh_refuses_a_visible_sender_of_another_node(node: Node) -> None:
+    session = node.connect(node.mesh, PEER)
+    session.say(b"EHLO peer", f"MAIL FROM:<{BOB}>".encode(), f"RCPT TO:<{ME}>".encode(), b"DATA")
+    reply = session.say(*BODY.split(b"\r\n")[:-1], b".")
+    assert reply.startswith(b"550 5.7.1 From: alice@"), reply
+    assert Message.select().count() == 0
+
+
+def test_submission_refuses_a_visible_sender_other_than_the_user(node: Node) -> None:
+    session = node.connect(node.submission, ipaddress.IPv6Address("::1"))
+    _login(session)
+    session.say(f"MAIL FROM:<{ME}>".encode(), f"RCPT TO:<{BOB}>".encode(), b"DATA")
+    reply = session.say(*FROM_BOB.split(b"\r\n")[:-1], b".")
+    assert reply.startswith(b"550 5.7.1 From: bob@"), reply
+    assert queue.summary() == []

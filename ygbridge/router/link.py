@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from ipaddress import IPv6Address
 from typing import Any, cast
 
 import structlog
@@ -21,7 +22,7 @@ from zope.interface import implementer
 from ygbridge.config import DEFAULT_ADMIN_ENDPOINTS
 from ygbridge.errors import RouterError, RouterUnreachable, TunDisabled
 from ygbridge.router.protocol import AdminProtocol, admin_endpoint
-from ygbridge.router.state import NodeIdentity, NodeStatus, Peer, Session
+from ygbridge.router.state import NodeIdentity, NodeStatus, Peer, Session, why_unreachable
 
 MAX_RETRY_DELAY = 60.0
 
@@ -116,6 +117,13 @@ class RouterLink(Service):
     def sessions(self) -> Deferred[tuple[Session, ...]]:
         """The router's current sessions; fails with RouterError while not connected."""
         return maybeDeferred(lambda: self._current().get_sessions())
+
+    async def diagnose(self, destination: IPv6Address) -> str | None:
+        """Why ``destination`` may be unreachable, as the router sees it now (None: no idea)."""
+        try:
+            return why_unreachable(destination, await self.peers(), await self.sessions())
+        except RouterError:
+            return None
 
     def startService(self) -> None:
         super().startService()

@@ -38,7 +38,7 @@ class ReachabilityWatcher(TimerService):
 
     async def _read(self) -> None:
         try:
-            peers = {p.address.compressed for p in await self._link.peers() if p.up}
+            peers = {p.address.compressed for p in await self._link.peers() if p.up and p.address}
             sessions = {s.address.compressed for s in await self._link.sessions()}
         except RouterError:
             self._peers, self._sessions = set(), set()

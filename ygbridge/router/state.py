@@ -26,6 +26,15 @@ class NodeIdentity:
     subnet: IPv6Network
     build_name: str
     build_version: str
+    api: str = "unknown"  # admin API line, told by getSelf's fields: "0.4" (coords), "0.5" (routing_entries)
+
+    def describe_router(self) -> str:
+        """The router software as far as it says: Debian's 0.4.7 reports neither name nor version."""
+        name = self.build_name if self.build_name != "unknown" else "yggdrasil"
+        if self.build_version != "unknown":
+            return f"{name} {self.build_version}"
+        api = f"; admin API {self.api}" if self.api != "unknown" else ""
+        return f"{name} (version not reported{api})"
 
 
 @dataclass(frozen=True)
@@ -39,12 +48,14 @@ class TunState:
 
 @dataclass(frozen=True)
 class Peer:
-    """A peer link; 0.5 may list a known peer whose link is not up."""
+    """A peer link; 0.5 also lists a configured peer whose link is not up (without key or
+    address, with the router's ``last_error``: why it failed, e.g. a version mismatch)."""
 
-    key: bytes
-    address: IPv6Address
+    key: bytes | None
+    address: IPv6Address | None
     up: bool
     remote: str | None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,7 @@ def parse_self(response: Response) -> NodeIdentity:
             subnet=IPv6Network(response["subnet"]),
             build_name=str(response.get("build_name") or "unknown"),
             build_version=str(response.get("build_version") or "unknown"),
+            api="0.5" if "routing_entries" in response else "0.4" if "coords" in response else "unknown",
         )
 
 
@@ -113,21 +125,27 @@ def parse_tun(response: Response) -> TunState:
 
 
 def parse_peers(response: Response) -> tuple[Peer, ...]:
-    """getPeers: entries without a key (0.5 lists down peers with ``key: ""``) are left out.
-
-    0.4.7 has no ``up`` field: it lists connected peers only.
+    """getPeers: 0.5 lists configured peers that are down with ``key: ""``, no address, and
+    ``last_error``; they are kept, with ``up`` false. 0.4.7 has no ``up`` field: it lists
+    connected peers only.
     """
     with _reading("getPeers"):
-        return tuple(
-            Peer(
-                key=_key(entry["key"]),
-                address=IPv6Address(entry["address"]),
-                up=bool(entry.get("up", True)),
-                remote=_optional(entry.get("remote"), str),
+        peers = []
+        for entry in response["peers"] or ():
+            keyed = bool(entry.get("key"))
+            up = bool(entry.get("up", True)) and keyed
+            if not keyed and not entry.get("remote"):
+                continue  # nothing to show about it
+            peers.append(
+                Peer(
+                    key=_key(entry["key"]) if keyed else None,
+                    address=IPv6Address(entry["address"]) if keyed else None,
+                    up=up,
+                    remote=_optional(entry.get("remote"), str),
+                    last_error=None if up else _optional(entry.get("last_error"), str),
+                )
             )
-            for entry in response["peers"] or ()
-            if entry.get("key")
-        )
+        return tuple(peers)
 
 
 def parse_sessions(response: Response) -> tuple[Session, ...]:
@@ -141,3 +159,19 @@ def parse_sessions(response: Response) -> tuple[Session, ...]:
             )
             for entry in response["sessions"] or ()
         )
+
+
+def why_unreachable(
+    destination: IPv6Address, peers: tuple[Peer, ...], sessions: tuple[Session, ...]
+) -> str | None:
+    """What the router's state says about a node that did not answer, or None if nothing.
+
+    No peer up: the router's own reasons (e.g. a 0.4/0.5 version mismatch). Peers up but no
+    session with the node: the mesh has no route to it.
+    """
+    if not any(peer.up for peer in peers):
+        reasons = list(dict.fromkeys(peer.last_error for peer in peers if peer.last_error))
+        return "peer down: " + "; ".join(reasons) if reasons else "peer down: this router has no peer up"
+    if all(session.address != destination for session in sessions):
+        return f"no route to node {destination.compressed}"
+    return None

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.internet import defer, error
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP6ClientEndpoint
 from twisted.internet.error import ConnectionLost
@@ -16,6 +17,8 @@ from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from ygbridge.notify import NO_REQUEST, DsnRequest
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,27 @@ class Reply:
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}"
+
+
+def describe_failure(failure: BaseException, destination: ipaddress.IPv6Address) -> str:
+    """Why an attempt to deliver to ``destination`` ended without replies, for people (status,
+    logs, notifications): no exception class names."""
+    node = destination.compressed
+    if isinstance(failure, (defer.TimeoutError, error.TimeoutError, error.TCPTimedOutError, TimeoutError)):
+        return f"no answer from {node} in time"
+    if isinstance(failure, (error.ConnectionRefusedError, ConnectionRefusedError)):
+        return f"{node} refused the connection: no mail service listens on its port"
+    if isinstance(failure, error.NoRouteError) or getattr(failure, "errno", None) in (101, 113):
+        return f"no route to node {node}"
+    if isinstance(failure, (error.ConnectionLost, error.ConnectionDone, ConnectionError)):
+        return f"the connection to {node} was lost during the transaction"
+    if isinstance(failure, error.ConnectError):
+        return (
+            f"cannot connect to {node}: {str(failure).removeprefix('An error occurred while connecting: ')}"
+        )
+    if isinstance(failure, OSError) and failure.strerror:
+        return f"cannot reach {node}: {failure.strerror}"
+    return f"delivery to {node} failed: {failure}" if str(failure) else f"delivery to {node} failed"
 
 
 class SMTPClientProtocol(LineOnlyReceiver):
@@ -156,15 +180,18 @@ class SMTPClient:
         sender: str,
         recipients: list[str],
         body: bytes,
+        dsn: DsnRequest = NO_REQUEST,
     ) -> dict[str, Reply]:
-        """Transfer ``body``; a connection failure raises, SMTP refusals come back per recipient."""
+        """Transfer ``body``; a connection failure raises, SMTP refusals come back per recipient.
+
+        The sender's DSN request (RFC 3461) goes along when the node advertises DSN."""
         endpoint = TCP6ClientEndpoint(
             self._reactor, destination.compressed, self._port, timeout=self._timeout
         )
         protocol: SMTPClientProtocol = await endpoint.connect(Factory.forProtocol(SMTPClientProtocol))
         protocol.transport.setTcpNoDelay(True)  # every write is a whole command or a DATA piece
         try:
-            results = await self._transaction(protocol, sender, recipients, body)
+            results = await self._transaction(protocol, sender, recipients, body, dsn)
         except BaseException:
             protocol.transport.abortConnection()
             raise
@@ -175,7 +202,7 @@ class SMTPClient:
         return waiter.addTimeout(self._timeout, self._clock)
 
     async def _transaction(
-        self, protocol: SMTPClientProtocol, sender: str, recipients: list[str], body: bytes
+        self, protocol: SMTPClientProtocol, sender: str, recipients: list[str], body: bytes, dsn: DsnRequest
     ) -> dict[str, Reply]:
         greeting = await self._wait(protocol.next_reply())
         if not greeting.ok:
@@ -185,13 +212,18 @@ class SMTPClient:
             hello = await self._wait(protocol.command(b"HELO " + self._helo))
             if not hello.ok:
                 return dict.fromkeys(recipients, hello)
-        params = f" SIZE={len(body)} BODY=8BITMIME" if "8BITMIME" in hello.text.upper() else ""
+        extensions = {word.split("=")[0] for word in hello.text.upper().split()}
+        params = f" SIZE={len(body)} BODY=8BITMIME" if "8BITMIME" in extensions else ""
+        with_dsn = "DSN" in extensions
+        if with_dsn:
+            params += dsn.mail_params()
         mail = await self._wait(protocol.command(f"MAIL FROM:<{sender}>{params}".encode()))
         if not mail.ok:
             return dict.fromkeys(recipients, mail)
         results = {}
         for recipient in recipients:
-            results[recipient] = await self._wait(protocol.command(f"RCPT TO:<{recipient}>".encode()))
+            extra = dsn.notify(recipient).params() if with_dsn else ""
+            results[recipient] = await self._wait(protocol.command(f"RCPT TO:<{recipient}>{extra}".encode()))
         accepted = [r for r, reply in results.items() if reply.ok]
         if not accepted:
             protocol.sendLine(b"QUIT")

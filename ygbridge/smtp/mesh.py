@@ -59,7 +59,9 @@ class MeshServer(MeshESMTP):
                 )
 
         async def commit(recipients: list[MailAddress], body: bytes) -> None:
-            await self._outbox.deliver_local([r.local for r in recipients], body, message_id(body), source)
+            await self._outbox.deliver_local(
+                [r.local for r in recipients], body, message_id(body), source, reverse_path=origin.text
+            )
             log.info("mesh.received", source=source.compressed, recipients=len(recipients))
 
         self._transaction = Transaction(self.max_size, commit)

@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ygbridge.addressing import MailAddress
-from ygbridge.errors import AddressError
+from ygbridge.errors import AddressError, SenderMismatch
 from ygbridge.nodelay import send_at_once
 
 log = structlog.get_logger(__name__)
@@ -277,7 +277,9 @@ class MeshESMTP(smtp.ESMTP):
             return
         failure = failures[0]
         assert isinstance(failure, Failure)
-        if failure.check(smtp.SMTPServerError):
+        if failure.check(SenderMismatch):
+            self.sendCode(550, f"5.7.1 {failure.value}".encode("utf-8", "replace"))
+        elif failure.check(smtp.SMTPServerError):
             resp = failure.value.resp
             self.sendCode(failure.value.code, resp if isinstance(resp, bytes) else resp.encode())
         else:

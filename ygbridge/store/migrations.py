@@ -59,5 +59,21 @@ def _to_4(db: peewee.Database) -> None:
     )
 
 
+def _to_5(db: peewee.Database) -> None:
+    """Version 4 -> 5: keep each queued message's RFC 3461 request (RET, ENVID, NOTIFY, ORCPT)."""
+    _add_columns(db, "outgoing_message", {"ret": "VARCHAR(4)", "envid": "VARCHAR(100)"})
+    _add_columns(db, "outgoing_recipient", {"notify": "VARCHAR(40)", "orcpt": "VARCHAR(998)"})
+
+
+def _add_columns(db: peewee.Database, table: str, columns: dict[str, str]) -> None:
+    """Add the columns ``table`` lacks (a missing table is created whole after the migrations)."""
+    if not db.table_exists(table):
+        return
+    present = {column.name for column in db.get_columns(table)}
+    for name, kind in columns.items():
+        if name not in present:
+            db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {kind}')
+
+
 #: The migration from each schema version to the next.
-MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {1: _to_2, 2: _to_3, 3: _to_4}
+MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5}

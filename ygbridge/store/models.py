@@ -96,6 +96,8 @@ class OutgoingMessage(BaseModel):
     body = peewee.BlobField()
     message_id = peewee.CharField(max_length=998, null=True)
     created = peewee.FloatField()
+    ret = peewee.CharField(max_length=4, null=True)  # RFC 3461 RET: FULL or HDRS
+    envid = peewee.CharField(max_length=100, null=True)  # RFC 3461 ENVID (decoded)
 
 
 class OutgoingRecipient(BaseModel):
@@ -108,6 +110,8 @@ class OutgoingRecipient(BaseModel):
     next_attempt = peewee.FloatField(index=True)
     last_error = peewee.TextField(null=True)
     warned = peewee.BooleanField(default=False)  # the sender has been told it is delayed
+    notify = peewee.CharField(max_length=40, null=True)  # RFC 3461 NOTIFY, comma-separated; None: not given
+    orcpt = peewee.CharField(max_length=998, null=True)  # RFC 3461 ORCPT (decoded)
 
 
 class NodeRecord(BaseModel):
@@ -119,4 +123,4 @@ class NodeRecord(BaseModel):
 
 
 MODELS = [SchemaVersion, User, Mailbox, Message, HeaderField, OutgoingMessage, OutgoingRecipient, NodeRecord]
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import peewee
 
+from ygbridge.notify import NO_REQUEST, DsnRequest, Notify, decode_events, encode_events
 from ygbridge.store.models import OutgoingMessage, OutgoingRecipient, database
 
 
@@ -25,6 +26,7 @@ class QueuedMessage:
     attempts: int
     last_error: str | None
     warned: bool  # every recipient's sender has had a delay warning
+    dsn: DsnRequest = NO_REQUEST  # what the sender asked to be told (RFC 3461)
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,24 @@ def enqueue(
     message_id: str | None,
     recipients: list[tuple[str, str]],
     now: float,
+    dsn: DsnRequest = NO_REQUEST,
 ) -> int:
-    """Store a message for (recipient, destination address) pairs; returns its queue id."""
+    """Store a message for (recipient, destination address) pairs with the sender's DSN request;
+    returns its queue id."""
     with database.atomic():
-        message = OutgoingMessage.create(sender=sender, body=body, message_id=message_id, created=now)
+        message = OutgoingMessage.create(
+            sender=sender, body=body, message_id=message_id, created=now, ret=dsn.ret, envid=dsn.envid
+        )
         OutgoingRecipient.insert_many(
             [
-                {"message": message, "recipient": rcpt, "destination": dest, "next_attempt": now}
+                {
+                    "message": message,
+                    "recipient": rcpt,
+                    "destination": dest,
+                    "next_attempt": now,
+                    "notify": encode_events(dsn.notify(rcpt)),
+                    "orcpt": dsn.notify(rcpt).orcpt,
+                }
                 for rcpt, dest in recipients
             ]
         ).execute()
@@ -94,6 +107,15 @@ def next_due(destination: str, now: float, force: bool = False) -> QueuedMessage
         attempts=max(row.attempts for row in rows),
         last_error=next((row.last_error for row in rows if row.last_error), None),
         warned=all(row.warned for row in rows),
+        dsn=DsnRequest(
+            ret=message.ret,
+            envid=message.envid,
+            recipients={
+                row.recipient: Notify(decode_events(row.notify), row.orcpt)
+                for row in rows
+                if row.notify or row.orcpt
+            },
+        ),
     )
 
 

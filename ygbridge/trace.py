@@ -1,0 +1,48 @@
+"""Trace header fields (RFC 5321 section 4.4) that a node prepends to the messages it handles.
+
+They name node domains, node addresses and the authenticated user only: never a LAN client's
+IP address or host name (its EHLO name is not recorded either). Pure functions; ``now`` is given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from ygbridge.addressing import MailAddress, domain_for, literal_for
+
+#: The comment after this node's name in a ``by`` clause.
+SOFTWARE = "ygbridge"
+
+
+def _date(now: float) -> str:
+    return format_datetime(datetime.fromtimestamp(now, UTC))
+
+
+def received_submission(user: MailAddress, now: float) -> bytes:
+    """The ``Received:`` line for a message submitted by ``user`` (authenticated) on its own node.
+
+    The ``from`` clause names the user's node, not the client: the LAN stays private.
+    """
+    domain = domain_for(user.node)
+    return (
+        f"Received: from {domain} (authenticated user {user.local})\r\n"
+        f"\tby {domain} ({SOFTWARE}) with ESMTPA;\r\n"
+        f"\t{_date(now)}\r\n"
+    ).encode()
+
+
+def received_mesh(source: ipaddress.IPv6Address, node: ipaddress.IPv6Address, now: float) -> bytes:
+    """The ``Received:`` line for a message that node ``source`` delivered to ``node`` on the mesh."""
+    return (
+        f"Received: from {domain_for(source)}\r\n"
+        f"\t({literal_for(source)})\r\n"
+        f"\tby {domain_for(node)} ({SOFTWARE}) with ESMTP;\r\n"
+        f"\t{_date(now)}\r\n"
+    ).encode("ascii")
+
+
+def return_path(reverse_path: str) -> bytes:
+    """The ``Return-Path:`` line written at final delivery; ``""`` is the null path of a bounce."""
+    return f"Return-Path: <{reverse_path}>\r\n".encode()
