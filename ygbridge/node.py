@@ -84,7 +84,12 @@ class NodeService(MultiService):
             tls,
         )
         self._listen_clients(
-            TLSImapFactory(imap, reactor, tls), config.imap_listen, config.imap_listen_tls, tls
+            TLSImapFactory(
+                imap, reactor, tls, limits=config.limits, max_message_size=config.max_message_size
+            ),
+            config.imap_listen,
+            config.imap_listen_tls,
+            tls,
         )
         self._client: SMTPClient | None = None
         self._ready = False

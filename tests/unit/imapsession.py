@@ -18,9 +18,11 @@ from twisted.python.failure import Failure
 
 from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.server import ImapFactory
+from ygbridge.limits import Limits
 from ygbridge.mailstore import Mailstore
 
 NOW = CREATED + 100
+MAX_MESSAGE_SIZE = 100_000
 #: Mixed-case and repeated header names, 8-bit UTF-8 in a header and the body.
 MESSAGE = (
     b"Received: from a\r\n\tby b\r\n"
@@ -79,7 +81,8 @@ class ImapLab:
         self.mailstore = Mailstore(ImmediateDB(), self.clock)
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(b"alice", b"secret")  # its avatar ids are bytes
-        self.factory = ImapFactory(Portal(ImapRealm(self.mailstore), [checker]), self.clock)
+        portal = Portal(ImapRealm(self.mailstore), [checker])
+        self.factory = ImapFactory(portal, self.clock, limits=Limits(), max_message_size=MAX_MESSAGE_SIZE)
 
     def client(self) -> Client:
         return Client(self.factory)
