@@ -221,20 +221,20 @@ class ImapProtocol(Protocol):
         if end < 0:
             self._scanned = len(self._input)
             if self._text_size + len(self._input) - self._read > self.limits.imap_line:
-                self._too_long()
+                self._too_long(self._input[self._read : self._read + 100])
             return False
         line = bytes(self._input[self._read : end + 1])
         self._read = self._scanned = end + 1
         self._reset_timeout()
         if self._line_handler is not None:
             if len(line) > self.limits.imap_line:
-                self._too_long()
+                self._too_long(b"")
             else:
                 self._line_handler(line.rstrip(b"\r\n"))
             return True
         self._text_size += len(line)
         if self._text_size > self.limits.imap_line:
-            self._too_long()
+            self._too_long(line[:100])
             return True
         literal = _LITERAL_AT_END.search(line)
         if literal is None:
@@ -245,8 +245,8 @@ class ImapProtocol(Protocol):
             self._literal_announced(literal[1], sync=not literal[2])
         return True
 
-    def _too_long(self) -> None:
-        tag = command_tag(bytes(self._command or self._input[self._read : self._read + 100]))
+    def _too_long(self, line: bytes | bytearray) -> None:
+        tag = command_tag(bytes(self._command or line))
         limit = self.limits.imap_line
         self.transport.write(b"%b BAD Command line too long (at most %d octets)\r\n" % (tag, limit))
         self._hang_up(b"BYE Command line too long")
@@ -261,7 +261,12 @@ class ImapProtocol(Protocol):
         self.transport.loseConnection()
 
     def _literal_announced(self, digits: bytes, sync: bool) -> None:
-        """A line ended with {n} or {n+}: take the literal, or refuse it before it is read."""
+        """A line ended with {n} or {n+}: take the literal, or refuse it before it is read.
+
+        A refused synchronizing literal is answered at once (the client sends nothing more of
+        the command); a refused non-synchronizing one is read and dropped, with the rest of its
+        command, up to twice the limit it broke, and beyond that the connection is closed.
+        """
         command = bytes(self._command)
         tag = command_tag(command)
         if len(digits) > len(str(MAX_NUMBER)) or int(digits) > MAX_NUMBER:
@@ -282,7 +287,7 @@ class ImapProtocol(Protocol):
             if sync:  # the client sends nothing more of this command
                 self._command_read()
                 return
-            if size > max(self.max_message_size, self.limits.imap_literal):
+            if size > 2 * (self.max_message_size if message else self.limits.imap_literal):
                 self.transport.write(b"%b %b %b\r\n" % (tag, *self._refusal))
                 self._hang_up(b"BYE Literal too long to skip")
                 return
