@@ -157,7 +157,7 @@ def test_examine_is_read_only(client: Client, lab: ImapLab) -> None:
 def test_select_missing_mailbox_leaves_the_selected_state(client: Client) -> None:
     client.select()
     assert client.send(b"s SELECT Nope\r\n") == b"s NO there is no mailbox 'Nope'\r\n"
-    assert client.send(b"f FETCH 1 FLAGS\r\n") == b"f BAD FETCH is not valid without a selected mailbox\r\n"
+    assert client.send(b"f FETCH 1 FLAGS\r\n") == b"f BAD FETCH needs a selected mailbox\r\n"
 
 
 def test_close_expunges_silently_and_unselect_does_not(client: Client, lab: ImapLab) -> None:
@@ -171,7 +171,7 @@ def test_close_expunges_silently_and_unselect_does_not(client: Client, lab: Imap
     assert client.send(b"c CHECK\r\n") == b"c OK CHECK completed\r\n"
     assert client.send(b"c CLOSE\r\n") == b"c OK CLOSE completed\r\n"
     assert client.send(b"c STATUS INBOX (MESSAGES)\r\n").startswith(b'* STATUS "INBOX" (MESSAGES 0)')
-    assert client.send(b"f FETCH 1 FLAGS\r\n") == b"f BAD FETCH is not valid without a selected mailbox\r\n"
+    assert client.send(b"f FETCH 1 FLAGS\r\n") == b"f BAD FETCH needs a selected mailbox\r\n"
 
 
 def test_pipelined_commands_after_select_keep_order(client: Client, lab: ImapLab) -> None:

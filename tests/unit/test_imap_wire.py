@@ -242,3 +242,14 @@ def test_append_literal_roles() -> None:
     assert not appends_message(b"a APPEND ")  # the mailbox name
     assert not appends_message(b"a LOGIN ")
     assert not appends_message(b"a SEARCH SUBJECT ")
+
+
+def test_commands_in_the_wrong_state(client: Client) -> None:
+    assert client.send(b"s SELECT INBOX\r\n") == b"s BAD SELECT needs a login first\r\n"
+    assert client.send(b's LIST "" *\r\n') == b"s BAD LIST needs a login first\r\n"
+    client.login()
+    assert client.send(b"l LOGIN alice secret\r\n") == b"l BAD LOGIN is only valid before login\r\n"
+    assert client.send(b"i IDLE\r\n") == b"+ idling\r\n"
+    assert client.send(b"DONE\r\n") == b"i OK IDLE terminated\r\n"
+    assert client.send(b"NOOP\r\n* NOOP\r\n") == b"* BAD a command starts with a tag\r\n" * 2
+    assert client.send(b"\r\n") == b""  # an empty line is no command

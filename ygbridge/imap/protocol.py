@@ -43,7 +43,6 @@ _LITERAL_AT_END = re.compile(rb"\{(\d+)(\+?)\}\r?\n\Z")
 _COMMAND_NAME = re.compile(rb"[A-Za-z]{1,32}")
 #: Commands during which EXPUNGE must not be sent (RFC 3501 7.4.1); their UID forms may.
 _NO_EXPUNGE = {b"FETCH", b"STORE", b"SEARCH"}
-_STATE_NAMES = {"unauth": "before login", "auth": "without a selected mailbox", "select": "here"}
 
 Handler = Callable[[Any, bytes, Parser], None]
 
@@ -58,7 +57,16 @@ def command(*states: State) -> Callable[[Handler], Handler]:
     return mark
 
 
-def _text(error: BaseException) -> bytes:
+def _not_now(name: str, states: frozenset[State], state: State) -> str:
+    """Why command ``name`` (valid in ``states``) cannot be used in ``state``."""
+    if state == "unauth":
+        return f"{name} needs a login first"
+    if "unauth" in states:
+        return f"{name} is only valid before login"
+    return f"{name} needs a selected mailbox"
+
+
+def _text(error: object) -> bytes:
     """An error's message as response text: one line of ASCII."""
     return " ".join(str(error).split()).encode("ascii", "backslashreplace")
 
@@ -73,6 +81,8 @@ class ImapProtocol(Protocol):
 
     IDENT = b"ygbridge IMAP4rev1 ready"
     timeOut = 60
+    #: A TCP or TLS transport: ITransport, IConsumer, IPushProducer and, for STARTTLS, ITLSTransport.
+    transport: Any
     POSTAUTH_TIMEOUT = 30 * 60
 
     def __init__(self, clock: IReactorTime, limits: Limits, max_message_size: int) -> None:
@@ -330,7 +340,7 @@ class ImapProtocol(Protocol):
         if handler is None or states is None:
             raise BadCommand(f"unknown command {name.decode('ascii')}")
         if self.state not in states:
-            raise BadCommand(f"{name.decode('ascii')} is not valid {_STATE_NAMES.get(self.state, 'now')}")
+            raise BadCommand(_not_now(name.decode("ascii"), states, self.state))
         self._running, self._uid = name, uid
         if args.at_end() or args.skip(b" "):
             handler(self, tag, args)

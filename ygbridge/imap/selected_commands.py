@@ -114,9 +114,10 @@ class SelectedCommands(ImapProtocol):
             await self._writes.wait()
             updates = await self.account.mailstore.store_flags(view.box, uids, flags, sign, origin=view)
             for update in [] if silent else updates:
-                uid_item = b" UID %d" % update.uid if uid else b""
-                flags_item = flags_list(update.flags)
-                self.untagged(b"%d FETCH (FLAGS %b%b)" % (view.seqs.seq(update.uid), flags_item, uid_item))
+                seq = view.seqs.seq(update.uid)
+                if seq is not None:
+                    uid_item = b" UID %d" % update.uid if uid else b""
+                    self.untagged(b"%d FETCH (FLAGS %b%b)" % (seq, flags_list(update.flags), uid_item))
         return b"STORE completed"
 
     # SEARCH
@@ -131,7 +132,8 @@ class SelectedCommands(ImapProtocol):
         view = self._selected()
         assert self.account is not None
         found = await self.account.mailstore.search(view.box, term, view.seqs.last_uid)
-        numbers = iter(found if uid else map(view.seqs.seq, found))
+        seqs = (view.seqs.seq(found_uid) for found_uid in found)
+        numbers = iter(found) if uid else (seq for seq in seqs if seq is not None)
         self.transport.write(b"* SEARCH")
         while chunk := list(islice(numbers, 1000)):  # a long answer is never held whole
             self.transport.write(b"".join(b" %d" % number for number in chunk))
