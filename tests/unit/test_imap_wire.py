@@ -253,3 +253,12 @@ def test_commands_in_the_wrong_state(client: Client) -> None:
     assert client.send(b"DONE\r\n") == b"i OK IDLE terminated\r\n"
     assert client.send(b"NOOP\r\n* NOOP\r\n") == b"* BAD a command starts with a tag\r\n" * 2
     assert client.send(b"\r\n") == b""  # an empty line is no command
+
+
+def test_search_dates_at_the_edges(client: Client, lab: ImapLab) -> None:
+    lab.deliver()
+    client.select()
+    assert client.send(b"s SEARCH SINCE 31-Dec-9999\r\n") == b"s BAD SEARCH dates end before 31-Dec-9999\r\n"
+    assert client.send(b"s SEARCH BEFORE 30-Dec-9999\r\n") == b"* SEARCH 1\r\ns OK SEARCH completed\r\n"
+    assert client.send(b"s SEARCH SENTON 1-Jan-0001\r\n") == b"* SEARCH\r\ns OK SEARCH completed\r\n"
+    assert client.send(b"s SEARCH ON 1-Jan-0000\r\n") == b"s BAD bad SEARCH date, e.g. 5-Mar-2024\r\n"

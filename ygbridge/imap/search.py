@@ -7,6 +7,8 @@ answer in SQL. Search strings are US-ASCII or UTF-8 (the charsets advertised in 
 
 from __future__ import annotations
 
+from datetime import date
+
 from ygbridge.errors import BadCommand, MailboxError
 from ygbridge.imap.dates import parse_date
 from ygbridge.imap.sequence import SequenceMap
@@ -128,9 +130,12 @@ class _Keys:
         if key in _DATE_KEYS:
             kind, relation = _DATE_KEYS[key]
             try:
-                return kind(relation, parse_date(self._argument(key)))
+                day = parse_date(self._argument(key))
             except ValueError:
                 raise BadCommand("bad SEARCH date, e.g. 5-Mar-2024") from None
+            if day == date.max:
+                raise BadCommand("SEARCH dates end before 31-Dec-9999")  # the store looks at the day after
+            return kind(relation, day)
         if key in _HEADER_KEYS:
             return HeaderContains(key.decode("ascii").lower(), self._text(key))
         if key == b"HEADER":
