@@ -186,6 +186,13 @@ def test_a_6000_element_uid_set_with_the_default_limits(monkeypatch: pytest.Monk
             == b"t OK STORE completed\r\n"
         )
         assert client.send(b"s SEARCH " + b"SEEN " * 5000 + b"ALL\r\n").startswith(b"* SEARCH 1 3 5")
+        most = b",".join(b"%d" % n for n in range(1, 20001, 2))  # 10,000 ranges, the default limit
+        assert client.send(b"s UID SEARCH UID " + most + b"\r\n").endswith(
+            b"* SEARCH 1 3 5 7 9 11 13 15 17 19\r\ns OK SEARCH completed\r\n"
+        )
+        assert client.send(b"s UID SEARCH UID " + most + b",30000\r\n") == (
+            b"s BAD sequence set with more than 10000 ranges\r\n"
+        )
 
 
 # Logins through the LoginGate
