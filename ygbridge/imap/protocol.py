@@ -74,16 +74,16 @@ def _text(error: object) -> bytes:
 class ImapProtocol(Protocol):
     """Framing, states and answers; subclasses hold the commands (``@command`` methods).
 
-    A connection that has not logged in is closed after ``timeOut`` seconds without a command
-    line; after login, including during IDLE, after ``POSTAUTH_TIMEOUT`` (RFC 2177 asks clients
+    A connection that has not logged in is closed after ``UNAUTH_TIMEOUT`` seconds without a
+    command line; after login, including during IDLE, after ``POSTAUTH_TIMEOUT`` (RFC 2177 asks clients
     to renew IDLE every 29 minutes). Time comes from ``clock``.
     """
 
     IDENT = b"ygbridge IMAP4rev1 ready"
-    timeOut = 60
+    UNAUTH_TIMEOUT = 60
+    POSTAUTH_TIMEOUT = 30 * 60
     #: A TCP or TLS transport: ITransport, IConsumer, IPushProducer and, for STARTTLS, ITLSTransport.
     transport: Any
-    POSTAUTH_TIMEOUT = 30 * 60
 
     def __init__(self, clock: IReactorTime, limits: Limits, max_message_size: int) -> None:
         self.clock = clock
@@ -137,7 +137,7 @@ class ImapProtocol(Protocol):
     def _reset_timeout(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
-        period = self.timeOut if self.state == "unauth" else self.POSTAUTH_TIMEOUT
+        period = self.UNAUTH_TIMEOUT if self.state == "unauth" else self.POSTAUTH_TIMEOUT
         self._timer = self.clock.callLater(period, self._timed_out)
 
     def _timed_out(self) -> None:
