@@ -7,8 +7,10 @@ Whatever a client sends, no exception escapes and every reply is protocol-correc
 
 from __future__ import annotations
 
+import os
 import re
 
+import pytest
 from fakestore import alice_database
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,6 +21,8 @@ from ygbridge.errors import BadCommand
 from ygbridge.imap.wire import MAX_NUMBER, parse_sequence_set
 from ygbridge.limits import Limits
 
+#: The thorough run (10,000 cases a test) takes minutes a test: more than the default timeout.
+pytestmark = pytest.mark.timeout(3600 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 300)
 LIMITS = Limits(imap_line=4096, imap_literal=512, sequence_ranges=100, search_nesting=8)
 COMMANDS = [
     b"CAPABILITY", b"NOOP", b"LOGOUT", b"LOGIN", b"AUTHENTICATE", b"ID", b"ENABLE", b"IDLE",
