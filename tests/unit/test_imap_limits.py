@@ -17,7 +17,7 @@ from twisted.internet.defer import fail
 from ygbridge.errors import LoginThrottled
 from ygbridge.limits import Limits
 
-LIMITS = Limits(imap_line=1000, imap_literal=100, sequence_ranges=50, search_nesting=5)
+LIMITS = Limits(imap_line=1000, imap_literal=100, sequence_ranges=50, search_nesting=5, search_keys=60)
 
 
 @pytest.fixture
@@ -185,7 +185,11 @@ def test_a_6000_element_uid_set_with_the_default_limits(monkeypatch: pytest.Monk
             client.send(b"t UID STORE " + uids + b" +FLAGS.SILENT (\\Seen)\r\n")
             == b"t OK STORE completed\r\n"
         )
-        assert client.send(b"s SEARCH " + b"SEEN " * 5000 + b"ALL\r\n").startswith(b"* SEARCH 1 3 5")
+        assert client.send(b"s SEARCH " + b"SEEN " * 999 + b"ALL\r\n").startswith(b"* SEARCH 1 3 5")
+        assert (
+            client.send(b"s SEARCH " + b"SEEN " * 1000 + b"ALL\r\n")
+            == b"s BAD more than 1000 SEARCH keys\r\n"
+        )
         most = b",".join(b"%d" % n for n in range(1, 20001, 2))  # 10,000 ranges, the default limit
         assert client.send(b"s UID SEARCH UID " + most + b"\r\n").endswith(
             b"* SEARCH 1 3 5 7 9 11 13 15 17 19\r\ns OK SEARCH completed\r\n"

@@ -1,6 +1,7 @@
 """IMAP SEARCH keys (RFC 3501 6.4.4) parsed into the store's search terms (store.search).
 
-Keys are read straight from the command (imap.wire), nested at most ``max_depth`` deep.
+Keys are read straight from the command (imap.wire), at most ``limits.search_keys`` of them,
+nested at most ``limits.search_nesting`` deep.
 Sequence sets become UID ranges through the session's sequence numbers, so the store can
 answer in SQL. Search strings are US-ASCII or UTF-8 (the charsets advertised in BADCHARSET).
 """
@@ -13,6 +14,7 @@ from ygbridge.errors import BadCommand, MailboxError
 from ygbridge.imap.dates import parse_date
 from ygbridge.imap.sequence import SequenceMap
 from ygbridge.imap.wire import Parser
+from ygbridge.limits import Limits
 from ygbridge.store.search import (
     EVERYTHING,
     NOTHING,
@@ -70,11 +72,11 @@ def _flag(flag: str, present: bool) -> Term:
 
 
 class _Keys:
-    def __init__(self, reader: Parser, seqs: SequenceMap, max_ranges: int, max_depth: int) -> None:
+    def __init__(self, reader: Parser, seqs: SequenceMap, limits: Limits) -> None:
         self._reader = reader
         self._seqs = seqs
-        self._max_ranges = max_ranges
-        self._max_depth = max_depth
+        self._limits = limits
+        self._keys = 0
 
     def _argument(self, key: bytes) -> bytes:
         if not self._reader.skip(b" "):
@@ -85,7 +87,7 @@ class _Keys:
         return self._argument(key).decode("utf-8", "replace")
 
     def _set(self, uid: bool) -> UidRanges:
-        ids = self._reader.sequence_set(self._max_ranges)
+        ids = self._reader.sequence_set(self._limits.sequence_ranges)
         return UidRanges(self._seqs.uid_ranges(self._seqs.spans(ids, uid)))
 
     def keys(self, depth: int) -> And:
@@ -93,11 +95,14 @@ class _Keys:
         keys = [self.key(depth)]
         while self._reader.skip(b" "):
             keys.append(self.key(depth))
-        return And(tuple(keys))
+        return And(tuple(dict.fromkeys(keys)))  # the same key twice is the same condition
 
     def key(self, depth: int) -> Term:
-        if depth > self._max_depth:
-            raise BadCommand(f"SEARCH keys nested more than {self._max_depth} deep")
+        if depth > self._limits.search_nesting:
+            raise BadCommand(f"SEARCH keys nested more than {self._limits.search_nesting} deep")
+        self._keys += 1
+        if self._keys > self._limits.search_keys:
+            raise BadCommand(f"more than {self._limits.search_keys} SEARCH keys")
         reader = self._reader
         if reader.skip(b"("):
             keys = self.keys(depth + 1)
@@ -146,7 +151,7 @@ class _Keys:
         raise BadCommand(f"unknown SEARCH key {key.decode('ascii', 'replace')}")
 
 
-def parse_search(reader: Parser, seqs: SequenceMap, max_ranges: int, max_depth: int) -> Term:
+def parse_search(reader: Parser, seqs: SequenceMap, limits: Limits) -> Term:
     """The store's term for SEARCH's arguments (``[CHARSET name SP] keys``); BadCommand if malformed.
 
     UnsupportedCharset (a NO) for charsets other than US-ASCII and UTF-8.
@@ -155,6 +160,6 @@ def parse_search(reader: Parser, seqs: SequenceMap, max_ranges: int, max_depth: 
         if reader.astring("charset").upper() not in CHARSETS:
             raise UnsupportedCharset()
         reader.sp()
-    term = _Keys(reader, seqs, max_ranges, max_depth).keys(0)
+    term = _Keys(reader, seqs, limits).keys(0)
     reader.end()
     return term

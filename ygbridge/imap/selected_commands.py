@@ -125,7 +125,7 @@ class SelectedCommands(ImapProtocol):
     @command(*SELECTED)
     def do_SEARCH(self, tag: bytes, args: Parser) -> None:
         seqs = self._selected().seqs
-        term = parse_search(args, seqs, self.limits.sequence_ranges, self.limits.search_nesting)
+        term = parse_search(args, seqs, self.limits)
         self.run(tag, self._search(term, self._uid))
 
     async def _search(self, term: Term, uid: bool) -> bytes:
