@@ -11,7 +11,8 @@ from twisted.python.failure import Failure
 
 from ygbridge.store import messages
 from ygbridge.store.db import migrate
-from ygbridge.store.models import DEFAULT_MAILBOXES, Mailbox, User, database
+from ygbridge.store.mailboxes import add_default_mailboxes
+from ygbridge.store.models import User, database
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -44,8 +45,7 @@ def memory_database() -> peewee.SqliteDatabase:
 def make_user(name: str) -> User:
     """A user with the default mailboxes, made straight from the models."""
     user = User.create(name=name, password_hash=b"x", created=CREATED)
-    for mailbox, special in DEFAULT_MAILBOXES.items():
-        Mailbox.create(user=user, name=mailbox, uidvalidity=int(CREATED), special_use=special)
+    add_default_mailboxes(user, CREATED)
     return user
 
 

@@ -11,6 +11,7 @@ from twisted.cred.error import UnauthorizedLogin
 
 from ygbridge.imap.mailbox import IImapAccount, ImapAccount, ImapRealm
 from ygbridge.imap.server import ImapServer
+from ygbridge.logins import MAX_DELAY
 
 lab = pytest.fixture(running_lab, name="lab")
 client = pytest.fixture(first_client, name="client")
@@ -31,8 +32,10 @@ def test_greeting_lists_capabilities(client: Client) -> None:
     )
 
 
-def test_login_with_user_name(client: Client) -> None:
-    assert client.send(b"a LOGIN alice wrong\r\n") == b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
+def test_login_with_user_name(client: Client, lab: ImapLab) -> None:
+    assert client.send(b"a LOGIN alice wrong\r\n") == b""  # the LoginGate answers a failure later
+    lab.clock.advance(MAX_DELAY)
+    assert client.received() == b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
     assert client.send(b'b LOGIN "alice" "secret"\r\n') == (
         b"b OK [CAPABILITY %b] LOGIN succeeded\r\n" % CAPABILITIES
     )
@@ -212,10 +215,13 @@ def test_create_rename_delete_subscribe(client: Client) -> None:
         b"c OK CREATE completed\r\nd NO mailbox 'Work' already exists\r\n"
     )
     assert client.send(b'l LIST "" W%\r\n') == b'* LIST (\\HasChildren) "/" "Work"\r\nl OK LIST completed\r\n'
-    assert client.send(b"u UNSUBSCRIBE Work\r\n") == b"u OK UNSUBSCRIBE completed\r\n"
+    # CREATE subscribes nothing (RFC 3501 6.3.3, 6.3.6): that is the client's choice
+    assert client.send(b'l LSUB "" Work*\r\n') == b"l OK LSUB completed\r\n"
+    assert client.send(b"u SUBSCRIBE Work/2024\r\n") == b"u OK SUBSCRIBE completed\r\n"
     assert client.send(b'l LSUB "Work/" %\r\n') == (
         b'* LSUB (\\HasNoChildren) "/" "Work/2024"\r\nl OK LSUB completed\r\n'
     )
+    assert client.send(b"u UNSUBSCRIBE Work\r\n") == b"u OK UNSUBSCRIBE completed\r\n"
     assert client.send(b'l LSUB "" Work\r\n') == b"l OK LSUB completed\r\n"
     assert client.send(b's SUBSCRIBE Work\r\nl LSUB "" Work\r\n') == (
         b's OK SUBSCRIBE completed\r\n* LSUB (\\HasChildren) "/" "Work"\r\nl OK LSUB completed\r\n'
