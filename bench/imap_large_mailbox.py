@@ -30,6 +30,7 @@ from twisted.internet.testing import StringTransport
 
 from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.server import ImapFactory
+from ygbridge.limits import Limits
 from ygbridge.mailstore import Mailstore
 from ygbridge.store.db import connect
 from ygbridge.store.messages import add_message
@@ -133,7 +134,8 @@ def main() -> None:
         clock.advance(START + options.messages * 60)
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(b"alice", b"secret")
-        factory = ImapFactory(Portal(ImapRealm(Mailstore(InlineDB(), clock)), [checker]), clock)
+        portal = Portal(ImapRealm(Mailstore(InlineDB(), clock)), [checker])
+        factory = ImapFactory(portal, clock, limits=Limits(), max_message_size=32 * 1024 * 1024)
         server = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         transport = CountingTransport()
         server.makeConnection(transport)

@@ -83,3 +83,14 @@ class LoginThrottled(YgbridgeError):
 
 class SenderMismatch(YgbridgeError):
     """A message's visible sender (From:, Sender:) is not one the connection may send as."""
+
+
+class BadCommand(YgbridgeError):
+    """A client command that does not follow the protocol's grammar (IMAP answers ``BAD``)."""
+
+
+class MessageTooBig(MailboxError):
+    """A message larger than the node takes (IMAP answers ``NO [TOOBIG]``, RFC 7889)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"[TOOBIG] messages are limited to {limit} octets here")

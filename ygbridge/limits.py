@@ -50,6 +50,8 @@ class Limits:
     imap_line: int = _size(64 * KiB)
     imap_literal: int = _size(64 * KiB)
     sequence_ranges: int = _count(10000)
+    search_nesting: int = _count(32)
+    search_keys: int = _count(1000)
     mailboxes_per_user: int = _count(1000)
     # Logins
     login_failures_per_source: int = _count(10)

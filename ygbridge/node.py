@@ -113,7 +113,18 @@ class NodeService(MultiService):
             SMTP_REFUSAL,
         )
         self._listen_clients(
-            TLSImapFactory(imap, reactor, tls), config.imap_listen, config.imap_listen_tls, tls, IMAP_REFUSAL
+            TLSImapFactory(
+                imap,
+                reactor,
+                tls,
+                limits=limits,
+                max_message_size=config.max_message_size,
+                logins=self.logins,
+            ),
+            config.imap_listen,
+            config.imap_listen_tls,
+            tls,
+            IMAP_REFUSAL,
         )
         self._client: SMTPClient | None = None
         self._ready = False

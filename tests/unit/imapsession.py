@@ -18,9 +18,12 @@ from twisted.python.failure import Failure
 
 from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.server import ImapFactory
+from ygbridge.limits import Limits
+from ygbridge.logins import LoginGate
 from ygbridge.mailstore import Mailstore
 
 NOW = CREATED + 100
+MAX_MESSAGE_SIZE = 100_000
 #: Mixed-case and repeated header names, 8-bit UTF-8 in a header and the body.
 MESSAGE = (
     b"Received: from a\r\n\tby b\r\n"
@@ -73,13 +76,16 @@ class Client:
 class ImapLab:
     """User alice (password ``secret``) on a fresh database, a Mailstore on a Clock, the server."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None, logins: LoginGate | None = None) -> None:
         self.clock = Clock()
         self.clock.advance(NOW)
         self.mailstore = Mailstore(ImmediateDB(), self.clock)
-        checker = InMemoryUsernamePasswordDatabaseDontUse()
-        checker.addUser(b"alice", b"secret")  # its avatar ids are bytes
-        self.factory = ImapFactory(Portal(ImapRealm(self.mailstore), [checker]), self.clock)
+        self.checker = InMemoryUsernamePasswordDatabaseDontUse()
+        self.checker.addUser(b"alice", b"secret")  # its avatar ids are bytes
+        portal = Portal(ImapRealm(self.mailstore), [self.checker])
+        self.factory = ImapFactory(
+            portal, self.clock, limits=limits or Limits(), max_message_size=MAX_MESSAGE_SIZE, logins=logins
+        )
 
     def client(self) -> Client:
         return Client(self.factory)

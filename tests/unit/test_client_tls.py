@@ -19,6 +19,7 @@ from zope.interface import alsoProvides, implementer
 
 from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.tls import TLSImapFactory
+from ygbridge.limits import Limits
 from ygbridge.mailstore import Mailstore
 from ygbridge.outbox import Outbox
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
@@ -88,7 +89,10 @@ def submission(peer: str, allow_plaintext: bool = False, implicit_tls: bool = Fa
 def imap(peer: str, allow_plaintext: bool = False, implicit_tls: bool = False) -> Connection:
     clock = Clock()
     portal = _portal(ImapRealm(Mailstore(ImmediateDB(), clock)))
-    return Connection(TLSImapFactory(portal, clock, ClientTLS(CONTEXT, allow_plaintext)), peer, implicit_tls)
+    factory = TLSImapFactory(
+        portal, clock, ClientTLS(CONTEXT, allow_plaintext), limits=Limits(), max_message_size=1000
+    )
+    return Connection(factory, peer, implicit_tls)
 
 
 def _extensions(reply: bytes) -> set[bytes]:

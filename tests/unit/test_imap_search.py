@@ -121,12 +121,12 @@ def test_search_does_not_see_messages_not_reported_yet(client: Client, lab: Imap
 @pytest.mark.parametrize(
     ("command", "answer"),
     [
-        (b"SEARCH BOGUS", b"BAD Illegal syntax: bad SEARCH key b'BOGUS'"),
-        (b"SEARCH SINCE yesterday", b"BAD Illegal syntax: bad SEARCH date: not an IMAP date: b'yesterday'"),
-        (b"SEARCH ON 31-Foo-2023", b"BAD Illegal syntax: bad SEARCH date: not a month: b'Foo'"),
-        (b"SEARCH FROM", b"BAD Illegal syntax: SEARCH FROM wants an argument"),
-        (b"SEARCH LARGER x", b"BAD Illegal syntax: bad SEARCH size b'x'"),
-        (b"SEARCH (SEEN", b"BAD Illegal syntax: bad SEARCH keys"),
+        (b"SEARCH BOGUS", b"BAD unknown SEARCH key BOGUS"),
+        (b"SEARCH SINCE yesterday", b"BAD bad SEARCH date, e.g. 5-Mar-2024"),
+        (b"SEARCH ON 31-Foo-2023", b"BAD bad SEARCH date, e.g. 5-Mar-2024"),
+        (b"SEARCH FROM", b"BAD SEARCH FROM wants an argument"),
+        (b"SEARCH LARGER x", b"BAD SEARCH size expected"),
+        (b"SEARCH (SEEN", b"BAD ) after SEARCH keys expected"),
         (b"SEARCH CHARSET KOI8-R ALL", b"NO [BADCHARSET (US-ASCII UTF-8)] unsupported charset"),
     ],
 )

@@ -6,16 +6,16 @@ from array import array
 from datetime import date
 
 import pytest
-from twisted.mail.imap4 import parseIdList
 
 from ygbridge.imap.dates import format_date_time, parse_date, parse_date_time
 from ygbridge.imap.message import MimeEntity
 from ygbridge.imap.sequence import SequenceMap, uid_set
+from ygbridge.imap.wire import parse_sequence_set
 from ygbridge.message import header_value, split_message
 
 
 def spans(seqs: SequenceMap, text: bytes, uid: bool) -> list[range]:
-    return seqs.spans(parseIdList(text), uid)
+    return seqs.spans(parse_sequence_set(text, 100), uid)
 
 
 def test_sequence_sets_name_positions() -> None:
@@ -30,7 +30,7 @@ def test_sequence_sets_name_positions() -> None:
     assert spans(seqs, b"1:5,9:10", uid=True) == [range(0, 4)]  # adjacent spans merge
     assert seqs.uid_ranges(spans(seqs, b"1,3:4", uid=False)) == ((3, 3), (9, 10))
     assert [list(batch) for batch in seqs.batches([range(0, 3), range(4, 5)], 2)] == [[3, 5], [9], [20]]
-    assert SequenceMap(array("Q")).spans(parseIdList(b"1:*"), uid=False) == []
+    assert SequenceMap(array("Q")).spans(parse_sequence_set(b"1:*", 1), uid=False) == []
 
 
 def test_sequence_numbers_follow_expunges_and_additions() -> None:

@@ -1,8 +1,7 @@
 """FETCH responses (RFC 3501 7.4.2) written from the raw message bytes.
 
-``query`` is what Twisted's FETCH parser gives: parts with a ``type`` (``body``, ``flags``...)
-and, for BODY[...], the section, PEEK and partial range. Twisted's own FETCH re-cases and
-re-folds headers; here every section is cut from the stored bytes.
+``query`` is what imap.fetchitems parsed; every section is cut from the stored bytes, never
+re-cased or re-folded. ENVELOPE and the nested lists use twisted.mail's public helpers.
 """
 
 from __future__ import annotations
@@ -13,10 +12,13 @@ from typing import Any
 from twisted.mail.imap4 import collapseNestedLists, getEnvelope
 
 from ygbridge.imap.dates import format_date_time
+from ygbridge.imap.fetchitems import FetchItem, Section
 from ygbridge.imap.message import ImapMessage, body_structure
 
 #: FETCH items that need the message bytes.
-_NEEDS_BODY = {"body", "bodystructure", "envelope", "rfc822", "rfc822header", "rfc822text"}
+_NEEDS_BODY = {"BODY", "BODYSTRUCTURE", "ENVELOPE", "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
+#: Items besides BODY[...] whose fetching sets \Seen.
+_SETS_SEEN = {"RFC822", "RFC822.TEXT"}
 
 
 def flags_list(flags: Iterable[str]) -> bytes:
@@ -37,79 +39,72 @@ def _wire(value: Any) -> Any:
     return value
 
 
-def _has_section(part: Any) -> bool:
-    return bool(part.empty or part.header or part.text or part.mime)
-
-
-def needs_body(query: Sequence[Any]) -> bool:
+def needs_body(query: Sequence[FetchItem]) -> bool:
     """Whether answering needs the message bytes (not just flags, dates and sizes)."""
-    return any(part.type in _NEEDS_BODY for part in query)
+    return any(item.name in _NEEDS_BODY for item in query)
 
 
-def sets_seen(query: Sequence[Any]) -> bool:
+def sets_seen(query: Sequence[FetchItem]) -> bool:
     """Whether fetching these items sets ``\\Seen`` (BODY[...] without PEEK, RFC822, RFC822.TEXT)."""
     return any(
-        _has_section(part) and not part.peek if part.type == "body" else part.type in ("rfc822", "rfc822text")
-        for part in query
+        item.section is not None and not item.peek
+        if item.name == "BODY"
+        else item.name in ("RFC822", "RFC822.TEXT")
+        for item in query
     )
 
 
-def fetch_response(seq: int, message: ImapMessage, query: Sequence[Any], uid: bool, seen_set: bool) -> bytes:
+def fetch_response(
+    seq: int, message: ImapMessage, query: Sequence[FetchItem], uid: bool, seen_set: bool
+) -> bytes:
     """The untagged FETCH response of one message; UID added for UID FETCH, FLAGS if just set."""
-    types = {part.type for part in query}
-    items = [_item(part, message) for part in query]
-    if uid and "uid" not in types:
+    names = {item.name for item in query}
+    items = [_item(item, message) for item in query]
+    if uid and "UID" not in names:
         items.append(b"UID %d" % message.stored.uid)
-    if seen_set and "flags" not in types:
+    if seen_set and "FLAGS" not in names:
         items.append(b"FLAGS " + flags_list(message.stored.flags))
     return b"* %d FETCH (%b)\r\n" % (seq, b" ".join(items))
 
 
-def _item(part: Any, message: ImapMessage) -> bytes:
+def _item(item: FetchItem, message: ImapMessage) -> bytes:
     stored = message.stored
-    match part.type:
-        case "flags":
+    match item.name:
+        case "FLAGS":
             return b"FLAGS " + flags_list(stored.flags)
-        case "uid":
+        case "UID":
             return b"UID %d" % stored.uid
-        case "internaldate":
+        case "INTERNALDATE":
             return b"INTERNALDATE " + format_date_time(stored.internaldate)
-        case "rfc822size":
+        case "RFC822.SIZE":
             return b"RFC822.SIZE %d" % stored.size
-        case "rfc822":
+        case "RFC822":
             return b"RFC822 " + _literal(message.entity.raw)
-        case "rfc822header":
+        case "RFC822.HEADER":
             return b"RFC822.HEADER " + _literal(message.entity.header)
-        case "rfc822text":
+        case "RFC822.TEXT":
             return b"RFC822.TEXT " + _literal(message.entity.body)
-        case "envelope":
+        case "ENVELOPE":
             return b"ENVELOPE " + collapseNestedLists([_wire(getEnvelope(message))])
-        case "bodystructure":
+        case "BODYSTRUCTURE":
             return b"BODYSTRUCTURE " + _structure(message, extended=True)
-        case "body" if not _has_section(part):
-            return b"BODY " + _structure(message, extended=False)
-    return _body_section(part, message)
+    if item.section is None:
+        return b"BODY " + _structure(message, extended=False)
+    return _body_section(item.section, item.partial, message)
 
 
-def _body_section(part: Any, message: ImapMessage) -> bytes:
-    fields: list[bytes] = []
-    if part.mime:
-        kind = "MIME"
-    elif part.text:
-        kind = "TEXT"
-    elif part.header:
-        fields = list(part.header.fields or ())
-        kind = "HEADER" if not fields else "HEADER.FIELDS.NOT" if part.header.negate else "HEADER.FIELDS"
-    else:
-        kind = ""
-    data = message.entity.section(part.part, kind, fields)
-    section = ".".join([*(str(n + 1) for n in part.part), *([kind] if kind else [])]).encode("ascii")
-    if fields:
-        section += b" (" + b" ".join(fields) + b")"
-    label = b"BODY[" + section + b"]"
-    if part.partialBegin is not None:
-        label += b"<%d>" % part.partialBegin
-        data = data and data[part.partialBegin : part.partialBegin + part.partialLength]
+def _body_section(section: Section, partial: tuple[int, int] | None, message: ImapMessage) -> bytes:
+    data = message.entity.section([n - 1 for n in section.part], section.kind, section.fields)
+    label = ".".join([*(str(n) for n in section.part), *([section.kind] if section.kind else [])]).encode(
+        "ascii"
+    )
+    if section.fields:
+        label += b" (" + b" ".join(section.fields) + b")"
+    label = b"BODY[" + label + b"]"
+    if partial is not None:
+        origin, octets = partial
+        label += b"<%d>" % origin
+        data = data and data[origin : origin + octets]
     return label + b" " + (b"NIL" if data is None else _literal(data))
 
 

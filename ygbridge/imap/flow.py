@@ -1,4 +1,4 @@
-"""Back-pressure for long responses: wait while the transport's write buffer is full."""
+"""Back-pressure: wait while the transport's write buffer is full."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from zope.interface import implementer
 
 @implementer(IPushProducer)
 class WriteGate:
-    """A producer registered with a transport while a long response is written.
+    """A producer registered with a connection's transport for as long as it lasts.
 
     The transport pauses it when its buffer fills up and resumes it when the buffer drains;
     :meth:`wait` fires once writing may go on.
@@ -18,6 +18,11 @@ class WriteGate:
     def __init__(self) -> None:
         self._paused = False
         self._waiting: list[Deferred[None]] = []
+
+    @property
+    def paused(self) -> bool:
+        """Whether the transport's buffer is full."""
+        return self._paused
 
     def pauseProducing(self) -> None:
         self._paused = True

@@ -13,8 +13,7 @@ from typing import Any
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm
 from twisted.internet.defer import Deferred
-from twisted.mail.imap4 import IAccount, IMailboxInfo
-from zope.interface import implementer
+from zope.interface import Interface, implementer
 
 from ygbridge.errors import NoSuchMailbox, UserError
 from ygbridge.imap.session import SelectedMailbox
@@ -24,7 +23,10 @@ from ygbridge.store.mailboxes import DELIMITER, canonical_name
 from ygbridge.store.messages import Added, Contents, Counts
 
 
-@implementer(IMailboxInfo)
+class IImapAccount(Interface):
+    """What the IMAP realm hands out for a logged-in user: an :class:`ImapAccount`."""
+
+
 class MailboxListing:
     """A mailbox as LIST shows it: name attributes (RFC 3348 CHILDREN, RFC 6154 SPECIAL-USE)."""
 
@@ -38,6 +40,7 @@ class MailboxListing:
         return DELIMITER
 
 
+@implementer(IImapAccount)
 class ImapAccount:
     """A logged-in user's mailboxes; ``logout`` ends the session's hold on them."""
 
@@ -86,7 +89,7 @@ class ImapAccount:
     async def subscribe(self, name: str, subscribed: bool) -> None:
         await self.mailstore.subscribe(self.mailboxes, name, subscribed)
 
-    # What IMAP4Server's LIST and LSUB call
+    # What LIST and LSUB call
 
     def isSubscribed(self, name: str) -> bool:
         box = self.mailboxes.get(name)
@@ -117,10 +120,7 @@ class ImapAccount:
 
 @implementer(IRealm)
 class ImapRealm:
-    """Gives an ImapAccount for a user name (the avatar id of the password checker).
-
-    IMAP4Server insists on the IAccount interface name; the avatar is ygbridge's own account.
-    """
+    """Gives an ImapAccount (as IImapAccount) for a user name (the password checker's avatar id)."""
 
     def __init__(self, mailstore: Mailstore) -> None:
         self._mailstore = mailstore
@@ -128,8 +128,8 @@ class ImapRealm:
     def requestAvatar(
         self, avatarId: str | bytes, mind: object, *interfaces: Any
     ) -> Deferred[tuple[Any, ...]]:
-        if IAccount not in interfaces:
-            raise NotImplementedError("the IMAP realm only gives IAccount avatars")
+        if IImapAccount not in interfaces:
+            raise NotImplementedError("the IMAP realm only gives IImapAccount avatars")
         user = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else avatarId
         return Deferred.fromCoroutine(self._login(user))
 
@@ -139,4 +139,4 @@ class ImapRealm:
         except UserError:
             raise UnauthorizedLogin(f"no such user: {user}") from None
         account = ImapAccount(self._mailstore, mailboxes)
-        return IAccount, account, account.logout
+        return IImapAccount, account, account.logout

@@ -1,19 +1,20 @@
 """IMAP SEARCH keys (RFC 3501 6.4.4) parsed into the store's search terms (store.search).
 
+Keys are read straight from the command (imap.wire), at most ``limits.search_keys`` of them,
+nested at most ``limits.search_nesting`` deep.
 Sequence sets become UID ranges through the session's sequence numbers, so the store can
 answer in SQL. Search strings are US-ASCII or UTF-8 (the charsets advertised in BADCHARSET).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any
+from datetime import date
 
-from twisted.mail.imap4 import IllegalClientResponse, IllegalIdentifierError, MessageSet, parseIdList
-
-from ygbridge.errors import MailboxError
+from ygbridge.errors import BadCommand, MailboxError
 from ygbridge.imap.dates import parse_date
 from ygbridge.imap.sequence import SequenceMap
+from ygbridge.imap.wire import Parser
+from ygbridge.limits import Limits
 from ygbridge.store.search import (
     EVERYTHING,
     NOTHING,
@@ -70,63 +71,76 @@ def _flag(flag: str, present: bool) -> Term:
     return HasFlag(flag) if present else Not(HasFlag(flag))
 
 
-class _Parser:
-    def __init__(self, tokens: list[Any], seqs: SequenceMap) -> None:
-        self._tokens = deque(tokens)
+class _Keys:
+    def __init__(self, reader: Parser, seqs: SequenceMap, limits: Limits) -> None:
+        self._reader = reader
         self._seqs = seqs
+        self._limits = limits
+        self._keys = 0
 
     def _argument(self, key: bytes) -> bytes:
-        if not self._tokens or not isinstance(self._tokens[0], bytes):
-            raise IllegalClientResponse(f"SEARCH {key.decode('ascii', 'replace')} wants an argument")
-        return self._tokens.popleft()
+        if not self._reader.skip(b" "):
+            raise BadCommand(f"SEARCH {key.decode('ascii')} wants an argument")
+        return self._reader.astring(f"SEARCH {key.decode('ascii')} argument")
 
     def _text(self, key: bytes) -> str:
         return self._argument(key).decode("utf-8", "replace")
 
-    def _set(self, token: bytes, uid: bool) -> UidRanges:
-        try:
-            ids: MessageSet = parseIdList(token)
-        except IllegalIdentifierError:
-            raise IllegalClientResponse(f"bad SEARCH key {token!r}") from None
+    def _set(self, uid: bool) -> UidRanges:
+        ids = self._reader.sequence_set(self._limits.sequence_ranges)
         return UidRanges(self._seqs.uid_ranges(self._seqs.spans(ids, uid)))
 
-    def all(self) -> And:
-        keys = []
-        while self._tokens:
-            keys.append(self.key())
-        return And(tuple(keys))
+    def keys(self, depth: int) -> And:
+        """Keys separated by spaces, up to the end of the command or a closing parenthesis."""
+        keys = [self.key(depth)]
+        while self._reader.skip(b" "):
+            keys.append(self.key(depth))
+        return And(tuple(dict.fromkeys(keys)))  # the same key twice is the same condition
 
-    def key(self) -> Term:
-        token = self._tokens.popleft()
-        if isinstance(token, list):
-            outer, self._tokens = self._tokens, deque(token)
-            keys = self.all()
-            self._tokens = outer
+    def key(self, depth: int) -> Term:
+        if depth > self._limits.search_nesting:
+            raise BadCommand(f"SEARCH keys nested more than {self._limits.search_nesting} deep")
+        self._keys += 1
+        if self._keys > self._limits.search_keys:
+            raise BadCommand(f"more than {self._limits.search_keys} SEARCH keys")
+        reader = self._reader
+        if reader.skip(b"("):
+            keys = self.keys(depth + 1)
+            reader.expect(b")", ") after SEARCH keys")
             return keys
-        key = token.upper()
+        if reader.peek(b"*") or reader.data[reader.pos : reader.pos + 1].isdigit():
+            return self._set(uid=False)
+        key = reader.atom("SEARCH key").upper()
         if key in _FLAG_KEYS:
             return _flag(*_FLAG_KEYS[key])
         if key in _CONSTANT:
             return _CONSTANT[key]
         if key in (b"KEYWORD", b"UNKEYWORD"):
-            return _flag(self._text(key), key == b"KEYWORD")
+            reader.sp()
+            return _flag(reader.flag(), key == b"KEYWORD")
         if key == b"NOT":
-            return Not(self.key())
+            reader.sp()
+            return Not(self.key(depth + 1))
         if key == b"OR":
-            return Or(self.key(), self.key())
+            reader.sp()
+            left = self.key(depth + 1)
+            reader.sp()
+            return Or(left, self.key(depth + 1))
         if key == b"UID":
-            return self._set(self._argument(key), uid=True)
+            reader.sp()
+            return self._set(uid=True)
         if key in (b"LARGER", b"SMALLER"):
-            size = self._argument(key)
-            if not size.isdigit():
-                raise IllegalClientResponse(f"bad SEARCH size {size!r}")
-            return Size(key == b"LARGER", int(size))
+            reader.sp()
+            return Size(key == b"LARGER", reader.number("SEARCH size"))
         if key in _DATE_KEYS:
             kind, relation = _DATE_KEYS[key]
             try:
-                return kind(relation, parse_date(self._argument(key)))
-            except ValueError as exc:
-                raise IllegalClientResponse(f"bad SEARCH date: {exc}") from None
+                day = parse_date(self._argument(key))
+            except ValueError:
+                raise BadCommand("bad SEARCH date, e.g. 5-Mar-2024") from None
+            if day == date.max:
+                raise BadCommand("SEARCH dates end before 31-Dec-9999")  # the store looks at the day after
+            return kind(relation, day)
         if key in _HEADER_KEYS:
             return HeaderContains(key.decode("ascii").lower(), self._text(key))
         if key == b"HEADER":
@@ -134,16 +148,18 @@ class _Parser:
             return HeaderContains(name, self._text(key))
         if key in (b"BODY", b"TEXT"):
             return BodyContains(self._text(key), whole=key == b"TEXT")
-        return self._set(token, uid=False)
+        raise BadCommand(f"unknown SEARCH key {key.decode('ascii', 'replace')}")
 
 
-def parse_search(tokens: list[Any], charset: bytes | None, seqs: SequenceMap) -> Term:
-    """The store's term for parsed SEARCH keys; IllegalClientResponse if malformed.
+def parse_search(reader: Parser, seqs: SequenceMap, limits: Limits) -> Term:
+    """The store's term for SEARCH's arguments (``[CHARSET name SP] keys``); BadCommand if malformed.
 
     UnsupportedCharset (a NO) for charsets other than US-ASCII and UTF-8.
     """
-    if charset is not None and charset.upper() not in CHARSETS:
-        raise UnsupportedCharset()
-    if not tokens:
-        raise IllegalClientResponse("SEARCH wants at least one key")
-    return _Parser(tokens, seqs).all()
+    if reader.skip(b"CHARSET "):
+        if reader.astring("charset").upper() not in CHARSETS:
+            raise UnsupportedCharset()
+        reader.sp()
+    term = _Keys(reader, seqs, limits).keys(0)
+    reader.end()
+    return term

@@ -10,7 +10,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Iterator
 
-from twisted.mail.imap4 import MessageSet
+from ygbridge.imap.wire import SequenceSet
 
 
 def uid_set(uids: Iterable[int]) -> bytes:
@@ -56,7 +56,7 @@ class SequenceMap:
         index = bisect_left(self._uids, uid)
         return index + 1 if index < len(self._uids) and self._uids[index] == uid else None
 
-    def spans(self, ids: MessageSet, uid: bool) -> list[range]:
+    def spans(self, ids: SequenceSet, uid: bool) -> list[range]:
         """The zero-based positions a sequence set (or UID set) names, as ascending disjoint ranges.
 
         ``*`` is the last message; ``n:*`` with n past the end still names the last one.

@@ -1,136 +1,217 @@
-"""The IMAP server: twisted.mail's IMAP4Server made into what ygbridge's clients need.
+"""The IMAP server: the session-wide commands, and the factory the node listens with.
 
 Commands live in account_commands (authenticated state) and selected_commands (selected
-state) over the machinery of base; this module adds the session-wide parts: capabilities,
-LOGIN, IDLE (RFC 2177), ID (RFC 2971), ENABLE (RFC 5161), NOOP, and the timeouts.
+state) over the wire layer of imap.protocol; this module adds CAPABILITY, NOOP, LOGOUT, LOGIN
+and AUTHENTICATE PLAIN (both through the node's LoginGate), IDLE (RFC 2177), ID (RFC 2971)
+and ENABLE (RFC 5161).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import binascii
+from base64 import b64decode
 
+from twisted.cred.credentials import UsernamePassword
 from twisted.cred.portal import Portal
-from twisted.internet.defer import maybeDeferred
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
-from twisted.mail.imap4 import IAccount, IMAP4Server, PLAINCredentials
 
+from ygbridge.errors import BadCommand
 from ygbridge.imap.account_commands import AccountCommands
-from ygbridge.imap.base import CommandServer
+from ygbridge.imap.mailbox import IImapAccount, ImapAccount
+from ygbridge.imap.protocol import ANY, LOGGED_IN, command
 from ygbridge.imap.selected_commands import SelectedCommands
+from ygbridge.imap.wire import Parser
+from ygbridge.limits import Limits
+from ygbridge.logins import LoginGate
 from ygbridge.nodelay import send_at_once
 
-#: Capabilities beyond Twisted's IMAP4rev1, AUTH=, NAMESPACE and IDLE.
-EXTENSIONS = (b"LITERAL+", b"ID", b"ENABLE", b"UNSELECT", b"UIDPLUS", b"MOVE", b"SPECIAL-USE", b"CHILDREN")
+#: Capabilities after IMAP4rev1 and the AUTH= ones; APPENDLIMIT= (RFC 7889) follows them.
+EXTENSIONS = (
+    b"NAMESPACE",
+    b"IDLE",
+    b"LITERAL+",
+    b"ID",
+    b"ENABLE",
+    b"UNSELECT",
+    b"UIDPLUS",
+    b"MOVE",
+    b"SPECIAL-USE",
+    b"CHILDREN",
+)
+PRIVACY_REQUIRED = b"[PRIVACYREQUIRED] Passwords are accepted here only over TLS: use STARTTLS first"
+#: Most ID parameters a client may send (RFC 2971 section 3.3).
+_MAX_ID_FIELDS = 30
 
 
 class ImapServer(AccountCommands, SelectedCommands):
-    """One IMAP connection; ``clock`` drives its timeouts.
+    """One IMAP connection; logs in through ``logins`` and ``portal`` (ImapRealm avatars)."""
 
-    A connection that has not logged in is closed after ``timeOut`` seconds without a command;
-    after login, including during IDLE, after ``POSTAUTH_TIMEOUT`` (RFC 2177 asks clients to
-    renew IDLE every 29 minutes).
-    """
-
-    IDENT = b"ygbridge IMAP4rev1 ready"
-    timeOut = 60
-    POSTAUTH_TIMEOUT = 30 * 60
-
-    def __init__(self, clock: IReactorTime, contextFactory: Any = None) -> None:
-        super().__init__(chal={b"PLAIN": PLAINCredentials}, contextFactory=contextFactory)
-        self._clock = clock
-        self._idle_tag: bytes | None = None
+    def __init__(
+        self, clock: IReactorTime, limits: Limits, max_message_size: int, portal: Portal, logins: LoginGate
+    ) -> None:
+        super().__init__(clock, limits, max_message_size)
+        self.portal = portal
+        self.logins = logins
+        self._idle_tag = b""
 
     def connectionMade(self) -> None:
         send_at_once(self.transport)
         super().connectionMade()
 
-    def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
-        return self._clock.callLater(period, func)  # TimeoutMixin would use the global reactor
+    def password_allowed(self) -> bool:
+        """Whether LOGIN and AUTHENTICATE may be used now (see imap.tls)."""
+        return True
 
-    def timeoutConnection(self) -> None:
-        self.sendLine(b"* BYE Autologout; connection idle too long")
-        self.transport.loseConnection()  # connectionLost lets go of the mailbox
+    def capabilities(self) -> list[bytes]:
+        auth = [b"AUTH=PLAIN"] if self.password_allowed() else []
+        return [b"IMAP4rev1", *auth, *EXTENSIONS, b"APPENDLIMIT=%d" % self.max_message_size]
 
-    def capabilities(self) -> dict[bytes, Any]:
-        return {**super().capabilities(), **dict.fromkeys(EXTENSIONS)}
+    @command(*ANY)
+    def do_CAPABILITY(self, tag: bytes, args: Parser) -> None:
+        args.end()
+        self.untagged(b"CAPABILITY " + b" ".join(self.capabilities()))
+        self.tagged(tag, b"OK", b"CAPABILITY completed")
 
-    # LOGIN, answered before the next command is read
+    @command(*ANY)
+    def do_NOOP(self, tag: bytes, args: Parser) -> None:
+        args.end()
+        self.tagged(tag, b"OK", b"NOOP completed")  # after the changes not reported yet
 
-    def do_LOGIN(self, tag: bytes, user: bytes, password: bytes) -> None:
-        if b"LOGINDISABLED" in self.capabilities():
-            self.sendBadResponse(tag, b"LOGIN is disabled before STARTTLS")
+    @command(*ANY)
+    def do_LOGOUT(self, tag: bytes, args: Parser) -> None:
+        args.end()
+        self.untagged(b"BYE Nice talking to you")
+        self.tagged(tag, b"OK", b"LOGOUT successful")
+        self.state = "logout"
+        self.close_connection()
+
+    # Logging in
+
+    @command("unauth")
+    def do_LOGIN(self, tag: bytes, args: Parser) -> None:
+        user = args.astring("user name")
+        args.sp()
+        password = args.astring("password")
+        args.end()
+        if not self.password_allowed():
+            self.tagged(tag, b"NO", PRIVACY_REQUIRED)
             return
-        self._run(tag, self._login(user, password))
+        self.run(tag, self._login(user, password, b"LOGIN succeeded"))
 
-    unauth_LOGIN = (do_LOGIN, CommandServer.arg_astring, IMAP4Server.arg_finalastring)
+    @command("unauth")
+    def do_AUTHENTICATE(self, tag: bytes, args: Parser) -> None:
+        mechanism = args.atom("mechanism").upper()
+        initial = None
+        if args.skip(b" "):
+            initial = args.atom("initial response")  # RFC 4959
+        args.end()
+        if mechanism != b"PLAIN":
+            self.tagged(tag, b"NO", b"Unsupported authentication mechanism (PLAIN is)")
+        elif not self.password_allowed():
+            self.tagged(tag, b"NO", PRIVACY_REQUIRED)
+        elif initial is not None:
+            self._plain(tag, initial)
+        else:
+            self.continuation(b"")
+            self.read_line(lambda line: self._plain(tag, line))
 
-    async def _login(self, user: bytes, password: bytes) -> bytes:
-        interface, avatar, logout = await maybeDeferred(self.authenticateLogin, user, password)
-        assert interface is IAccount
+    def _plain(self, tag: bytes, response: bytes) -> None:
+        """The client's PLAIN response (RFC 4616): ``authzid NUL authcid NUL password``, base64."""
+        self.read_line(None)
+        if response == b"*":
+            self.tagged(tag, b"BAD", b"Authentication cancelled")
+            return
+        try:
+            authzid, user, password = b64decode(response, validate=True).split(b"\0")
+        except (binascii.Error, ValueError):
+            self.tagged(tag, b"BAD", b"Malformed PLAIN response")
+            return
+        if authzid and authzid != user:
+            self.tagged(tag, b"NO", b"[AUTHORIZATIONFAILED] Cannot act as another user")
+            return
+        self.run(tag, self._login(user, password, b"AUTHENTICATE completed"))
+
+    async def _login(self, user: bytes, password: bytes, done: bytes) -> bytes:
+        peer = self.transport.getPeer()
+        source = peer.host if isinstance(peer, (IPv4Address, IPv6Address)) else str(peer)
+        credentials = UsernamePassword(user, password)
+        interface, account, logout = await self.logins.login(self.portal, source, credentials, IImapAccount)
+        assert interface is IImapAccount and isinstance(account, ImapAccount)
         if self._gone:
             logout()
             return b""
-        self.account, self._onLogout, self.state = avatar, logout, "auth"
-        self.setTimeout(self.POSTAUTH_TIMEOUT)
-        return b"[CAPABILITY %b] LOGIN succeeded" % b" ".join(self.listCapabilities())
+        self.account, self._logout, self.state = account, logout, "auth"
+        self._reset_timeout()
+        return b"[CAPABILITY %b] %b" % (b" ".join(self.capabilities()), done)
 
     # IDLE: changes to the selected mailbox are reported as they happen
 
-    def do_IDLE(self, tag: bytes) -> None:
-        self.sendContinuationRequest(b"idling")
-        self._idle_tag = tag
-        self.parseState = "idle"
+    @command(*LOGGED_IN)
+    def do_IDLE(self, tag: bytes, args: Parser) -> None:
+        args.end()
+        self.continuation(b"idling")
+        self._idle_tag, self.idling = tag, True
+        self.read_line(self._idle_line)
         self._report_updates()
 
-    auth_IDLE = select_IDLE = (do_IDLE,)
-
-    def parse_idle(self, line: bytes) -> None:
-        self.parseState = "command"
-        tag, self._idle_tag = self._idle_tag, None
+    def _idle_line(self, line: bytes) -> None:
+        self.read_line(None)
+        self.idling = False
         if line.strip().upper() == b"DONE":
-            self.sendPositiveResponse(tag, b"IDLE terminated")
+            self.tagged(self._idle_tag, b"OK", b"IDLE terminated")
         else:
-            self.sendBadResponse(tag, b"Expected DONE; IDLE terminated")
+            self.tagged(self._idle_tag, b"BAD", b"Expected DONE; IDLE terminated")
 
-    # ID, ENABLE, NOOP
+    # ID, ENABLE
 
-    def do_ID(self, tag: bytes, parameters: bytes) -> None:
-        """Say who we are; what the client says of itself is not needed."""
-        self.sendUntaggedResponse(b'ID ("name" "ygbridge")')
-        self.sendPositiveResponse(tag, b"ID completed")
+    @command(*ANY)
+    def do_ID(self, tag: bytes, args: Parser) -> None:
+        """Say who we are; what the client says of itself is read, and not needed."""
+        if not args.skip(b"NIL"):
+            fields = args.parenthesised(lambda: args.nstring("ID field"), "ID fields")
+            if len(fields) % 2 or len(fields) > 2 * _MAX_ID_FIELDS:
+                raise BadCommand("ID wants at most 30 field and value pairs")
+        args.end()
+        self.untagged(b'ID ("name" "ygbridge")')
+        self.tagged(tag, b"OK", b"ID completed")
 
-    unauth_ID = auth_ID = select_ID = (do_ID, IMAP4Server.arg_line)
-
-    def do_ENABLE(self, tag: bytes, extensions: bytes) -> None:
+    @command(*LOGGED_IN)
+    def do_ENABLE(self, tag: bytes, args: Parser) -> None:
         """None of the extensions ygbridge has needs enabling, so none is enabled."""
-        self.sendUntaggedResponse(b"ENABLED")
-        self.sendPositiveResponse(tag, b"ENABLE completed")
-
-    auth_ENABLE = select_ENABLE = (do_ENABLE, IMAP4Server.arg_line)
-
-    def do_NOOP(self, tag: bytes) -> None:
-        self.sendPositiveResponse(tag, b"NOOP completed")  # after the changes not reported yet
-
-    unauth_NOOP = auth_NOOP = select_NOOP = logout_NOOP = (do_NOOP,)
+        args.atom("capability")
+        while args.skip(b" "):
+            args.atom("capability")
+        args.end()
+        self.untagged(b"ENABLED")
+        self.tagged(tag, b"OK", b"ENABLE completed")
 
 
 class ImapFactory(ServerFactory):
     """Makes ``protocol`` connections that log in through ``portal`` (ImapRealm avatars).
 
-    ``contextFactory`` (a TLS context factory) makes STARTTLS available.
+    ``logins`` is the node's LoginGate (one of its own if not given).
     """
 
-    protocol = ImapServer
+    protocol: type[ImapServer] = ImapServer
 
-    def __init__(self, portal: Portal, clock: IReactorTime, contextFactory: Any = None) -> None:
+    def __init__(
+        self,
+        portal: Portal,
+        clock: IReactorTime,
+        *,
+        limits: Limits,
+        max_message_size: int,
+        logins: LoginGate | None = None,
+    ) -> None:
         self.portal = portal
         self.clock = clock
-        self.contextFactory = contextFactory
+        self.limits = limits
+        self.max_message_size = max_message_size
+        self.logins = logins if logins is not None else LoginGate(clock, limits)
 
-    def buildProtocol(self, addr: IAddress) -> ImapServer:
-        server = self.protocol(self.clock, contextFactory=self.contextFactory)
-        server.portal = self.portal
+    def buildProtocol(self, addr: IAddress | None) -> ImapServer:
+        server = self.protocol(self.clock, self.limits, self.max_message_size, self.portal, self.logins)
         server.factory = self
         return server

@@ -1,67 +1,49 @@
-"""IMAP with STARTTLS under ygbridge's password policy.
+"""IMAP with STARTTLS under ygbridge's password policy (ygbridge.tlspolicy).
 
-Twisted's IMAP4Server, once given a context factory, advertises LOGINDISABLED and refuses LOGIN
-on every connection without TLS, loopback included; here :class:`ClientTLS` decides. STARTTLS
-is refused inside implicit TLS, and what a client pipelined in clear after it is dropped.
+Before TLS, off loopback and unless the operator allows plaintext, LOGINDISABLED is advertised
+and LOGIN and AUTHENTICATE answer ``NO [PRIVACYREQUIRED]``. STARTTLS is offered only before
+login and outside implicit TLS; what a client pipelined in clear after it is dropped.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.cred.portal import Portal
 from twisted.internet.interfaces import IAddress, IReactorTime
 
+from ygbridge.imap.protocol import command
 from ygbridge.imap.server import ImapFactory, ImapServer
+from ygbridge.imap.wire import Parser
+from ygbridge.limits import Limits
+from ygbridge.logins import LoginGate
 from ygbridge.tlspolicy import ClientTLS, is_encrypted
-
-PRIVACY_REQUIRED = b"[PRIVACYREQUIRED] Passwords are accepted here only over TLS: use STARTTLS first"
 
 
 class TLSImapServer(ImapServer):
-    """An ImapServer whose password commands follow ``tls``."""
+    """An ImapServer that offers STARTTLS and whose password commands follow ``tls``."""
 
     tls: ClientTLS
 
-    def capabilities(self) -> dict[bytes, Any]:
-        caps = super().capabilities()
-        if self.state != "unauth":
-            caps.pop(b"STARTTLS", None)  # valid only before login (RFC 3501 section 6.2.1)
-        if self.tls.password_allowed(self.transport):
-            caps.pop(b"LOGINDISABLED", None)
-        else:
-            caps[b"AUTH"] = []  # listed as no AUTH= at all
-            caps.setdefault(b"LOGINDISABLED", None)
-        return caps
+    def password_allowed(self) -> bool:
+        return self.tls.password_allowed(self.transport)
 
-    def do_LOGIN(self, tag: bytes, user: bytes, passwd: bytes) -> None:
-        if self.tls.password_allowed(self.transport):
-            super().do_LOGIN(tag, user, passwd)
-        else:
-            self.sendNegativeResponse(tag, PRIVACY_REQUIRED)
+    def capabilities(self) -> list[bytes]:
+        capabilities = super().capabilities()
+        extra = []
+        if self.state == "unauth" and not is_encrypted(self.transport):
+            extra.append(b"STARTTLS")  # valid only before login (RFC 3501 section 6.2.1)
+        if not self.password_allowed():
+            extra.append(b"LOGINDISABLED")
+        return capabilities[:1] + extra + capabilities[1:]
 
-    unauth_LOGIN = (do_LOGIN, *ImapServer.unauth_LOGIN[1:])
-
-    def do_AUTHENTICATE(self, tag: bytes, args: bytes) -> None:
-        if self.tls.password_allowed(self.transport):
-            super().do_AUTHENTICATE(tag, args)
-        else:
-            self.sendNegativeResponse(tag, PRIVACY_REQUIRED)
-
-    unauth_AUTHENTICATE = (do_AUTHENTICATE, *ImapServer.unauth_AUTHENTICATE[1:])
-
-    def do_STARTTLS(self, tag: bytes) -> None:
-        if self.startedTLS or is_encrypted(self.transport):
-            self.sendNegativeResponse(tag, b"TLS is already active")
-        elif not self.canStartTLS:
-            self.sendNegativeResponse(tag, b"TLS not available")
-        else:
-            self.sendPositiveResponse(tag, b"Begin TLS negotiation now")
-            self.transport.startTLS(self.ctx)
-            self.startedTLS = True
-            self.clearLineBuffer()  # sent in clear after STARTTLS: never obeyed (RFC 3501 section 6.2.1)
-
-    unauth_STARTTLS = (do_STARTTLS,)
+    @command("unauth")
+    def do_STARTTLS(self, tag: bytes, args: Parser) -> None:
+        args.end()
+        if is_encrypted(self.transport):
+            self.tagged(tag, b"NO", b"TLS is already active")
+            return
+        self.tagged(tag, b"OK", b"Begin TLS negotiation now")
+        self.transport.startTLS(self.tls.context)
+        self.drop_input()  # sent in clear after STARTTLS: never obeyed (RFC 3501 section 6.2.1)
 
 
 class TLSImapFactory(ImapFactory):
@@ -69,11 +51,20 @@ class TLSImapFactory(ImapFactory):
 
     protocol = TLSImapServer
 
-    def __init__(self, portal: Portal, clock: IReactorTime, tls: ClientTLS) -> None:
-        super().__init__(portal, clock, tls.context)
+    def __init__(
+        self,
+        portal: Portal,
+        clock: IReactorTime,
+        tls: ClientTLS,
+        *,
+        limits: Limits,
+        max_message_size: int,
+        logins: LoginGate | None = None,
+    ) -> None:
+        super().__init__(portal, clock, limits=limits, max_message_size=max_message_size, logins=logins)
         self.tls = tls
 
-    def buildProtocol(self, addr: IAddress) -> ImapServer:
+    def buildProtocol(self, addr: IAddress | None) -> ImapServer:
         server = super().buildProtocol(addr)
         assert isinstance(server, TLSImapServer)
         server.tls = self.tls

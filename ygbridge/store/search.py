@@ -11,7 +11,6 @@ import operator
 from array import array
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import reduce
 from typing import Any, Literal
 
 import peewee
@@ -127,6 +126,17 @@ def _contains(column: Any, text: str) -> Any:
     return peewee.NodeList((column, peewee.SQL("LIKE"), f"%{escaped}%", peewee.SQL("ESCAPE '\\'")))
 
 
+def _balanced(combine: Any, conditions: list[Any], empty: Any) -> Any:
+    """``conditions`` joined by ``combine`` as a balanced tree: thousands of them nest only ~log2 deep."""
+    if not conditions:
+        return empty
+    while len(conditions) > 1:
+        pairs = zip(conditions[::2], conditions[1::2], strict=False)
+        joined = [combine(left, right) for left, right in pairs]
+        conditions = joined + conditions[len(joined) * 2 :]
+    return conditions[0]
+
+
 def to_sql(term: Term) -> Any:
     """The SQL condition (a peewee expression over Message) of a search term."""
     match term:
@@ -136,7 +146,7 @@ def to_sql(term: Term) -> Any:
             spaced = peewee.Value(" ").concat(Message.keywords).concat(" ")
             return _contains(spaced, f" {flag} ")
         case UidRanges(ranges):
-            return reduce(operator.or_, [Message.uid.between(low, high) for low, high in ranges], _FALSE)
+            return _balanced(operator.or_, [Message.uid.between(low, high) for low, high in ranges], _FALSE)
         case Size(larger, octets):
             return Message.size > octets if larger else Message.size < octets
         case Arrival(relation, day):
@@ -160,7 +170,7 @@ def to_sql(term: Term) -> Any:
         case Or(left, right):
             return to_sql(left) | to_sql(right)
         case And(terms):
-            return reduce(operator.and_, map(to_sql, terms), _TRUE)
+            return _balanced(operator.and_, [to_sql(term) for term in terms], _TRUE)
     raise TypeError(f"not a search term: {term!r}")
 
 
