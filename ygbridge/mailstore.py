@@ -2,10 +2,11 @@
 
 While a user has IMAP sessions, the Mailstore keeps the list of that user's mailboxes (names,
 subscriptions, special use) and, per mailbox, its watchers: the sessions that have it selected.
-It holds no messages. Every change made through it is passed to the mailbox's watchers once the
-database has it. Store work runs on the DB thread in FIFO order and its results come back in that
-order, so a session that reads a mailbox (:meth:`Mailstore.contents`) and adds itself as a
-watcher in the same reactor turn hears of exactly the changes its reading did not see.
+It holds no messages, only each mailbox's UIDs once read. Every change made through it is passed
+to the mailbox's watchers once the database has it. Store work runs on the DB thread in FIFO
+order and its results come back in that order, so a session that reads a mailbox
+(:meth:`Mailstore.contents`) and adds itself as a watcher in the same reactor turn hears of
+exactly the changes its reading did not see.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
+import structlog
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
@@ -23,6 +25,7 @@ from ygbridge.store.flags import normalize_flags
 from ygbridge.store.mailboxes import DELIMITER, MailboxInfo, canonical_name
 from ygbridge.store.messages import Added, Contents, Counts, StoredMessage, Transferred
 
+log = structlog.get_logger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -36,7 +39,9 @@ class DBRunner(Protocol):
 class MailboxWatcher(Protocol):
     """An open session on a mailbox (see ``ygbridge.imap.session.SelectedMailbox``)."""
 
-    def messages_added(self, uids: Sequence[int]) -> None: ...
+    writeable: bool
+
+    def messages_added(self, uids: Sequence[int], recent: bool) -> None: ...
 
     def flags_changed(self, flags: Mapping[int, frozenset[str]]) -> None: ...
 
@@ -44,23 +49,45 @@ class MailboxWatcher(Protocol):
 
 
 class MailboxState:
-    """One mailbox of a logged-in user, and the sessions watching it."""
+    """One mailbox of a logged-in user, and the sessions watching it (in the order they came).
+
+    ``uids`` is every UID of the mailbox once a session has read them (kept current by every
+    change, so the next SELECT need not read them again); UIDs below ``claimed_upto`` are
+    \\Recent to a session already, as far as this process has seen.
+    """
 
     def __init__(self, info: MailboxInfo) -> None:
         self.id = info.id
         self.name = info.name
         self.subscribed = info.subscribed
         self.special_use = info.special_use
-        self.watchers: set[MailboxWatcher] = set()
+        self.watchers: dict[MailboxWatcher, None] = {}
+        self.uids: array[int] | None = None
+        self.claimed_upto = 0
 
     def _others(self, origin: object) -> list[MailboxWatcher]:
         return [watcher for watcher in self.watchers if watcher is not origin]
 
-    def added(self, uids: Sequence[int]) -> None:
-        """New messages: every watcher hears of them (the one that added them too)."""
-        if uids:
-            for watcher in list(self.watchers):
-                watcher.messages_added(uids)
+    def claim(self, low: int, high: int) -> tuple[int, int] | None:
+        """The part of the UIDs ``low``..``high`` that a selecting session may claim as \\Recent:
+        those no other session of this process claimed since the database said so."""
+        low = max(low, self.claimed_upto)
+        self.claimed_upto = max(self.claimed_upto, high + 1)
+        return (low, high) if low <= high else None
+
+    def added(self, uids: Sequence[int]) -> bool:
+        """New messages: every watcher hears of them (the one that added them too), and the first
+        read-write one gets them as \\Recent (RFC 3501 2.3.2); whether one did."""
+        if not uids:
+            return False
+        if self.uids is not None:
+            self.uids.extend(uid for uid in sorted(uids) if not self.uids or uid > self.uids[-1])
+        claimer = next((watcher for watcher in self.watchers if watcher.writeable), None)
+        if claimer is not None:
+            self.claimed_upto = max(self.claimed_upto, max(uids) + 1)
+        for watcher in list(self.watchers):
+            watcher.messages_added(uids, recent=watcher is claimer)
+        return claimer is not None
 
     def flags_changed(self, flags: Mapping[int, frozenset[str]], origin: object) -> None:
         if flags:
@@ -68,6 +95,9 @@ class MailboxState:
                 watcher.flags_changed(flags)
 
     def expunged(self, uids: Sequence[int], origin: object) -> None:
+        if uids and self.uids is not None:
+            gone = set(uids)
+            self.uids = array("Q", (uid for uid in self.uids if uid not in gone))
         if uids:
             for watcher in self._others(origin):
                 watcher.messages_expunged(uids)
@@ -135,8 +165,9 @@ class Mailstore:
 
     def _added(self, user: str, mailbox_id: int, uids: Sequence[int]) -> None:
         box = self._box(user, mailbox_id)
-        if box is not None:
-            box.added(uids)
+        if box is not None and box.added(uids):  # a session claimed them: no later one may
+            claimed = self._db.run(messages.claim_recent, box.id, box.claimed_upto)
+            claimed.addErrback(lambda failure: log.error("store.claim_failed", error=repr(failure.value)))
 
     # Delivery and APPEND
 
@@ -245,9 +276,15 @@ class Mailstore:
 
     # The messages of a mailbox
 
-    async def contents(self, box: MailboxState) -> Contents:
-        """Every UID of a mailbox now; a watcher added before the next await hears of later changes."""
-        return await self._db.run(messages.mailbox_contents, box.id)
+    async def contents(self, box: MailboxState, claim: bool) -> tuple[array[int], Contents]:
+        """Every UID of a mailbox now (a copy for the session), and what SELECT shows (``claim``:
+        the \\Recent messages become the caller's); a watcher added before the next await hears of
+        later changes."""
+        contents = await self._db.run(messages.mailbox_contents, box.id, claim=claim, uids=box.uids is None)
+        if contents.uids is not None:
+            box.uids = contents.uids
+        assert box.uids is not None
+        return array("Q", box.uids), contents
 
     async def counts(self, box: MailboxState) -> Counts:
         """Message counts for STATUS."""
@@ -258,6 +295,12 @@ class Mailstore:
     ) -> list[StoredMessage]:
         """The stored messages with these UIDs (bodies only if asked for, up to ``max_bytes``)."""
         return await self._db.run(messages.load_messages, box.id, uids, bodies=bodies, max_bytes=max_bytes)
+
+    async def summaries(
+        self, box: MailboxState, low: int, high: int, *, details: bool
+    ) -> list[tuple[Any, ...]]:
+        """(uid, flag bits, keywords[, internaldate, size]) of the messages with UIDs ``low``..``high``."""
+        return await self._db.run(messages.load_summaries, box.id, low, high, details=details)
 
     async def search(self, box: MailboxState, term: search.Term, max_uid: int) -> array[int]:
         """UIDs up to ``max_uid`` of the messages a search term matches."""

@@ -40,6 +40,7 @@ class Client:
     """One IMAP connection: bytes in, the bytes the server wrote out."""
 
     def __init__(self, factory: ImapFactory, transport: StringTransport | None = None) -> None:
+        self.factory = factory
         self.server = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         self.transport = transport or StringTransport()
         self.server.makeConnection(self.transport)
@@ -59,7 +60,13 @@ class Client:
     def login(self) -> None:
         assert self.send(b"a LOGIN alice secret\r\n").startswith(b"a OK [CAPABILITY IMAP4rev1 ")
 
-    def select(self, mailbox: bytes = b"INBOX") -> None:
+    def select(self, mailbox: bytes = b"INBOX", recent: bool = False) -> None:
+        """Log in and SELECT; unless ``recent``, another session selected the mailbox just before,
+        so that no message already there is \\Recent in this one (RFC 3501 2.3.2)."""
+        if not recent:
+            other = Client(self.factory)
+            other.select(mailbox, recent=True)
+            other.disconnect()
         self.login()
         assert self.send(b"s SELECT " + mailbox + b"\r\n").endswith(b"s OK [READ-WRITE] SELECT completed\r\n")
 

@@ -95,7 +95,7 @@ def test_idle_lasts_29_minutes_then_the_session_ends(client: Client, lab: ImapLa
     assert client.send(b"i IDLE\r\n") == b"+ idling\r\n"
     lab.clock.advance(29 * 60)
     assert lab.deliver() == 1
-    assert client.received() == b"* 1 EXISTS\r\n"
+    assert client.received() == b"* 1 EXISTS\r\n* 1 RECENT\r\n"
     assert not client.transport.disconnecting
     lab.clock.advance(ImapServer.POSTAUTH_TIMEOUT - 29 * 60)
     assert client.received() == b"* BYE Autologout; connection idle too long\r\n"
@@ -125,7 +125,7 @@ def test_select_reports_uidnext_unseen_and_permanentflags(client: Client, lab: I
     assert client.send(b"s SELECT inbox\r\n") == (
         b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label)\r\n"
         b"* 2 EXISTS\r\n"
-        b"* 0 RECENT\r\n"
+        b"* 2 RECENT\r\n"  # the first session to select the mailbox gets them as \\Recent
         b"* OK [UNSEEN 2] First unseen\r\n"
         b"* OK [UIDVALIDITY 1700000000] UIDs valid\r\n"
         b"* OK [UIDNEXT 3] Predicted next UID\r\n"
@@ -140,7 +140,7 @@ def test_examine_is_read_only(client: Client, lab: ImapLab) -> None:
     assert client.send(b"e EXAMINE INBOX\r\n") == (
         b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
         b"* 1 EXISTS\r\n"
-        b"* 0 RECENT\r\n"
+        b"* 1 RECENT\r\n"  # recent, but EXAMINE does not claim it
         b"* OK [UIDVALIDITY 1700000000] UIDs valid\r\n"
         b"* OK [UIDNEXT 2] Predicted next UID\r\n"
         b"* OK [PERMANENTFLAGS ()] Limited\r\n"
@@ -245,7 +245,7 @@ def test_status(client: Client, lab: ImapLab) -> None:
     lab.deliver(flags=["\\Seen"])
     client.login()
     assert client.send(b"t STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN RECENT)\r\n") == (
-        b'* STATUS "INBOX" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 1700000000 UNSEEN 1 RECENT 0)\r\n'
+        b'* STATUS "INBOX" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 1700000000 UNSEEN 1 RECENT 2)\r\n'
         b"t OK STATUS completed\r\n"
     )
     assert client.send(b't CREATE "My Box"\r\nt STATUS "My Box" (messages)\r\n') == (
@@ -261,10 +261,10 @@ def test_append_answers_appenduid_and_is_byte_identical(client: Client) -> None:
     message = MESSAGE + b"bare\nLF and \x00\xff bytes\r\n"
     client.select()
     assert client.append(message, extra=b' (\\Seen $Work) " 7-Jul-2024 10:00:00 +0200"') == (
-        b"* 1 EXISTS\r\np OK [APPENDUID 1700000000 1] APPEND completed\r\n"
+        b"* 1 EXISTS\r\n* 1 RECENT\r\np OK [APPENDUID 1700000000 1] APPEND completed\r\n"
     )
     assert client.send(b"f UID FETCH 1 (BODY.PEEK[] FLAGS INTERNALDATE RFC822.SIZE)\r\n") == (
-        b"* 1 FETCH (BODY[] {%d}\r\n%b FLAGS ($Work \\Seen) " % (len(message), message)
+        b"* 1 FETCH (BODY[] {%d}\r\n%b FLAGS ($Work \\Recent \\Seen) " % (len(message), message)
         + b'INTERNALDATE "07-Jul-2024 08:00:00 +0000" RFC822.SIZE %d UID 1)\r\n' % len(message)
         + b"f OK FETCH completed\r\n"
     )

@@ -119,7 +119,7 @@ class FillingTransport(StringTransport):
 
 
 def test_fetch_waits_while_the_transport_is_full(lab: ImapLab, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(selected_commands, "BATCH", 2)
+    monkeypatch.setattr(selected_commands, "SUMMARY_BATCH", 2)
     for _ in range(5):
         lab.deliver()
     transport = FillingTransport()
@@ -293,7 +293,7 @@ def test_copy_to_the_selected_mailbox_reports_exists(client: Client, lab: ImapLa
     lab.deliver()
     client.select()
     assert client.send(b"c COPY 1 INBOX\r\n") == (
-        b"* 2 EXISTS\r\nc OK [COPYUID 1700000000 1 2] COPY completed\r\n"
+        b"* 2 EXISTS\r\n* 1 RECENT\r\nc OK [COPYUID 1700000000 1 2] COPY completed\r\n"
     )
 
 

@@ -114,7 +114,9 @@ def test_search_with_a_synchronizing_literal(client: Client) -> None:
 
 def test_search_does_not_see_messages_not_reported_yet(client: Client, lab: ImapLab) -> None:
     lab.deliver()
-    assert client.send(b"s SEARCH ALL\r\n") == b"* SEARCH 1 2\r\n* 3 EXISTS\r\ns OK SEARCH completed\r\n"
+    assert client.send(b"s SEARCH ALL\r\n") == (
+        b"* SEARCH 1 2\r\n* 3 EXISTS\r\n* 1 RECENT\r\ns OK SEARCH completed\r\n"
+    )
     assert client.send(b"s SEARCH ALL\r\n") == b"* SEARCH 1 2 3\r\ns OK SEARCH completed\r\n"
 
 

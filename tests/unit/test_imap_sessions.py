@@ -18,7 +18,7 @@ def test_idle_gets_exists_when_mail_is_delivered(client: Client, lab: ImapLab) -
     client.select()
     assert client.send(b"i IDLE\r\n") == b"+ idling\r\n"
     assert lab.deliver() == 2
-    assert client.received() == b"* 2 EXISTS\r\n"
+    assert client.received() == b"* 2 EXISTS\r\n* 1 RECENT\r\n"
     assert client.send(b"DONE\r\n") == b"i OK IDLE terminated\r\n"
     assert client.send(b"f FETCH 2 (UID)\r\n") == b"* 2 FETCH (UID 2)\r\nf OK FETCH completed\r\n"
 
@@ -33,7 +33,7 @@ def test_idle_reports_what_happened_before_it(client: Client, lab: ImapLab) -> N
     client.select()
     lab.deliver()
     assert client.received() == b""  # no command in progress: nothing is sent
-    assert client.send(b"i IDLE\r\n") == b"+ idling\r\n* 1 EXISTS\r\n"
+    assert client.send(b"i IDLE\r\n") == b"+ idling\r\n* 1 EXISTS\r\n* 1 RECENT\r\n"
 
 
 def test_idle_sessions_hear_flags_and_expunges_at_once(lab: ImapLab) -> None:
@@ -44,7 +44,7 @@ def test_idle_sessions_hear_flags_and_expunges_at_once(lab: ImapLab) -> None:
     second.select()
     assert second.send(b"i IDLE\r\n") == b"+ idling\r\n"
     assert first.send(b"s STORE 1 +FLAGS (\\Deleted)\r\n") == (
-        b"* 1 FETCH (FLAGS (\\Deleted))\r\ns OK STORE completed\r\n"
+        b"* 1 FETCH (FLAGS (\\Deleted \\Recent))\r\ns OK STORE completed\r\n"  # first saw them arrive
     )
     assert second.received() == b"* 1 FETCH (FLAGS (\\Deleted) UID 1)\r\n"
     assert first.send(b"e EXPUNGE\r\n") == b"* 1 EXPUNGE\r\ne OK EXPUNGE completed\r\n"
@@ -123,3 +123,40 @@ def test_timeout_lets_go_of_the_mailbox(client: Client, lab: ImapLab) -> None:
     assert client.transport.disconnecting
     client.disconnect()
     assert "alice" not in lab.mailstore._users
+
+
+def test_recent_belongs_to_the_first_session_that_selects(lab: ImapLab) -> None:
+    """RFC 3501 2.3.2: \\Recent in exactly one session; EXAMINE and STATUS do not claim it."""
+    lab.deliver(), lab.deliver(flags=["\\Seen"])
+    watcher, examiner, first, second = lab.client(), lab.client(), lab.client(), lab.client()
+    watcher.login()
+    status = b"t STATUS INBOX (RECENT)\r\n"
+    assert watcher.send(status) == b'* STATUS "INBOX" (RECENT 2)\r\nt OK STATUS completed\r\n'
+    examiner.login()
+    assert b"* 2 RECENT\r\n" in examiner.send(b"e EXAMINE INBOX\r\n")
+    assert examiner.send(b"f FETCH 1 FLAGS\r\n") == b"* 1 FETCH (FLAGS ())\r\nf OK FETCH completed\r\n"
+    first.login()
+    assert b"* 2 RECENT\r\n" in first.send(b"s SELECT INBOX\r\n")
+    assert watcher.send(status) == b'* STATUS "INBOX" (RECENT 0)\r\nt OK STATUS completed\r\n'
+    second.login()
+    assert b"* 0 RECENT\r\n" in second.send(b"s SELECT INBOX\r\n")
+    assert first.send(b"f FETCH 1:2 FLAGS\r\n") == (
+        b"* 1 FETCH (FLAGS (\\Recent))\r\n* 2 FETCH (FLAGS (\\Recent \\Seen))\r\nf OK FETCH completed\r\n"
+    )
+    assert second.send(b"f FETCH 1 FLAGS\r\n") == b"* 1 FETCH (FLAGS ())\r\nf OK FETCH completed\r\n"
+    lab.deliver()  # arrives while both have it selected: recent to the first only
+    assert first.send(b"n NOOP\r\n") == b"* 3 EXISTS\r\n* 3 RECENT\r\nn OK NOOP completed\r\n"
+    assert second.send(b"n NOOP\r\n") == b"* 3 EXISTS\r\nn OK NOOP completed\r\n"
+    for key, first_answer, second_answer in (
+        (b"RECENT", b" 1 2 3", b""),
+        (b"NEW", b" 1 3", b""),
+        (b"OLD", b"", b" 1 2 3"),
+        (b"NOT RECENT SEEN", b"", b" 2"),
+    ):
+        answer = b"* SEARCH%b\r\ns OK SEARCH completed\r\n"
+        assert first.send(b"s SEARCH %b\r\n" % key) == answer % first_answer
+        assert second.send(b"s SEARCH %b\r\n" % key) == answer % second_answer
+    third = lab.client()
+    third.login()
+    # the first session claimed the new message in the store too
+    assert b"* 0 RECENT\r\n" in third.send(b"s SELECT INBOX\r\n")

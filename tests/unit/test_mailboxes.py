@@ -55,11 +55,12 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 class Watcher:
     """Records what a MailboxState tells its watchers."""
 
-    def __init__(self) -> None:
+    def __init__(self, writeable: bool = False) -> None:
+        self.writeable = writeable
         self.events: list[tuple[str, object]] = []
 
-    def messages_added(self, uids: Sequence[int]) -> None:
-        self.events.append(("added", list(uids)))
+    def messages_added(self, uids: Sequence[int], recent: bool) -> None:
+        self.events.append(("recent" if recent else "added", list(uids)))
 
     def flags_changed(self, flags: Mapping[int, frozenset[str]]) -> None:
         self.events.append(("flags", dict(flags)))
@@ -257,10 +258,10 @@ def test_watchers_hear_changes_made_by_others(mailstore: Mailstore) -> None:
     box = account.get("inbox")
     assert box is not None
     mine, other = Watcher(), Watcher()
-    box.watchers |= {mine, other}
+    box.watchers.update({mine: None, other: None})
     mailstore.deliver("alice", b"x", message_id=None, sender_node=None)
     mailstore.deliver("alice", b"y", message_id=None, sender_node=None)
-    assert other.events == mine.events == [("added", [1]), ("added", [2])]
+    assert other.events == mine.events == [("added", [1]), ("added", [2])]  # read-only: not recent
     run(mailstore.store_flags(box, [1, 2], ["\\Deleted"], 1, origin=mine))
     run(mailstore.store_flags(box, [1], ["\\Deleted"], 1, origin=mine))  # no change: nobody hears
     assert other.events[2:] == [("flags", {1: {"\\Deleted"}, 2: {"\\Deleted"}})] and len(mine.events) == 2
@@ -270,6 +271,23 @@ def test_watchers_hear_changes_made_by_others(mailstore: Mailstore) -> None:
     assert (list(moved.source), list(moved.target)) == ([1], [1])
     assert other.events[-1] == ("expunged", [1]) and len(mine.events) == 2
     assert uids() == [] and uids("Trash") == [1]
+
+
+def test_the_first_read_write_watcher_gets_new_mail_as_recent(mailstore: Mailstore) -> None:
+    account = run(mailstore.open_user("alice"))
+    box = account.get("INBOX")
+    assert box is not None
+    examining, first, second = Watcher(), Watcher(writeable=True), Watcher(writeable=True)
+    box.watchers.update({examining: None, first: None, second: None})
+    mailstore.deliver("alice", b"x", message_id=None, sender_node=None)
+    assert (examining.events, first.events, second.events) == (
+        [("added", [1])],
+        [("recent", [1])],
+        [("added", [1])],
+    )
+    # the claim reached the database: a later SELECT does not get the message as recent again
+    assert messages.mailbox_contents(box.id, claim=True).claimed is None
+    assert messages.mailbox_counts(box.id).recent == 0
 
 
 def test_mailbox_management_updates_live_state(mailstore: Mailstore) -> None:
@@ -284,7 +302,7 @@ def test_mailbox_management_updates_live_state(mailstore: Mailstore) -> None:
     run(mailstore.delete(account, "C/B"))
     assert "C/B" not in account.mailboxes
     watcher = Watcher()
-    account.mailboxes["C"].watchers.add(watcher)
+    account.mailboxes["C"].watchers[watcher] = None
     add_message(b"one")
     copied = run(mailstore.copy(account.mailboxes["INBOX"], [1], account, "C"))
     assert watcher.events == [("added", [1])] and list(copied.target) == [1]

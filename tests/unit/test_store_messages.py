@@ -79,9 +79,54 @@ def test_contents_and_counts() -> None:
     assert list(contents.uids) == [1, 2, 3]
     assert (contents.uidnext, contents.uidvalidity, contents.first_unseen) == (4, int(CREATED), 2)
     assert contents.keywords == {"$Chat", "$Label"}
-    assert messages.mailbox_counts(box()) == messages.Counts(3, 2, 4, int(CREATED))
+    assert messages.mailbox_counts(box()) == messages.Counts(3, 2, 3, 4, int(CREATED))
     empty = messages.mailbox_contents(box("Junk"))
     assert (list(empty.uids), empty.first_unseen, empty.keywords) == ([], None, frozenset())
+
+
+def _scanned(mailbox_id: int) -> tuple[int, int]:
+    """(messages, unseen) of a mailbox counted the slow way."""
+    in_box = Message.select().where(Message.mailbox == mailbox_id)
+    return in_box.count(), in_box.where(Message.system_flags.bin_and(8) == 0).count()
+
+
+def test_counters_follow_every_change() -> None:
+    for n in range(6):
+        add_message(flags=["\\Seen"] if n % 2 else [])
+
+    def check() -> None:
+        for name in ("INBOX", "Trash"):
+            counts = messages.mailbox_counts(box(name))
+            assert (counts.messages, counts.unseen) == _scanned(box(name))
+
+    check()
+    messages.store_flags(box(), [1, 2], ["\\Seen"], 1)
+    messages.store_flags(box(), [4, 5], ["\\Seen"], -1)
+    messages.store_flags(box(), [3], ["\\Flagged"], 0)
+    check()
+    messages.store_flags(box(), [1, 4], ["\\Deleted"], 1)
+    messages.expunge(box())
+    check()
+    messages.copy_messages(box(), [2, 3], "alice", "Trash")
+    messages.move_messages(box(), [5, 6], "alice", "Trash")
+    check()
+    assert messages.mailbox_counts(box()).messages == 2
+
+
+def test_recent_is_claimed_by_the_first_select_only() -> None:
+    add_message(), add_message()
+    assert messages.mailbox_counts(box()).recent == 2
+    examined = messages.mailbox_contents(box(), claim=False)
+    assert (examined.recent, examined.claimed) == (2, None)
+    selected = messages.mailbox_contents(box(), claim=True)
+    assert (selected.recent, selected.claimed) == (2, (1, 2))
+    again = messages.mailbox_contents(box(), claim=True)
+    assert (again.recent, again.claimed) == (0, None)
+    assert messages.mailbox_counts(box()).recent == 0
+    add_message()
+    assert messages.mailbox_counts(box()).recent == 1
+    messages.claim_recent(box(), 4)
+    assert messages.mailbox_contents(box(), claim=True).claimed is None
 
 
 def test_store_flags_modes_report_every_message() -> None:

@@ -1,7 +1,8 @@
 """Commands of the authenticated state (RFC 3501 6.3) over the logged-in ImapAccount.
 
-SELECT and EXAMINE read the mailbox from the store (a UID array, not the messages); STATUS
-counts in SQL; APPEND answers with APPENDUID (RFC 4315).
+SELECT and EXAMINE read the mailbox's counters and UID array (kept in memory while the user has
+sessions), SELECT claiming its \\Recent messages; STATUS reads the counters; APPEND answers with
+APPENDUID (RFC 4315).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class AccountCommands(ImapProtocol):
         flags = " ".join([*SYSTEM_FLAGS, *sorted(contents.keywords)]).encode("utf-8")
         self.untagged(b"FLAGS (%b)" % flags)
         self.untagged(b"%d EXISTS" % len(view.seqs))
-        self.untagged(b"0 RECENT")
+        recent = view.recent.count(view.seqs) if writeable else contents.recent
+        self.untagged(b"%d RECENT" % recent)
         first_unseen = None if contents.first_unseen is None else view.seqs.seq(contents.first_unseen)
         if first_unseen is not None:
             self.untagged(b"OK [UNSEEN %d] First unseen" % first_unseen)
@@ -88,7 +90,7 @@ class AccountCommands(ImapProtocol):
         counts = await self._account.status(name)
         values = {
             b"MESSAGES": counts.messages,
-            b"RECENT": 0,
+            b"RECENT": counts.recent,
             b"UIDNEXT": counts.uidnext,
             b"UIDVALIDITY": counts.uidvalidity,
             b"UNSEEN": counts.unseen,

@@ -6,7 +6,7 @@ re-cased or re-folded. ENVELOPE and the nested lists use twisted.mail's public h
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
 from twisted.mail.imap4 import collapseNestedLists, getEnvelope
@@ -14,6 +14,7 @@ from twisted.mail.imap4 import collapseNestedLists, getEnvelope
 from ygbridge.imap.dates import format_date_time
 from ygbridge.imap.fetchitems import FetchItem, Section
 from ygbridge.imap.message import ImapMessage, body_structure
+from ygbridge.store.flags import unpack_flags
 
 #: FETCH items that need the message bytes.
 _NEEDS_BODY = {"BODY", "BODYSTRUCTURE", "ENVELOPE", "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
@@ -37,6 +38,54 @@ def _wire(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_wire(item) for item in value]
     return value
+
+
+#: FETCH items answered from a message's row alone (store.messages.load_summaries).
+SUMMARY_ITEMS = frozenset({"UID", "FLAGS", "RFC822.SIZE", "INTERNALDATE"})
+
+
+def summary_responses(
+    first_seq: int,
+    uids: Sequence[int],
+    found: Iterable[tuple[Any, ...]],
+    query: Sequence[FetchItem],
+    uid: bool,
+    recent: Container[int],
+) -> bytes:
+    """The FETCH responses of consecutive messages (``uids``, numbered from ``first_seq``) for
+    SUMMARY_ITEMS only, from their rows ``found`` (rows of other UIDs are skipped); ``\\Recent``
+    is among the flags of the UIDs in ``recent``."""
+    names = [item.name for item in query]
+    if uid and "UID" not in names:
+        names.append("UID")
+    template = b"* %d FETCH (" + b" ".join(name.encode() + b" %b" for name in names) + b")\r\n"
+    lists: dict[tuple[int, str], bytes] = {}  # flag lists seen so far, by (bits, keywords)
+    out = []
+    at = 0
+    for row in found:
+        row_uid = row[0]
+        while at < len(uids) and uids[at] < row_uid:
+            at += 1
+        if at == len(uids) or uids[at] != row_uid:
+            continue
+        values = []
+        for name in names:
+            if name == "UID":
+                values.append(b"%d" % row_uid)
+            elif name == "FLAGS":
+                key = (row[1], row[2])
+                if recent and row_uid in recent:
+                    values.append(flags_list(unpack_flags(*key) | {"\\Recent"}))
+                else:
+                    if key not in lists:
+                        lists[key] = flags_list(unpack_flags(*key))
+                    values.append(lists[key])
+            elif name == "RFC822.SIZE":
+                values.append(b"%d" % row[4])
+            else:
+                values.append(format_date_time(row[3]))
+        out.append(template % (first_seq + at, *values))
+    return b"".join(out)
 
 
 def needs_body(query: Sequence[FetchItem]) -> bool:

@@ -65,10 +65,15 @@ class ImapAccount:
     async def select(
         self, name: str, writeable: bool, on_change: Callable[[], None]
     ) -> tuple[SelectedMailbox, Contents]:
-        """Open a mailbox for a session (SELECT, EXAMINE); it watches the mailbox until closed."""
+        """Open a mailbox for a session (SELECT, EXAMINE); it watches the mailbox until closed.
+
+        SELECT claims the mailbox's \\Recent messages for this session; EXAMINE leaves them.
+        """
         box = self.mailbox(name)
-        contents = await self.mailstore.contents(box)
-        return SelectedMailbox(box, contents, writeable, on_change), contents  # same turn: see Mailstore
+        uids, contents = await self.mailstore.contents(box, claim=writeable)
+        claimed = None if contents.claimed is None else box.claim(*contents.claimed)
+        view = SelectedMailbox(box, uids, claimed, writeable, on_change)  # same turn: see Mailstore
+        return view, contents
 
     async def status(self, name: str) -> Counts:
         return await self.mailstore.counts(self.mailbox(name))

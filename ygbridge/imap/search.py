@@ -17,7 +17,6 @@ from ygbridge.imap.wire import Parser
 from ygbridge.limits import Limits
 from ygbridge.store.search import (
     EVERYTHING,
-    NOTHING,
     And,
     Arrival,
     BodyContains,
@@ -46,8 +45,8 @@ _FLAG_KEYS = {
     b"UNFLAGGED": ("\\Flagged", False),
     b"UNSEEN": ("\\Seen", False),
 }
-#: Keys that match every message or none (no message is ever \Recent).
-_CONSTANT: dict[bytes, Term] = {b"ALL": EVERYTHING, b"OLD": EVERYTHING, b"NEW": NOTHING, b"RECENT": NOTHING}
+#: Keys that match every message.
+_CONSTANT: dict[bytes, Term] = {b"ALL": EVERYTHING}
 _HEADER_KEYS = {b"FROM", b"TO", b"CC", b"BCC", b"SUBJECT"}
 _DATE_KEYS: dict[bytes, tuple[type[Arrival] | type[Sent], Relation]] = {
     b"BEFORE": (Arrival, "before"),
@@ -72,9 +71,10 @@ def _flag(flag: str, present: bool) -> Term:
 
 
 class _Keys:
-    def __init__(self, reader: Parser, seqs: SequenceMap, limits: Limits) -> None:
+    def __init__(self, reader: Parser, seqs: SequenceMap, recent: Term, limits: Limits) -> None:
         self._reader = reader
         self._seqs = seqs
+        self._recent = recent
         self._limits = limits
         self._keys = 0
 
@@ -115,6 +115,12 @@ class _Keys:
             return _flag(*_FLAG_KEYS[key])
         if key in _CONSTANT:
             return _CONSTANT[key]
+        if key == b"RECENT":
+            return self._recent
+        if key == b"OLD":
+            return Not(self._recent)
+        if key == b"NEW":
+            return And((self._recent, _flag("\\Seen", False)))
         if key in (b"KEYWORD", b"UNKEYWORD"):
             reader.sp()
             return _flag(reader.flag(), key == b"KEYWORD")
@@ -151,15 +157,16 @@ class _Keys:
         raise BadCommand(f"unknown SEARCH key {key.decode('ascii', 'replace')}")
 
 
-def parse_search(reader: Parser, seqs: SequenceMap, limits: Limits) -> Term:
+def parse_search(reader: Parser, seqs: SequenceMap, recent: Term, limits: Limits) -> Term:
     """The store's term for SEARCH's arguments (``[CHARSET name SP] keys``); BadCommand if malformed.
 
+    ``recent`` is the session's \\Recent messages (RECENT, NEW, OLD).
     UnsupportedCharset (a NO) for charsets other than US-ASCII and UTF-8.
     """
     if reader.skip(b"CHARSET "):
         if reader.astring("charset").upper() not in CHARSETS:
             raise UnsupportedCharset()
         reader.sp()
-    term = _Keys(reader, seqs, limits).keys(0)
+    term = _Keys(reader, seqs, recent, limits).keys(0)
     reader.end()
     return term

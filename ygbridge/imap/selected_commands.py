@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
+from dataclasses import replace
 from itertools import islice
 
 from ygbridge.errors import BadCommand, MailboxError
-from ygbridge.imap.fetch import fetch_response, flags_list, needs_body, sets_seen
+from ygbridge.imap.fetch import (
+    SUMMARY_ITEMS,
+    fetch_response,
+    flags_list,
+    needs_body,
+    sets_seen,
+    summary_responses,
+)
 from ygbridge.imap.fetchitems import FetchItem, parse_fetch_items
 from ygbridge.imap.message import ImapMessage
 from ygbridge.imap.protocol import SELECTED, ImapProtocol, command
@@ -23,6 +31,8 @@ from ygbridge.store.search import Term
 
 #: Messages per round trip to the database during FETCH and STORE.
 BATCH = 200
+#: Messages per round trip when FETCH wants only flags, UIDs, sizes and dates.
+SUMMARY_BATCH = 5000
 #: Message bytes per round trip when FETCH wants bodies.
 FETCH_BYTES = 1 << 20
 _UID_COMMANDS = {b"COPY", b"FETCH", b"STORE", b"SEARCH", b"MOVE", b"EXPUNGE"}
@@ -66,10 +76,27 @@ class SelectedCommands(ImapProtocol):
 
     async def _fetch(self, ids: SequenceSet, query: list[FetchItem], uid: bool) -> bytes:
         view = self._selected()
-        for uids in view.seqs.batches(view.seqs.spans(ids, uid), BATCH):
+        spans = view.seqs.spans(ids, uid)
+        if all(item.name in SUMMARY_ITEMS for item in query):
+            await self._fetch_summaries(view, spans, query, uid)
+            return b"FETCH completed"
+        for uids in view.seqs.batches(spans, BATCH):
             await self._writes.wait()
             await self._fetch_batch(view, uids, query, uid)
         return b"FETCH completed"
+
+    async def _fetch_summaries(
+        self, view: SelectedMailbox, spans: list[range], query: list[FetchItem], uid: bool
+    ) -> None:
+        """FETCH of flags, UIDs, sizes and dates: rows read by UID range, SUMMARY_BATCH at a time."""
+        assert self.account is not None
+        details = any(item.name in ("RFC822.SIZE", "INTERNALDATE") for item in query)
+        for span in spans:
+            for start in range(span.start, span.stop, SUMMARY_BATCH):
+                await self._writes.wait()
+                uids = view.seqs.uids(range(start, min(span.stop, start + SUMMARY_BATCH)))
+                found = await self.account.mailstore.summaries(view.box, uids[0], uids[-1], details=details)
+                self.transport.write(summary_responses(start + 1, uids, found, query, uid, view.recent))
 
     async def _fetch_batch(
         self, view: SelectedMailbox, uids: array[int], query: list[FetchItem], uid: bool
@@ -88,6 +115,8 @@ class SelectedCommands(ImapProtocol):
             for stored in loaded:
                 seq = view.seqs.seq(stored.uid)
                 assert seq is not None
+                if stored.uid in view.recent:
+                    stored = replace(stored, flags=view.flags(stored.uid, stored.flags))
                 self.transport.write(fetch_response(seq, ImapMessage(stored), query, uid, stored.uid in seen))
             uids = uids[bisect_right(uids, loaded[-1].uid) :] if loaded else array("Q")
             if uids:
@@ -117,15 +146,16 @@ class SelectedCommands(ImapProtocol):
                 seq = view.seqs.seq(update.uid)
                 if seq is not None:
                     uid_item = b" UID %d" % update.uid if uid else b""
-                    self.untagged(b"%d FETCH (FLAGS %b%b)" % (seq, flags_list(update.flags), uid_item))
+                    flags = flags_list(view.flags(update.uid, update.flags))
+                    self.untagged(b"%d FETCH (FLAGS %b%b)" % (seq, flags, uid_item))
         return b"STORE completed"
 
     # SEARCH
 
     @command(*SELECTED)
     def do_SEARCH(self, tag: bytes, args: Parser) -> None:
-        seqs = self._selected().seqs
-        term = parse_search(args, seqs, self.limits)
+        view = self._selected()
+        term = parse_search(args, view.seqs, view.recent.term(), self.limits)
         self.run(tag, self._search(term, self._uid))
 
     async def _search(self, term: Term, uid: bool) -> bytes:

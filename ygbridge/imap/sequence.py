@@ -56,6 +56,10 @@ class SequenceMap:
         index = bisect_left(self._uids, uid)
         return index + 1 if index < len(self._uids) and self._uids[index] == uid else None
 
+    def count_between(self, low: int, high: int) -> int:
+        """How many numbered UIDs lie in ``low``..``high``."""
+        return max(0, bisect_right(self._uids, high) - bisect_left(self._uids, low))
+
     def spans(self, ids: SequenceSet, uid: bool) -> list[range]:
         """The zero-based positions a sequence set (or UID set) names, as ascending disjoint ranges.
 

@@ -60,13 +60,16 @@ class Transferred:
 
 @dataclass(frozen=True)
 class Contents:
-    """What selecting a mailbox needs: every UID (ascending), the next one, keywords in use."""
+    """What selecting a mailbox needs: every UID (ascending; None when not asked for), the next
+    one, keywords in use, the first unseen, and the \\Recent messages."""
 
-    uids: array[int]
+    uids: array[int] | None
     uidnext: int
     uidvalidity: int
     keywords: frozenset[str]
     first_unseen: int | None  # the lowest UID without \Seen
+    recent: int  # how many messages are \Recent
+    claimed: tuple[int, int] | None  # the UIDs (low, high) this session claimed as \Recent
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class Counts:
 
     messages: int
     unseen: int
+    recent: int
     uidnext: int
     uidvalidity: int
 
@@ -112,9 +116,20 @@ def _mailbox(mailbox_id: int) -> Mailbox:
     return box
 
 
-def _set_uidnext(box: Mailbox, uidnext: int) -> None:
-    """Record the UIDs given out so far (UIDs are never reused, RFC 3501 2.3.1.1)."""
-    Mailbox.update(uidnext=uidnext).where(Mailbox.id == box.id).execute()
+def _count(mailbox_id: int, messages: int, unseen: int, uidnext: int | None = None) -> None:
+    """Keep a mailbox's counters: ``messages`` and ``unseen`` more (or fewer), and record the UIDs
+    given out so far (UIDs are never reused, RFC 3501 2.3.1.1). Inside the change's transaction."""
+    changes: dict[Any, Any] = {
+        Mailbox.total: Mailbox.total + messages,
+        Mailbox.unseen: Mailbox.unseen + unseen,
+    }
+    if uidnext is not None:
+        changes[Mailbox.uidnext] = uidnext
+    Mailbox.update(changes).where(Mailbox.id == mailbox_id).execute()
+
+
+def _unseen(system_flags: int) -> int:
+    return 0 if system_flags & _SEEN else 1
 
 
 def insert_fields(message_id: int, fields: Iterable[tuple[str, str]]) -> None:
@@ -148,7 +163,7 @@ def add_message(
             if duplicate.exists():
                 return None
         uid = box.uidnext
-        _set_uidnext(box, uid + 1)
+        _count(box.id, 1, _unseen(system_flags), uid + 1)
         row = Message.create(
             mailbox=box,
             uid=uid,
@@ -166,33 +181,68 @@ def add_message(
     return Added(box.id, box.uidvalidity, uid)
 
 
-def mailbox_contents(mailbox_id: int) -> Contents:
-    """The UIDs and flag summary of a mailbox, for SELECT."""
-    box = _mailbox(mailbox_id)
-    in_box = Message.mailbox == mailbox_id
-    uids = array(
-        "Q", (uid for (uid,) in rows(Message.select(Message.uid).where(in_box).order_by(Message.uid)))
+def _scalar(sql: str, *params: Any) -> Any:
+    return database.execute_sql(sql.replace("?", database.param), params).fetchone()[0]
+
+
+def _recent(box: Mailbox) -> int:
+    """How many messages of a mailbox are \\Recent and not yet claimed by a session."""
+    if box.recent_from >= box.uidnext:
+        return 0
+    return _scalar(
+        'SELECT COUNT(*) FROM "message" WHERE "mailbox_id" = ? AND "uid" >= ?', box.id, box.recent_from
     )
-    used = Message.select(Message.keywords).distinct().where(in_box, Message.keywords != "").tuples()
-    unseen = Message.select(peewee.fn.MIN(Message.uid)).where(
-        in_box, Message.system_flags.bin_and(_SEEN) == 0
-    )
+
+
+def mailbox_contents(mailbox_id: int, *, claim: bool = False, uids: bool = True) -> Contents:
+    """What SELECT (``claim``: the \\Recent messages become this session's) or EXAMINE shows;
+    the mailbox's UIDs too if ``uids``. Read from the counters and partial indexes (no scan)."""
+    with database.atomic():
+        box = _mailbox(mailbox_id)
+        recent = _recent(box)
+        claimed = None
+        if claim and recent:
+            claimed = (box.recent_from, box.uidnext - 1)
+            Mailbox.update(recent_from=box.uidnext).where(Mailbox.id == mailbox_id).execute()
+        in_box = Message.select(Message.uid).where(Message.mailbox == mailbox_id).order_by(Message.uid)
+        found = array("Q", (uid for (uid,) in rows(in_box))) if uids else None
+        used = database.execute_sql(
+            f'SELECT DISTINCT "keywords" FROM "message" WHERE "mailbox_id" = {database.param} '
+            "AND \"keywords\" <> ''",
+            (mailbox_id,),
+        )
+        first_unseen = None
+        if box.unseen:
+            first_unseen = _scalar(
+                'SELECT MIN("uid") FROM "message" WHERE "mailbox_id" = ? AND ("system_flags" & 8) = 0',
+                mailbox_id,
+            )
     return Contents(
-        uids=uids,
+        uids=found,
         uidnext=box.uidnext,
         uidvalidity=box.uidvalidity,
         keywords=frozenset(word for (text,) in used for word in text.split()),
-        first_unseen=unseen.scalar(),
+        first_unseen=first_unseen,
+        recent=recent,
+        claimed=claimed,
     )
 
 
+def claim_recent(mailbox_id: int, uidnext: int) -> None:
+    """Messages below ``uidnext`` are no longer \\Recent to a session yet to select the mailbox
+    (a session that had it selected when they arrived claimed them)."""
+    Mailbox.update(recent_from=peewee.fn.MAX(Mailbox.recent_from, uidnext)).where(
+        Mailbox.id == mailbox_id
+    ).execute()
+
+
 def mailbox_counts(mailbox_id: int) -> Counts:
-    """Message and unseen counts of a mailbox, for STATUS."""
+    """What STATUS reports, from the mailbox's counters."""
     box = _mailbox(mailbox_id)
-    in_box = Message.select().where(Message.mailbox == mailbox_id)
     return Counts(
-        messages=in_box.count(),
-        unseen=in_box.where(Message.system_flags.bin_and(_SEEN) == 0).count(),
+        messages=box.total,
+        unseen=box.unseen,
+        recent=_recent(box),
         uidnext=box.uidnext,
         uidvalidity=box.uidvalidity,
     )
@@ -222,6 +272,16 @@ def load_messages(
     return found
 
 
+def load_summaries(mailbox_id: int, low: int, high: int, *, details: bool) -> list[tuple[Any, ...]]:
+    """(uid, system flag bits, keywords[, internaldate, size if ``details``]) of the messages with
+    UIDs ``low``..``high``, ascending: FETCH without message bytes, in one indexed read."""
+    columns = '"uid", "system_flags", "keywords"' + (', "internaldate", "size"' if details else "")
+    p = database.param
+    sql = f'SELECT {columns} FROM "message" WHERE "mailbox_id" = {p} AND "uid" BETWEEN {p} AND {p}'
+    sql += ' ORDER BY "uid"'
+    return database.execute_sql(sql, (mailbox_id, low, high)).fetchall()
+
+
 def store_flags(mailbox_id: int, uids: Sequence[int], flags: Iterable[str], mode: int) -> list[FlagUpdate]:
     """Add (mode 1), remove (-1) or replace (0) flags of these messages; their new flags, by UID."""
     given = normalize_flags(flags)
@@ -232,12 +292,16 @@ def store_flags(mailbox_id: int, uids: Sequence[int], flags: Iterable[str], mode
                 Message.mailbox == mailbox_id, _uid_in(chunk)
             )
             changed: dict[frozenset[str], list[int]] = {}  # new flags -> the rows that get them
+            unseen = 0
             for row_id, uid, bits, keywords in query.order_by(Message.uid).tuples():
                 old = unpack_flags(bits, keywords)
                 new = old | given if mode > 0 else old - given if mode < 0 else given
                 if new != old:
                     changed.setdefault(new, []).append(row_id)
+                    unseen += ("\\Seen" in old) - ("\\Seen" in new)
                 updates.append(FlagUpdate(uid, new, new != old))
+            if unseen:
+                _count(mailbox_id, 0, unseen)
             for new, row_ids in changed.items():
                 system_flags, words = pack_flags(new)
                 Message.update(system_flags=system_flags, keywords=words).where(
@@ -249,19 +313,18 @@ def store_flags(mailbox_id: int, uids: Sequence[int], flags: Iterable[str], mode
 def expunge(mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
     """Remove the messages flagged ``\\Deleted`` (only among ``uids`` if given); their UIDs, ascending."""
     deleted = (Message.mailbox == mailbox_id) & (Message.system_flags.bin_and(_DELETED) != 0)
+    found = Message.select(Message.uid, Message.system_flags).where(deleted)
     with database.atomic():
         if uids is None:
-            doomed = [uid for (uid,) in Message.select(Message.uid).where(deleted).tuples()]
+            doomed = list(found.tuples())
         else:
-            doomed = [
-                uid
-                for chunk in _chunks(sorted(uids))
-                for (uid,) in Message.select(Message.uid).where(deleted, _uid_in(chunk)).tuples()
-            ]
+            doomed = [row for chunk in _chunks(sorted(uids)) for row in found.where(_uid_in(chunk)).tuples()]
         doomed.sort()
-        for chunk in _chunks(doomed):
+        for chunk in _chunks([uid for uid, _ in doomed]):
             Message.delete().where(Message.mailbox == mailbox_id, _uid_in(chunk)).execute()
-    return doomed
+        if doomed:
+            _count(mailbox_id, -len(doomed), -sum(_unseen(bits) for _, bits in doomed))
+    return [uid for uid, _ in doomed]
 
 
 def _copy_fields(row: Message) -> dict[str, object]:
@@ -271,6 +334,7 @@ def _copy_fields(row: Message) -> dict[str, object]:
 def copy_messages(mailbox_id: int, uids: Sequence[int], user: str, target: str) -> Transferred:
     """Copy messages, flags and index entries into ``user``'s mailbox ``target``."""
     source, copies = array("Q"), array("Q")
+    unseen = 0
     with database.atomic():
         box = find_mailbox(user, target)
         for chunk in _chunks(sorted(uids)):
@@ -284,23 +348,27 @@ def copy_messages(mailbox_id: int, uids: Sequence[int], user: str, target: str) 
                 ).execute()
                 source.append(row.uid)
                 copies.append(copy.uid)
-        _set_uidnext(box, box.uidnext + len(copies))
+                unseen += _unseen(row.system_flags)
+        _count(box.id, len(copies), unseen, box.uidnext + len(copies))
     return Transferred(box.id, box.uidvalidity, source, copies)
 
 
 def move_messages(mailbox_id: int, uids: Sequence[int], user: str, target: str) -> Transferred:
     """Move messages into ``user``'s mailbox ``target`` (RFC 6851): new UIDs, nothing copied."""
     source, moved = array("Q"), array("Q")
+    unseen = 0
     with database.atomic():
         box = find_mailbox(user, target)
         for chunk in _chunks(sorted(uids)):
-            query = Message.select(Message.id, Message.uid).where(
+            query = Message.select(Message.id, Message.uid, Message.system_flags).where(
                 Message.mailbox == mailbox_id, _uid_in(chunk)
             )
-            for row_id, uid in list(query.order_by(Message.uid).tuples()):
+            for row_id, uid, bits in list(query.order_by(Message.uid).tuples()):
                 new_uid = box.uidnext + len(moved)
                 Message.update(mailbox=box.id, uid=new_uid).where(Message.id == row_id).execute()
                 source.append(uid)
                 moved.append(new_uid)
-        _set_uidnext(box, box.uidnext + len(moved))
+                unseen += _unseen(bits)
+        _count(mailbox_id, -len(moved), -unseen)
+        _count(box.id, len(moved), unseen, box.uidnext + len(moved))
     return Transferred(box.id, box.uidvalidity, source, moved)

@@ -42,7 +42,12 @@ class User(BaseModel):
 
 
 class Mailbox(BaseModel):
-    """An IMAP mailbox; ``uidnext`` only grows, ``uidvalidity`` never changes."""
+    """An IMAP mailbox; ``uidnext`` only grows, ``uidvalidity`` never changes.
+
+    ``total`` and ``unseen`` count its messages (and those without ``\\Seen``), kept in the
+    transaction of every change; messages from UID ``recent_from`` on are \\Recent and not yet
+    claimed by a session (RFC 3501 2.3.2).
+    """
 
     user = peewee.ForeignKeyField(User, backref="mailboxes", on_delete="CASCADE")
     name = peewee.CharField(max_length=255)
@@ -50,6 +55,9 @@ class Mailbox(BaseModel):
     uidnext = peewee.BigIntegerField(default=1)
     subscribed = peewee.BooleanField(default=False)
     special_use = peewee.CharField(max_length=16, null=True)
+    total = peewee.IntegerField(default=0)
+    unseen = peewee.IntegerField(default=0)
+    recent_from = peewee.BigIntegerField(default=1)
 
     class Meta:
         indexes = ((("user", "name"), True),)
@@ -79,6 +87,29 @@ class Message(BaseModel):
             (("mailbox", "uid"), True),
             (("mailbox", "sender_node", "message_id"), False),
         )
+
+
+#: The flags of a range of UIDs without reading the messages (FETCH FLAGS).
+Message.add_index(
+    peewee.SQL(
+        'CREATE INDEX IF NOT EXISTS "message_flags" ON "message" '
+        '("mailbox_id", "uid", "system_flags", "keywords")'
+    )
+)
+#: Partial indexes: the unseen messages of a mailbox (\\Seen is bit 8, store.flags), for UNSEEN and
+#: SELECT; the messages with keywords, for the keywords in use that SELECT shows.
+Message.add_index(
+    peewee.SQL(
+        'CREATE INDEX IF NOT EXISTS "message_unseen" ON "message" ("mailbox_id", "uid") '
+        'WHERE ("system_flags" & 8) = 0'
+    )
+)
+Message.add_index(
+    peewee.SQL(
+        'CREATE INDEX IF NOT EXISTS "message_keywords" ON "message" ("mailbox_id", "keywords") '
+        "WHERE \"keywords\" <> ''"
+    )
+)
 
 
 class HeaderField(BaseModel):
@@ -123,4 +154,4 @@ class NodeRecord(BaseModel):
 
 
 MODELS = [SchemaVersion, User, Mailbox, Message, HeaderField, OutgoingMessage, OutgoingRecipient, NodeRecord]
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
