@@ -30,6 +30,7 @@ from ygbridge.imap.mailbox import ImapAccount
 from ygbridge.imap.session import SelectedMailbox
 from ygbridge.imap.wire import MAX_NUMBER, Parser, appends_message, command_tag
 from ygbridge.limits import Limits
+from ygbridge.nodelay import ack_at_once
 
 log = structlog.get_logger(__name__)
 
@@ -179,6 +180,8 @@ class ImapProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self._input += data
         self._process()
+        if self._literal_left or self._command:
+            ack_at_once(self.transport)  # the client may wait for that ACK to send the rest
 
     def _process(self) -> None:
         """Read commands from the input while no command is at work."""
