@@ -291,10 +291,24 @@ class Mailstore:
         return await self._db.run(messages.mailbox_counts, box.id)
 
     async def fetch(
-        self, box: MailboxState, uids: Sequence[int], *, bodies: bool, max_bytes: int | None = None
+        self,
+        box: MailboxState,
+        uids: Sequence[int],
+        *,
+        bodies: bool,
+        max_bytes: int | None = None,
+        headers_only: bool = False,
     ) -> list[StoredMessage]:
-        """The stored messages with these UIDs (bodies only if asked for, up to ``max_bytes``)."""
-        return await self._db.run(messages.load_messages, box.id, uids, bodies=bodies, max_bytes=max_bytes)
+        """The stored messages with these UIDs (bodies only if asked for, up to ``max_bytes``;
+        only their header sections if ``headers_only``)."""
+        return await self._db.run(
+            messages.load_messages,
+            box.id,
+            uids,
+            bodies=bodies,
+            max_bytes=max_bytes,
+            headers_only=headers_only,
+        )
 
     async def summaries(
         self, box: MailboxState, low: int, high: int, *, details: bool

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from imapsession import MESSAGE, Client, ImapLab, first_client, running_lab
 from twisted.internet.testing import StringTransport
 
 from ygbridge.imap import selected_commands
-from ygbridge.message import split_message
+from ygbridge.imap.message import select_fields
+from ygbridge.message import header_fields, split_message
 
 lab = pytest.fixture(running_lab, name="lab")
 client = pytest.fixture(first_client, name="client")
@@ -317,3 +320,36 @@ def test_move_answers_copyuid_then_expunges(client: Client, lab: ImapLab) -> Non
         b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n* 3 EXISTS"
     )
     assert other.send(b"f FETCH 1:* BODY.PEEK[]\r\n").count(literal(MESSAGE)) == 3
+
+
+@given(
+    lines=st.lists(
+        st.sampled_from(
+            [
+                b"From: a\r\n",
+                b"from : b\n",
+                b"To: c\r\n",
+                b"\tcontinued\r\n",
+                b" more\n",
+                b"Subject:x\r\n",
+                b"X-From: no\r\n",
+                b"FromX: no\r\n",
+                b"Cc:\r\n",
+                b"no colon\r\n",
+                b"DATE: d",
+            ]
+        ),
+        max_size=12,
+    ),
+    names=st.lists(
+        st.sampled_from([b"FROM", b"TO", b'"Subject"', b"CC", b"DATE", b"X.Y"]), min_size=1, max_size=4
+    ),
+)
+def test_header_fields_by_pattern_cut_what_the_field_parser_cuts(
+    lines: list[bytes], names: list[bytes]
+) -> None:
+    """HEADER.FIELDS takes a regular expression; it must cut exactly what header_fields does."""
+    header = b"".join(lines) + b"\r\n"
+    wanted = {name.strip(b'"').lower() for name in names}
+    expected = b"".join(raw for name, raw in header_fields(header) if name in wanted) + b"\r\n"
+    assert select_fields(header, tuple(names), negate=False) == expected

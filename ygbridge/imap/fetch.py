@@ -93,6 +93,18 @@ def needs_body(query: Sequence[FetchItem]) -> bool:
     return any(item.name in _NEEDS_BODY for item in query)
 
 
+def needs_header_only(query: Sequence[FetchItem]) -> bool:
+    """Whether the message bytes asked for all lie in the header section (BODY[HEADER...],
+    RFC822.HEADER), so that only that section need be read from the store."""
+    for item in query:
+        if item.name == "BODY" and item.section is not None:
+            if item.section.part or not item.section.kind.startswith("HEADER"):
+                return False
+        elif item.name in _NEEDS_BODY and item.name != "RFC822.HEADER":
+            return False
+    return True
+
+
 def sets_seen(query: Sequence[FetchItem]) -> bool:
     """Whether fetching these items sets ``\\Seen`` (BODY[...] without PEEK, RFC822, RFC822.TEXT)."""
     return any(

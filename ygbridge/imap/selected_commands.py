@@ -17,6 +17,7 @@ from ygbridge.imap.fetch import (
     fetch_response,
     flags_list,
     needs_body,
+    needs_header_only,
     sets_seen,
     summary_responses,
 )
@@ -31,6 +32,8 @@ from ygbridge.store.search import Term
 
 #: Messages per round trip to the database during FETCH and STORE.
 BATCH = 200
+#: Messages per round trip when FETCH wants only their header sections.
+HEADER_BATCH = 1000
 #: Messages per round trip when FETCH wants only flags, UIDs, sizes and dates.
 SUMMARY_BATCH = 5000
 #: Message bytes per round trip when FETCH wants bodies.
@@ -80,7 +83,7 @@ class SelectedCommands(ImapProtocol):
         if all(item.name in SUMMARY_ITEMS for item in query):
             await self._fetch_summaries(view, spans, query, uid)
             return b"FETCH completed"
-        for uids in view.seqs.batches(spans, BATCH):
+        for uids in view.seqs.batches(spans, HEADER_BATCH if needs_header_only(query) else BATCH):
             await self._writes.wait()
             await self._fetch_batch(view, uids, query, uid)
         return b"FETCH completed"
@@ -108,10 +111,10 @@ class SelectedCommands(ImapProtocol):
         if view.writeable and sets_seen(query):
             updates = await store.store_flags(view.box, uids, ["\\Seen"], 1, origin=view)
             seen = {update.uid for update in updates if update.changed}
-        bodies = needs_body(query)
+        bodies, headers = needs_body(query), needs_header_only(query)
         budget = FETCH_BYTES if bodies else None
         while uids:
-            loaded = await store.fetch(view.box, uids, bodies=bodies, max_bytes=budget)
+            loaded = await store.fetch(view.box, uids, bodies=bodies, max_bytes=budget, headers_only=headers)
             for stored in loaded:
                 seq = view.seqs.seq(stored.uid)
                 assert seq is not None

@@ -249,16 +249,24 @@ def mailbox_counts(mailbox_id: int) -> Counts:
 
 
 def load_messages(
-    mailbox_id: int, uids: Sequence[int], *, bodies: bool, max_bytes: int | None = None
+    mailbox_id: int,
+    uids: Sequence[int],
+    *,
+    bodies: bool,
+    max_bytes: int | None = None,
+    headers_only: bool = False,
 ) -> list[StoredMessage]:
     """The messages with these UIDs that still exist, in UID order.
 
     With ``max_bytes``, loading stops after the message that brings the bodies past it: the
-    caller asks again from the UID after the last one returned.
+    caller asks again from the UID after the last one returned. With ``headers_only``, ``body``
+    is only the header section (up to the blank line that ends it).
     """
     fields = [Message.uid, Message.system_flags, Message.keywords, Message.internaldate, Message.size]
     if bodies:
-        fields.append(Message.body)
+        fields.append(
+            peewee.fn.substr(Message.body, 1, Message.header_size) if headers_only else Message.body
+        )
     found = []
     total = 0
     for chunk in _chunks(sorted(uids)):
