@@ -14,6 +14,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 import structlog
@@ -53,7 +54,10 @@ class MailboxState:
 
     ``uids`` is every UID of the mailbox once a session has read them (kept current by every
     change, so the next SELECT need not read them again); UIDs below ``claimed_upto`` are
-    \\Recent to a session already, as far as this process has seen.
+    \\Recent to a session already, as far as this process has seen. ``counts`` and ``contents``
+    are the last STATUS and SELECT answers read from the store, kept until the next change
+    (``generation`` counts changes: an answer read while one happened is not kept). All of this
+    holds because every change to the mailbox's messages goes through the Mailstore.
     """
 
     def __init__(self, info: MailboxInfo) -> None:
@@ -64,6 +68,14 @@ class MailboxState:
         self.watchers: dict[MailboxWatcher, None] = {}
         self.uids: array[int] | None = None
         self.claimed_upto = 0
+        self.generation = 0
+        self.counts: Counts | None = None
+        self.contents: Contents | None = None
+
+    def changed(self) -> None:
+        """Its messages, flags or \\Recent claims changed: what was read before is stale."""
+        self.generation += 1
+        self.counts = self.contents = None
 
     def _others(self, origin: object) -> list[MailboxWatcher]:
         return [watcher for watcher in self.watchers if watcher is not origin]
@@ -80,6 +92,7 @@ class MailboxState:
         read-write one gets them as \\Recent (RFC 3501 2.3.2); whether one did."""
         if not uids:
             return False
+        self.changed()
         if self.uids is not None:
             self.uids.extend(uid for uid in sorted(uids) if not self.uids or uid > self.uids[-1])
         claimer = next((watcher for watcher in self.watchers if watcher.writeable), None)
@@ -91,10 +104,13 @@ class MailboxState:
 
     def flags_changed(self, flags: Mapping[int, frozenset[str]], origin: object) -> None:
         if flags:
+            self.changed()
             for watcher in self._others(origin):
                 watcher.flags_changed(flags)
 
     def expunged(self, uids: Sequence[int], origin: object) -> None:
+        if uids:
+            self.changed()
         if uids and self.uids is not None:
             gone = set(uids)
             self.uids = array("Q", (uid for uid in self.uids if uid not in gone))
@@ -280,15 +296,30 @@ class Mailstore:
         """Every UID of a mailbox now (a copy for the session), and what SELECT shows (``claim``:
         the \\Recent messages become the caller's); a watcher added before the next await hears of
         later changes."""
+        known = box.contents
+        if known is not None and box.uids is not None and not (claim and known.recent):
+            return array("Q", box.uids), known  # nothing changed since, and nothing to claim
+        generation = box.generation
         contents = await self._db.run(messages.mailbox_contents, box.id, claim=claim, uids=box.uids is None)
         if contents.uids is not None:
             box.uids = contents.uids
+            contents = replace(contents, uids=None)
         assert box.uids is not None
+        if contents.claimed is not None:
+            box.changed()
+        elif generation == box.generation:
+            box.contents = contents
         return array("Q", box.uids), contents
 
     async def counts(self, box: MailboxState) -> Counts:
-        """Message counts for STATUS."""
-        return await self._db.run(messages.mailbox_counts, box.id)
+        """Message counts for STATUS (from memory when nothing changed since they were read)."""
+        if box.counts is None:
+            generation = box.generation
+            counts = await self._db.run(messages.mailbox_counts, box.id)
+            if generation != box.generation:
+                return counts
+            box.counts = counts
+        return box.counts
 
     async def fetch(
         self,

@@ -323,3 +323,37 @@ def test_live_state_lookups_follow_changes(db: None) -> None:
     assert failure.check(MailboxLimitReached) and "Z" not in account.mailboxes
     run(mailstore.delete(account, "X/Y/B"))
     assert account.by_id(box.id) is None and not account.has_children("X/Y")
+
+
+def test_status_and_select_answers_are_kept_until_the_next_change(
+    mailstore: Mailstore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = run(mailstore.open_user("alice"))
+    box = account.get("INBOX")
+    assert box is not None
+    reads: list[str] = []
+    for name in ("mailbox_counts", "mailbox_contents"):
+        real = getattr(messages, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            reads.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(messages, name, counted)
+    mailstore.deliver("alice", b"x", message_id=None, sender_node=None)
+    assert run(mailstore.counts(box)).unseen == run(mailstore.counts(box)).unseen == 1
+    assert reads == ["mailbox_counts"]
+    run(mailstore.contents(box, claim=True))  # claims the new message: read, and not kept
+    uids, contents = run(mailstore.contents(box, claim=True))
+    uids_again, contents_again = run(mailstore.contents(box, claim=False))
+    assert reads == ["mailbox_counts", "mailbox_contents", "mailbox_contents"]
+    assert list(uids) == list(uids_again) == [1] and contents_again is contents and contents.recent == 0
+    assert run(mailstore.counts(box)).recent == 0  # the claim made the kept counts stale
+    watcher = Watcher()
+    box.watchers[watcher] = None
+    run(mailstore.store_flags(box, [1], ["\\Seen"], 1, origin=watcher))
+    assert run(mailstore.counts(box)).unseen == 0
+    mailstore.deliver("alice", b"y", message_id=None, sender_node=None)
+    uids, contents = run(mailstore.contents(box, claim=False))
+    assert list(uids) == [1, 2] and contents.first_unseen == 2
+    assert run(mailstore.counts(box)).messages == 2
