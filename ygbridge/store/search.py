@@ -137,11 +137,19 @@ def _balanced(combine: Any, conditions: list[Any], empty: Any) -> Any:
     return conditions[0]
 
 
+def _flag_bit(flag: str) -> Any:
+    """``system_flags & bit`` with the bit written into the SQL, not bound: SQLite uses a partial
+    index (store.models: message_unseen) only for a condition it can see is the index's own."""
+    return Message.system_flags.bin_and(peewee.SQL(str(flag_bit(flag))))
+
+
 def to_sql(term: Term) -> Any:
     """The SQL condition (a peewee expression over Message) of a search term."""
     match term:
         case HasFlag(flag) if flag in SYSTEM_FLAGS:
-            return Message.system_flags.bin_and(flag_bit(flag)) != 0
+            return _flag_bit(flag) != peewee.SQL("0")
+        case Not(HasFlag(flag)) if flag in SYSTEM_FLAGS:  # as the partial index says it (UNSEEN)
+            return _flag_bit(flag) == peewee.SQL("0")
         case HasFlag(flag):
             spaced = peewee.Value(" ").concat(Message.keywords).concat(" ")
             return _contains(spaced, f" {flag} ")
