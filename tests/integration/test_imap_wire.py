@@ -145,3 +145,32 @@ def test_attacks_are_answered_while_a_legitimate_client_logs_in(node: harness.No
         b"(reset)",
     )
     assert legitimate < LEGITIMATE_WITHIN, f"login and SELECT took {legitimate:.2f} s during the attack"
+
+
+def test_recent_is_in_exactly_one_of_two_imaplib_sessions(node: harness.Node) -> None:
+    """RFC 3501 2.3.2 with two real clients: the first SELECT gets \\Recent, EXAMINE and STATUS
+    do not take it, and mail arriving while both have the mailbox selected is recent in one."""
+    login = (USER, PASSWORD)
+    box = "RecentBox"
+
+    def recent(client: imaplib.IMAP4) -> list[bytes | None]:
+        return client.response("RECENT")[1]
+
+    with node.bridge.imap(login=login) as first, node.bridge.imap(login=login) as second:
+        assert first.create(box)[0] == "OK"
+        for n in range(2):
+            assert first.append(box, None, None, b"Subject: %d\r\n\r\nbody\r\n" % n)[0] == "OK"
+        assert second.status(box, "(MESSAGES RECENT)")[1] == [b'"RecentBox" (MESSAGES 2 RECENT 2)']
+        assert second.select(box, readonly=True)[0] == "OK" and recent(second) == [b"2"]
+        assert second.fetch("1:2", "(FLAGS)")[1] == [b"1 (FLAGS ())", b"2 (FLAGS ())"]
+        assert first.select(box)[0] == "OK" and recent(first) == [b"2"]
+        assert second.select(box)[0] == "OK" and recent(second) == [b"0"]
+        assert first.fetch("1:2", "(FLAGS)")[1] == [b"1 (FLAGS (\\Recent))", b"2 (FLAGS (\\Recent))"]
+        assert second.fetch("1:2", "(FLAGS)")[1] == [b"1 (FLAGS ())", b"2 (FLAGS ())"]
+        assert first.search(None, "RECENT")[1] == [b"1 2"] and second.search(None, "NEW")[1] == [b""]
+        with node.bridge.imap(login=login) as third:  # mail arrives while both have it selected
+            assert third.append(box, None, None, b"Subject: 3\r\n\r\nbody\r\n")[0] == "OK"
+        first.noop(), second.noop()
+        assert recent(first) == [b"3"] and recent(second) == [None]
+        assert first.search(None, "NEW")[1] == [b"1 2 3"] and second.search(None, "OLD")[1] == [b"1 2 3"]
+        assert second.status(box, "(RECENT)")[1] == [b'"RecentBox" (RECENT 0)']
