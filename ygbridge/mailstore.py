@@ -342,10 +342,13 @@ class Mailstore:
         )
 
     async def summaries(
-        self, box: MailboxState, low: int, high: int, *, details: bool
+        self, box: MailboxState, low: int, high: int, *, details: bool, headers: bool
     ) -> list[tuple[Any, ...]]:
-        """(uid, flag bits, keywords[, internaldate, size]) of the messages with UIDs ``low``..``high``."""
-        return await self._db.run(messages.load_summaries, box.id, low, high, details=details)
+        """(uid, flag bits, keywords[, internaldate, size[, header section]]) of the messages with
+        UIDs ``low``..``high`` (store.messages.load_summaries)."""
+        return await self._db.run(
+            messages.load_summaries, box.id, low, high, details=details, headers=headers
+        )
 
     async def search(self, box: MailboxState, term: search.Term, max_uid: int) -> array[int]:
         """UIDs up to ``max_uid`` of the messages a search term matches."""

@@ -353,3 +353,29 @@ def test_header_fields_by_pattern_cut_what_the_field_parser_cuts(
     wanted = {name.strip(b'"').lower() for name in names}
     expected = b"".join(raw for name, raw in header_fields(header) if name in wanted) + b"\r\n"
     assert select_fields(header, tuple(names), negate=False) == expected
+
+
+def test_fetch_from_rows_answers_like_fetch_from_messages(
+    client: Client, lab: ImapLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flags, sizes, dates and header sections come from rows (summary_responses); the answer
+    is byte for byte what the general path, which parses each message, gives."""
+    lab.deliver(flags=["\\Seen", "$Chat"])
+    lab.deliver(b"Subject: folded\r\n  line\r\nFrom: b@y.meship\r\nX-Other: 1\r\n\r\nbody\r\n")
+    lab.deliver(b"no header at all")
+    client.select(recent=True)
+    fetch = (
+        b"f UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)] BODY.PEEK[HEADER] "
+        b'BODY.PEEK[HEADER.FIELDS.NOT ("From")] RFC822.SIZE INTERNALDATE)\r\n'
+    )
+    from_rows = client.send(fetch)
+    assert from_rows.count(b"\\Recent") == 3 and from_rows.count(b"FETCH (") == 3
+    with monkeypatch.context() as patch:
+        patch.setattr(selected_commands, "summary_query", lambda query: False)
+        assert client.send(fetch) == from_rows
+    other = lab.client()
+    other.select()
+    other.send(b"s STORE 1 +FLAGS (\\Deleted)\r\ne EXPUNGE\r\n")  # client has not been told yet
+    assert client.send(b"f FETCH 1:* (UID)\r\n") == (
+        b"* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\nf OK FETCH completed\r\n"
+    )

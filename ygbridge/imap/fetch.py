@@ -13,7 +13,7 @@ from twisted.mail.imap4 import collapseNestedLists, getEnvelope
 
 from ygbridge.imap.dates import format_date_time
 from ygbridge.imap.fetchitems import FetchItem, Section
-from ygbridge.imap.message import ImapMessage, body_structure
+from ygbridge.imap.message import ImapMessage, body_structure, select_fields
 from ygbridge.store.flags import unpack_flags
 
 #: FETCH items that need the message bytes.
@@ -44,6 +44,30 @@ def _wire(value: Any) -> Any:
 SUMMARY_ITEMS = frozenset({"UID", "FLAGS", "RFC822.SIZE", "INTERNALDATE"})
 
 
+def _is_header_section(item: FetchItem) -> bool:
+    """BODY.PEEK[HEADER], BODY.PEEK[HEADER.FIELDS (...)] or its .NOT, of the message, whole."""
+    section = item.section
+    return (
+        item.name == "BODY"
+        and item.peek
+        and item.partial is None
+        and section is not None
+        and not section.part
+        and section.kind.startswith("HEADER")
+    )
+
+
+def summary_query(query: Sequence[FetchItem]) -> bool:
+    """Whether a FETCH can be answered from rows (summary_responses): SUMMARY_ITEMS and header
+    sections only (what mail clients ask when they sync: flags, or Delta Chat's header fetch)."""
+    return all(item.name in SUMMARY_ITEMS or _is_header_section(item) for item in query)
+
+
+def wants_headers(query: Sequence[FetchItem]) -> bool:
+    """Whether a summary query needs the header sections of the messages."""
+    return any(item.name == "BODY" for item in query)
+
+
 class _FlagLists(dict[tuple[int, str], bytes]):
     """Flag lists on the wire by (system flag bits, keywords), each made once."""
 
@@ -60,17 +84,13 @@ def summary_responses(
     uid: bool,
     recent: Container[int],
 ) -> bytes:
-    """The FETCH responses of consecutive messages (``uids``, numbered from ``first_seq``) for
-    SUMMARY_ITEMS only, from their rows ``found`` (rows of other UIDs are skipped); ``\\Recent``
-    is among the flags of the UIDs in ``recent``. Built a column at a time, no call per message."""
-    names = list(dict.fromkeys(item.name for item in query))
-    if uid and "UID" not in names:
-        names.append("UID")
-    conversions = {"UID": b"%d", "RFC822.SIZE": b"%d"}
-    template = b"* %d FETCH (" + b" ".join(
-        name.encode() + b" " + conversions.get(name, b"%b") for name in names
-    )
-    template += b")\r\n"
+    """The FETCH responses of consecutive messages (``uids``, numbered from ``first_seq``) for a
+    summary_query, from their rows ``found`` (store.messages.load_summaries; rows of other UIDs
+    are skipped); ``\\Recent`` is among the flags of the UIDs in ``recent``. Built a column at a
+    time, with no call per message and item."""
+    items = list(dict.fromkeys(query))
+    if uid and not any(item.name == "UID" for item in items):
+        items.append(FetchItem("UID"))
     seqs: Sequence[int]
     if len(found) == len(uids):  # each UID the session numbers is still there (the usual case)
         seqs = range(first_seq, first_seq + len(found))
@@ -78,22 +98,36 @@ def summary_responses(
         position = {message_uid: first_seq + at for at, message_uid in enumerate(uids)}
         found = [row for row in found if row[0] in position]
         seqs = [position[row[0]] for row in found]
-    columns: list[list[Any]] = []
-    for name in names:
-        if name == "UID":
-            columns.append([row[0] for row in found])
-        elif name == "FLAGS":
+    labels, columns = [], []
+    for item in items:
+        conversion = b"%b"
+        if item.name == "UID":
+            conversion, column = b"%d", [row[0] for row in found]
+        elif item.name == "FLAGS":
             lists = _FlagLists()
             column = [lists[row[1], row[2]] for row in found]
             if recent:
                 for at, row in enumerate(found):
                     if row[0] in recent:
                         column[at] = flags_list(unpack_flags(row[1], row[2]) | {"\\Recent"})
-            columns.append(column)
-        elif name == "RFC822.SIZE":
-            columns.append([row[4] for row in found])
+        elif item.name == "RFC822.SIZE":
+            conversion, column = b"%d", [row[4] for row in found]
+        elif item.name == "INTERNALDATE":
+            column = [format_date_time(row[3]) for row in found]
         else:
-            columns.append([format_date_time(row[3]) for row in found])
+            assert item.section is not None
+            section = item.section
+            if section.kind == "HEADER":
+                column = [_literal(row[5]) for row in found]
+            else:
+                negate = section.kind == "HEADER.FIELDS.NOT"
+                column = [_literal(select_fields(row[5], section.fields, negate)) for row in found]
+            labels.append(_section_label(section) + b" %b")
+            columns.append(column)
+            continue
+        labels.append(item.name.encode("ascii") + b" " + conversion)
+        columns.append(column)
+    template = b"* %d FETCH (" + b" ".join(labels) + b")\r\n"
     return b"".join([template % values for values in zip(seqs, *columns, strict=True)])
 
 
@@ -163,14 +197,18 @@ def _item(item: FetchItem, message: ImapMessage) -> bytes:
     return _body_section(item.section, item.partial, message)
 
 
-def _body_section(section: Section, partial: tuple[int, int] | None, message: ImapMessage) -> bytes:
-    data = message.entity.section([n - 1 for n in section.part], section.kind, section.fields)
+def _section_label(section: Section) -> bytes:
     label = ".".join([*(str(n) for n in section.part), *([section.kind] if section.kind else [])]).encode(
         "ascii"
     )
     if section.fields:
         label += b" (" + b" ".join(section.fields) + b")"
-    label = b"BODY[" + label + b"]"
+    return b"BODY[" + label + b"]"
+
+
+def _body_section(section: Section, partial: tuple[int, int] | None, message: ImapMessage) -> bytes:
+    data = message.entity.section([n - 1 for n in section.part], section.kind, section.fields)
+    label = _section_label(section)
     if partial is not None:
         origin, octets = partial
         label += b"<%d>" % origin

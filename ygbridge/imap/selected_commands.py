@@ -13,13 +13,14 @@ from itertools import islice
 
 from ygbridge.errors import BadCommand, MailboxError
 from ygbridge.imap.fetch import (
-    SUMMARY_ITEMS,
     fetch_response,
     flags_list,
     needs_body,
     needs_header_only,
     sets_seen,
+    summary_query,
     summary_responses,
+    wants_headers,
 )
 from ygbridge.imap.fetchitems import FetchItem, parse_fetch_items
 from ygbridge.imap.message import ImapMessage
@@ -80,7 +81,7 @@ class SelectedCommands(ImapProtocol):
     async def _fetch(self, ids: SequenceSet, query: list[FetchItem], uid: bool) -> bytes:
         view = self._selected()
         spans = view.seqs.spans(ids, uid)
-        if all(item.name in SUMMARY_ITEMS for item in query):
+        if summary_query(query):
             await self._fetch_summaries(view, spans, query, uid)
             return b"FETCH completed"
         for uids in view.seqs.batches(spans, HEADER_BATCH if needs_header_only(query) else BATCH):
@@ -91,14 +92,19 @@ class SelectedCommands(ImapProtocol):
     async def _fetch_summaries(
         self, view: SelectedMailbox, spans: list[range], query: list[FetchItem], uid: bool
     ) -> None:
-        """FETCH of flags, UIDs, sizes and dates: rows read by UID range, SUMMARY_BATCH at a time."""
+        """FETCH of flags, UIDs, sizes, dates and header sections: rows read by UID range, a batch
+        at a time (SUMMARY_BATCH, or HEADER_BATCH with header sections)."""
         assert self.account is not None
         details = any(item.name in ("RFC822.SIZE", "INTERNALDATE") for item in query)
+        headers = wants_headers(query)
+        batch = HEADER_BATCH if headers else SUMMARY_BATCH
         for span in spans:
-            for start in range(span.start, span.stop, SUMMARY_BATCH):
+            for start in range(span.start, span.stop, batch):
                 await self._writes.wait()
-                uids = view.seqs.uids(range(start, min(span.stop, start + SUMMARY_BATCH)))
-                found = await self.account.mailstore.summaries(view.box, uids[0], uids[-1], details=details)
+                uids = view.seqs.uids(range(start, min(span.stop, start + batch)))
+                found = await self.account.mailstore.summaries(
+                    view.box, uids[0], uids[-1], details=details, headers=headers
+                )
                 self.transport.write(summary_responses(start + 1, uids, found, query, uid, view.recent))
 
     async def _fetch_batch(

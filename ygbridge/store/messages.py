@@ -280,14 +280,20 @@ def load_messages(
     return found
 
 
-def load_summaries(mailbox_id: int, low: int, high: int, *, details: bool) -> list[tuple[Any, ...]]:
-    """(uid, system flag bits, keywords[, internaldate, size if ``details``]) of the messages with
-    UIDs ``low``..``high``, ascending: FETCH without message bytes, in one indexed read."""
-    columns = '"uid", "system_flags", "keywords"' + (', "internaldate", "size"' if details else "")
+def load_summaries(
+    mailbox_id: int, low: int, high: int, *, details: bool, headers: bool = False
+) -> list[tuple[Any, ...]]:
+    """(uid, system flag bits, keywords[, internaldate, size if ``details``[, header section if
+    ``headers``]]) of the messages with UIDs ``low``..``high``, ascending: FETCH without whole
+    messages, in one indexed read."""
+    columns = '"uid", "system_flags", "keywords"'
+    if details or headers:
+        columns += ', "internaldate", "size"'
+    if headers:
+        columns += ', substr("body", 1, "header_size")'
     p = database.param
     sql = f'SELECT {columns} FROM "message" WHERE "mailbox_id" = {p} AND "uid" BETWEEN {p} AND {p}'
-    sql += ' ORDER BY "uid"'
-    return database.execute_sql(sql, (mailbox_id, low, high)).fetchall()
+    return database.execute_sql(sql + ' ORDER BY "uid"', (mailbox_id, low, high)).fetchall()
 
 
 def store_flags(mailbox_id: int, uids: Sequence[int], flags: Iterable[str], mode: int) -> list[FlagUpdate]:
