@@ -354,6 +354,10 @@ class Mailstore:
         """UIDs up to ``max_uid`` of the messages a search term matches."""
         return await self._db.run(search.matching_uids, box.id, term, max_uid)
 
+    async def search_text(self, box: MailboxState, term: search.Term, max_uid: int) -> str:
+        """The same UIDs as :meth:`search`, space separated (UID SEARCH's answer)."""
+        return await self._db.run(search.matching_text, box.id, term, max_uid)
+
     async def store_flags(
         self, box: MailboxState, uids: Sequence[int], flags: Iterable[str], mode: int, origin: object
     ) -> list[messages.FlagUpdate]:

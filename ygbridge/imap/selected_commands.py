@@ -170,12 +170,17 @@ class SelectedCommands(ImapProtocol):
     async def _search(self, term: Term, uid: bool) -> bytes:
         view = self._selected()
         assert self.account is not None
-        found = await self.account.mailstore.search(view.box, term, view.seqs.last_uid)
+        store = self.account.mailstore
+        if uid:  # the store's text is the answer
+            text = await store.search_text(view.box, term, view.seqs.last_uid)
+            self.transport.write(b"* SEARCH" + (b" " + text.encode("ascii") if text else b"") + b"\r\n")
+            return b"SEARCH completed"
+        found = await store.search(view.box, term, view.seqs.last_uid)
         seqs = (view.seqs.seq(found_uid) for found_uid in found)
-        numbers = iter(found) if uid else (seq for seq in seqs if seq is not None)
+        numbers = (seq for seq in seqs if seq is not None)
         self.transport.write(b"* SEARCH")
-        while chunk := list(islice(numbers, 1000)):  # a long answer is never held whole
-            self.transport.write(b"".join(b" %d" % number for number in chunk))
+        while chunk := list(islice(numbers, 5000)):  # a long answer is never held whole
+            self.transport.write((" " + " ".join(map(str, chunk))).encode("ascii"))
         self.transport.write(b"\r\n")
         return b"SEARCH completed"
 

@@ -1,6 +1,6 @@
 """Search criteria the store understands, and the SQL that finds them (RFC 3501 6.4.4 semantics).
 
-A protocol's parser builds a tree of these terms; :func:`matching_uids` turns it into one SQL
+A protocol's parser builds a tree of these terms; :func:`matching_text` turns it into one SQL
 query over the indexed columns (store.indexing), so no message is read into Python to match.
 Header text is compared case-folded; body text byte-wise, case-insensitively for ASCII.
 """
@@ -18,7 +18,7 @@ import peewee
 from ygbridge.store.flags import SYSTEM_FLAGS, flag_bit
 from ygbridge.store.indexing import searchable
 from ygbridge.store.messages import rows
-from ygbridge.store.models import HeaderField, Message
+from ygbridge.store.models import HeaderField, Message, database
 
 Relation = Literal["before", "on", "since"]
 
@@ -182,11 +182,37 @@ def to_sql(term: Term) -> Any:
     raise TypeError(f"not a search term: {term!r}")
 
 
-def matching_uids(mailbox_id: int, term: Term, max_uid: int) -> array[int]:
-    """UIDs (ascending, at most ``max_uid``) of the messages in a mailbox that ``term`` matches."""
+_UNSEEN = Not(HasFlag("\\Seen"))
+
+
+def _uses_unseen_index(term: Term) -> bool:
+    """Whether every match must lack \\Seen (UNSEEN is one of the keys all to be met), so that
+    the partial index of unseen messages holds every candidate."""
+    return term == _UNSEEN or (isinstance(term, And) and _UNSEEN in term.terms)
+
+
+def matching_text(mailbox_id: int, term: Term, max_uid: int) -> str:
+    """The UIDs (ascending, at most ``max_uid``) of the messages in a mailbox that ``term``
+    matches, space separated: what UID SEARCH answers.
+
+    On SQLite the database writes the list (group_concat): a Python object per matching row costs
+    more than the search itself. A search that needs UNSEEN reads the partial unseen index
+    (SQLite would rather take the covering flags index and test every message).
+    """
     query = (
         Message.select(Message.uid)
         .where(Message.mailbox == mailbox_id, Message.uid <= max_uid, to_sql(term))
         .order_by(Message.uid)
     )
-    return array("Q", (uid for (uid,) in rows(query)))
+    if not isinstance(database.obj, peewee.SqliteDatabase):
+        return " ".join(str(uid) for (uid,) in rows(query))
+    sql, params = query.sql()
+    if _uses_unseen_index(term):
+        sql = sql.replace('FROM "message" AS "t1"', 'FROM "message" AS "t1" INDEXED BY "message_unseen"', 1)
+    (text,) = database.execute_sql(f"SELECT group_concat(\"uid\", ' ') FROM ({sql})", params).fetchone()
+    return text or ""
+
+
+def matching_uids(mailbox_id: int, term: Term, max_uid: int) -> array[int]:
+    """UIDs (ascending, at most ``max_uid``) of the messages in a mailbox that ``term`` matches."""
+    return array("Q", map(int, matching_text(mailbox_id, term, max_uid).split()))
