@@ -231,8 +231,8 @@ def mailbox_contents(mailbox_id: int, *, claim: bool = False, uids: bool = True)
 def claim_recent(mailbox_id: int, uidnext: int) -> None:
     """Messages below ``uidnext`` are no longer \\Recent to a session yet to select the mailbox
     (a session that had it selected when they arrived claimed them)."""
-    Mailbox.update(recent_from=peewee.fn.MAX(Mailbox.recent_from, uidnext)).where(
-        Mailbox.id == mailbox_id
+    Mailbox.update(recent_from=uidnext).where(
+        Mailbox.id == mailbox_id, Mailbox.recent_from < uidnext
     ).execute()
 
 
