@@ -106,7 +106,7 @@ def test_append_to_sent_with_appenduid(node: harness.Node) -> None:
         assert (selected[b"UIDVALIDITY"], selected[b"UIDNEXT"]) == (uidvalidity, uid + 1)
         fetched = client.fetch([uid], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])[uid]
         assert fetched[b"BODY[]"] == raw
-        assert fetched[b"FLAGS"] == (b"\\Seen",)
+        assert fetched[b"FLAGS"] == (b"\\Recent", b"\\Seen")  # this session selected it first
         assert fetched[b"INTERNALDATE"] == when
         assert uid_of(client, message_id) == uid
 
@@ -165,9 +165,13 @@ def test_flags_move_to_trash_and_idle(node: harness.Node) -> None:
         try:
             _, uid = appended(client.append("INBOX", raw))
             seq, _ = idle_until(watcher, lambda push: push[1] == b"EXISTS", "EXISTS")
-            assert client.add_flags([uid], [b"\\Flagged", b"$Label"]) == {uid: (b"$Label", b"\\Flagged")}
-            assert client.remove_flags([uid], [b"$Label"]) == {uid: (b"\\Flagged",)}
-            assert client.get_flags([uid]) == {uid: (b"\\Flagged",)}
+            # \Recent in the client's session only: it had INBOX selected first when the mail came
+            recent = b"\\Recent"
+            assert client.add_flags([uid], [b"\\Flagged", b"$Label"]) == {
+                uid: (b"$Label", b"\\Flagged", recent)
+            }
+            assert client.remove_flags([uid], [b"$Label"]) == {uid: (b"\\Flagged", recent)}
+            assert client.get_flags([uid]) == {uid: (b"\\Flagged", recent)}
             flagged = (seq, b"FETCH", (b"FLAGS", (b"\\Flagged",), b"UID", uid))
             idle_until(watcher, lambda push: push == flagged, "the flags left by remove_flags")
             client.move([uid], "Trash")
@@ -177,7 +181,7 @@ def test_flags_move_to_trash_and_idle(node: harness.Node) -> None:
             watcher.idle_done()
         client.select_folder("Trash")
         trashed = uid_of(client, message_id)
-        assert client.get_flags([trashed]) == {trashed: (b"\\Flagged",)}
+        assert client.get_flags([trashed]) == {trashed: (b"\\Flagged", b"\\Recent")}  # new in Trash
         client.delete_messages([trashed])
         client.uid_expunge([trashed])
         assert client.search(["HEADER", "Message-ID", message_id]) == []
