@@ -11,7 +11,10 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
+
+import peewee
 
 from ygbridge.addressing import POSTMASTER, MailAddress, domain_for
 from ygbridge.auth import hash_password, verify_password
@@ -20,8 +23,9 @@ from ygbridge.config import Config, load_config
 from ygbridge.errors import RouterError, UserError, YgbridgeError
 from ygbridge.router.link import NodeStatus, read_node
 from ygbridge.store import queue, users
-from ygbridge.store.db import connect
+from ygbridge.store.db import PG_DUMP_HINT, backup_sqlite, connect
 from ygbridge.store.identity import identity_history
+from ygbridge.store.models import database
 from ygbridge.tap import DEFAULT_CONFIG
 from ygbridge.tls import certificate_files, generate, node_names
 from ygbridge.tls import load as load_certificate
@@ -56,6 +60,10 @@ def _node(config: Config) -> NodeStatus:
 def _password(args: argparse.Namespace, confirm: bool = True) -> str:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        raise UserError(
+            "no terminal to ask for the password: give it on standard input with --password-stdin"
+        )
     else:
         password = getpass.getpass("Password: ")
         if confirm and getpass.getpass("Again: ") != password:
@@ -153,15 +161,24 @@ def cmd_address(config: Config, args: argparse.Namespace) -> None:
     print(MailAddress(name, _node(config).identity.address))
 
 
-def cmd_status(config: Config, args: argparse.Namespace) -> None:
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
     try:
         status = _node(config)
     except RouterError as exc:
         print(f"router:   unreachable ({exc})")
         _print_queue()
-        raise
+        return 1
     _print_node(status)
     _print_queue()
+    return 0
+
+
+def cmd_backup(config: Config, args: argparse.Namespace) -> None:
+    if not isinstance(database.obj, peewee.SqliteDatabase):
+        raise UserError(f"{PG_DUMP_HINT}, e.g. pg_dump -Fc -f {args.file} DBNAME (as its owner)")
+    target = Path(args.file)
+    backup_sqlite(database.obj, target)
+    print(f"backed up {config.database} to {target} (mode 0600)")
 
 
 def _print_node(status: NodeStatus) -> None:
@@ -232,6 +249,9 @@ def parser() -> argparse.ArgumentParser:
     link.add_argument("--host", help="where clients reach this machine (default: the listeners' addresses)")
     link.set_defaults(run=cmd_login_link)
     commands.add_parser("status", help="node identity, peers and queue").set_defaults(run=cmd_status)
+    backup = commands.add_parser("backup", help="copy the SQLite database to a new FILE while the node runs")
+    backup.add_argument("file")
+    backup.set_defaults(run=cmd_backup)
     return top
 
 
@@ -241,11 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         connect(config.database, config.base_dir)
-        args.run(config, args)
+        status = args.run(config, args)
     except YgbridgeError as exc:
         print(f"ygbridge: {exc}", file=sys.stderr)
         return 1
-    return 0
+    except KeyboardInterrupt:
+        return 130
+    return status or 0
 
 
 if __name__ == "__main__":
