@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 import structlog
@@ -76,11 +76,13 @@ def open_database(url: str, base_dir: Path) -> peewee.Database:
         )
     elif url.startswith(("postgres://", "postgresql://")):
         parts = urlsplit(url)
+        # libpq's ?host=/var/run/postgresql names a unix socket directory
+        query = dict(parse_qsl(parts.query))
         db = peewee.PostgresqlDatabase(
-            parts.path.lstrip("/"),
+            unquote(parts.path.lstrip("/")),
             user=unquote(parts.username or "") or None,
             password=unquote(parts.password or "") or None,
-            host=parts.hostname,
+            host=query.get("host") or parts.hostname,
             port=parts.port,
         )
     else:
