@@ -152,7 +152,8 @@ log "case 1: systemd as PID 1, no router"
 SECONDS=0
 dir=$(new_root systemd)
 systemd-nspawn --quiet --directory="$dir" --boot --register=no --keep-unit --console=passive \
-    --machine="ygci$$" --network-namespace-path="/run/netns/$netns" --bind="$work/tun:/dev/net/tun" \
+    --machine="ygci$$" --network-namespace-path="/run/netns/$netns" --capability=CAP_NET_ADMIN \
+    --bind="$work/tun:/dev/net/tun" \
     >"$work/nspawn.log" 2>&1 &
 nspawn=$!
 pids+=("$nspawn")

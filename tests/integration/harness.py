@@ -23,6 +23,7 @@ import atexit
 import base64
 import contextlib
 import ctypes
+import functools
 import imaplib
 import ipaddress
 import json
@@ -149,7 +150,27 @@ def yggdrasil_binary(version: str) -> Path:
                 f"yggdrasil {version}: {path} is missing or not executable (set {variable} to the "
                 f"yggdrasil binary, with yggdrasilctl beside it; .ci/run installs both)"
             )
+    reported = binary_version(str(binary))
+    if reported.split(".")[:2] != version.split(".")[:2]:
+        raise HarnessError(
+            f"the tests labelled yggdrasil {version} would run {binary}, which is yggdrasil {reported} "
+            f"(set {variable} to a {'.'.join(version.split('.')[:2])}.x binary; .ci/run unpacks 0.5.x "
+            "into /opt and Debian's 0.4.7 is /usr/sbin/yggdrasil unless setup-node.sh replaced it)"
+        )
     return binary
+
+
+@functools.cache
+def binary_version(binary: str) -> str:
+    """What ``binary -version`` reports as its build version (e.g. ``0.5.12``)."""
+    try:
+        output = subprocess.run([binary, "-version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise HarnessError(f"{binary} -version failed: {exc}") from None
+    match = re.search(r"Build version:\s*v?(\S+)", output)
+    if match is None:
+        raise HarnessError(f"{binary} -version printed no build version: {output!r}")
+    return match.group(1)
 
 
 def check_privileges() -> None:

@@ -1,0 +1,30 @@
+"""The harness runs tests labelled with a yggdrasil version only on a binary of that version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from . import harness
+
+
+def fake_yggdrasil(directory: Path, version: str) -> Path:
+    directory.mkdir()
+    for name in ("yggdrasil", "yggdrasilctl"):
+        script = directory / name
+        script.write_text(f"#!/bin/sh\necho 'Build name: yggdrasil'\necho 'Build version: {version}'\n")
+        script.chmod(0o755)
+    return directory / "yggdrasil"
+
+
+def test_a_binary_of_another_series_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YGG_04", str(fake_yggdrasil(tmp_path / "new", "0.5.12")))
+    with pytest.raises(harness.HarnessError, match=r"labelled yggdrasil 0\.4\.7 .* is yggdrasil 0\.5\.12"):
+        harness.yggdrasil_binary("0.4.7")
+
+
+def test_a_binary_of_the_labelled_series_is_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    binary = fake_yggdrasil(tmp_path / "old", "0.4.7")
+    monkeypatch.setenv("YGG_04", str(binary))
+    assert harness.yggdrasil_binary("0.4.7") == binary
