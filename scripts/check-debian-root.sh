@@ -25,10 +25,14 @@ pids=()
 
 log() { printf '\n=== %s: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 init=
+sleeper=
 fail() {
     echo "check-debian-root: FAILED: $*" >&2
     if [ -n "$init" ] && kill -0 "$init" 2>/dev/null; then
         in_root "$init" journalctl --no-pager -n 60 -u yggdrasil -u ygbridge >&2 || true
+    fi
+    if [ -n "$sleeper" ] && kill -0 "$sleeper" 2>/dev/null; then
+        in_root "$sleeper" tail -n 30 /var/log/yggdrasil.log /var/log/ygbridge.log >&2 || true
     fi
     exit 1
 }
@@ -86,6 +90,8 @@ new_root() {
     # The project as a user would have it: a copy of the checkout, without .git.
     mkdir "$dir/root/ygbridge"
     tar -C "$here" --exclude=.git --exclude='*.egg-info' --exclude=build -cf - . | tar -C "$dir/root/ygbridge" -xf -
+    # This machine's own trusted CAs (its way out may inspect TLS), for pip in the root.
+    cp /etc/ssl/certs/ca-certificates.crt "$dir/root/host-ca.crt"
     echo "$dir"
 }
 
@@ -94,15 +100,20 @@ in_root() {
     local pid=$1
     shift
     nsenter -t "$pid" -m -u -i -n -p -r -w env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        HOME=/root LANG=C.UTF-8 http_proxy="$proxy" https_proxy="$proxy" "$@"
+        HOME=/root LANG=C.UTF-8 http_proxy="$proxy" https_proxy="$proxy" PIP_CERT=/root/host-ca.crt "$@"
 }
 
 # check_node PID MODE: the node set up in the root is least-privileged and carries mail.
 check_node() {
     local pid=$1 mode=$2 address owner
-    # (no ps in a minimal root)
-    owner=$(in_root "$pid" sh -c 'for p in /proc/[0-9]*; do
-        if grep -qs bin/twistd "$p/cmdline"; then stat -c %U "$p"; exit; fi; done')
+    local service_pid
+    if [ "$mode" = systemd ]; then
+        service_pid=$(in_root "$pid" systemctl show -p MainPID --value ygbridge.service)
+    else
+        service_pid=$(in_root "$pid" cat /var/run/ygbridge.pid)
+    fi
+    owner=$(in_root "$pid" stat -c %U "/proc/$service_pid")
+    in_root "$pid" grep -E '^Cap(Eff|Amb)' "/proc/$service_pid/status"
     echo "service runs as: $owner"
     [ "$owner" = ygbridge ] || fail "the service runs as $owner, not ygbridge"
     in_root "$pid" stat -c '%a %U:%G %n' /var/lib/ygbridge /var/lib/ygbridge/ygbridge.db \
@@ -188,7 +199,6 @@ ip netns exec "$netns" unshare --mount --uts --ipc --pid --fork --propagation pr
     mount -t tmpfs -o mode=755 tmpfs '$dir/run' && mkdir -p '$dir/run/lock' &&
     exec chroot '$dir' /bin/sleep infinity" &
 pids+=($!)
-sleeper=
 for _ in $(seq 100); do
     sleeper=$(pgrep -P "${pids[-1]}" | head -1) && [ -n "$sleeper" ] && [ -d "/proc/$sleeper/root/run/lock" ] && break
     sleep 0.1

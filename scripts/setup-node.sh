@@ -93,6 +93,13 @@ if ! sock=$(router_answers); then
         chgrp yggdrasil "$ygg_conf.new"
         mv "$ygg_conf.new" "$ygg_conf"
     fi
+    # The router runs as yggdrasil (as Debian's unit has it): it must be able to read its config.
+    if ! runuser -u yggdrasil -- test -r "$ygg_conf"; then
+        echo "letting the yggdrasil group read $ygg_conf (its content is kept)"
+        chgrp yggdrasil "$(dirname "$ygg_conf")" "$ygg_conf"
+        chmod g+rx "$(dirname "$ygg_conf")"
+        chmod g+r "$ygg_conf"
+    fi
     echo "starting the yggdrasil router"
     if systemd_runs; then
         systemctl enable yggdrasil.service >/dev/null 2>&1
@@ -127,6 +134,8 @@ as_service yggdrasilctl -endpoint "unix://$sock" getself >/dev/null 2>&1 ||
 # --- ygbridge itself -------------------------------------------------------------------------
 python3 -m venv "$prefix"
 "$prefix/bin/pip" install -q --disable-pip-version-check "$here"
+# twistd's plugin cache, written now: the service may not write into /opt.
+"$prefix/bin/python" -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
 # `ygbridge` for the administrator: as the service's user, so that files it creates are the service's.
 cat >/usr/local/bin/ygbridge <<EOF
 #!/bin/sh

@@ -6,6 +6,7 @@ import argparse
 import datetime
 import getpass
 import ipaddress
+import os
 import secrets
 import socket
 import sys
@@ -223,7 +224,12 @@ def _print_identity_changes(current_key: str) -> None:
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ygbridge`` command."""
     top = argparse.ArgumentParser(prog="ygbridge", description="Mail for the Yggdrasil mesh.")
-    top.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="configuration file (INI)")
+    top.add_argument(
+        "--config",
+        "-c",
+        default=os.environ.get("YGBRIDGE_CONFIG") or DEFAULT_CONFIG,
+        help=f"configuration file (INI); default $YGBRIDGE_CONFIG, else {DEFAULT_CONFIG}",
+    )
     commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser("init", help="create the database and the TLS certificate").set_defaults(run=cmd_init)
     user = commands.add_parser("user", help="manage user accounts").add_subparsers(
