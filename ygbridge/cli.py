@@ -6,6 +6,7 @@ import argparse
 import datetime
 import getpass
 import ipaddress
+import json
 import os
 import secrets
 import socket
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import peewee
+import segno
 
 from ygbridge.addressing import POSTMASTER, MailAddress, domain_for
 from ygbridge.auth import hash_password, verify_password
@@ -32,6 +34,8 @@ from ygbridge.tls import certificate_files, generate, node_names
 from ygbridge.tls import load as load_certificate
 
 T = TypeVar("T")
+
+QR_HELP = "also print the dclogin: link as a QR code (the default on a terminal)"
 
 
 def _run(coroutine: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
@@ -100,7 +104,9 @@ def _address_if_known(config: Config) -> ipaddress.IPv6Address | None:
         return None
 
 
-def _print_client_settings(config: Config, name: str, password: str, host: str | None) -> None:
+def _print_client_settings(
+    config: Config, args: argparse.Namespace, name: str, password: str, host: str | None
+) -> None:
     certificate = load_certificate(certificate_files(config))
     settings = ClientSettings(
         address=str(MailAddress(name, _node(config).identity.address)),
@@ -113,6 +119,9 @@ def _print_client_settings(config: Config, name: str, password: str, host: str |
         machine=socket.gethostname(),
     )
     print("\n".join(settings.lines(password)))
+    if args.qr or sys.stdout.isatty():
+        print("Scan with Delta Chat (Add account, Scan QR code) to set the account up:")
+        segno.make(settings.dclogin(password), error="l").terminal(out=sys.stdout, compact=True, border=2)
 
 
 def cmd_user_add(config: Config, args: argparse.Namespace) -> None:
@@ -121,7 +130,7 @@ def cmd_user_add(config: Config, args: argparse.Namespace) -> None:
     users.add_user(name, hash_password(password), time.time())
     print(f"user {name} added")
     try:
-        _print_client_settings(config, name, password, None)
+        _print_client_settings(config, args, name, password, None)
     except YgbridgeError as exc:
         print(
             f"ygbridge: no client settings yet: {exc}\n  `ygbridge login-link {name}` prints them.",
@@ -137,7 +146,7 @@ def cmd_login_link(config: Config, args: argparse.Namespace) -> None:
     password = _password(args, confirm=False)
     if not verify_password(stored, password):
         raise UserError(f"that is not the password of {name}: a link with it would not log in")
-    _print_client_settings(config, name, password, args.host)
+    _print_client_settings(config, args, name, password, args.host)
 
 
 def cmd_user_passwd(config: Config, args: argparse.Namespace) -> None:
@@ -164,14 +173,54 @@ def cmd_address(config: Config, args: argparse.Namespace) -> None:
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     try:
-        status = _node(config)
+        status: NodeStatus | None = _node(config)
+        error = None
     except RouterError as exc:
-        print(f"router:   unreachable ({exc})")
+        status, error = None, str(exc)
+    if args.json:
+        print(json.dumps(_status_json(status, error), indent=2))
+    elif status is None:
+        print(f"router:   unreachable ({error})")
         _print_queue()
-        return 1
-    _print_node(status)
-    _print_queue()
-    return 0
+    else:
+        _print_node(status)
+        _print_queue()
+    return 0 if status is not None else 1
+
+
+def _status_json(status: NodeStatus | None, error: str | None) -> dict[str, Any]:
+    """What ``status --json`` prints: the node (null, and ``router_error``, while the router is
+    away), the queue per destination, and the identities mail was served for."""
+    node = None
+    if status is not None:
+        identity = status.identity
+        node = {
+            "address": str(identity.address),
+            "domain": domain_for(identity.address),
+            "key": identity.key.hex(),
+            "router": {"name": identity.build_name, "version": identity.build_version},
+            "tun": {"enabled": status.tun.enabled, "name": status.tun.name},
+            "peers_up": [
+                {"address": str(peer.address), "remote": peer.remote} for peer in status.peers if peer.up
+            ],
+            "sessions": len(status.sessions),
+        }
+    return {
+        "node": node,
+        "router_error": error,
+        "queue": [
+            {
+                "destination": dest.destination,
+                "recipients": dest.recipients,
+                "next_attempt": dest.next_attempt,
+                "last_error": dest.last_error,
+            }
+            for dest in queue.summary()
+        ],
+        "identities": [
+            {"first_seen": seen, "key": key, "address": address} for seen, key, address in identity_history()
+        ],
+    }
 
 
 def cmd_backup(config: Config, args: argparse.Namespace) -> None:
@@ -244,6 +293,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("name")
         if needs_password:
             sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+        if action == "add":
+            sub.add_argument("--qr", action="store_true", help=QR_HELP)
         sub.set_defaults(run=run)
     user.add_parser("list").set_defaults(run=cmd_user_list)
     address = commands.add_parser("address", help="print a user's mail address")
@@ -253,8 +304,11 @@ def parser() -> argparse.ArgumentParser:
     link.add_argument("name")
     link.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     link.add_argument("--host", help="where clients reach this machine (default: the listeners' addresses)")
+    link.add_argument("--qr", action="store_true", help=QR_HELP)
     link.set_defaults(run=cmd_login_link)
-    commands.add_parser("status", help="node identity, peers and queue").set_defaults(run=cmd_status)
+    status = commands.add_parser("status", help="node identity, peers and queue")
+    status.add_argument("--json", action="store_true", help="one JSON object, for scripts and monitoring")
+    status.set_defaults(run=cmd_status)
     backup = commands.add_parser("backup", help="copy the SQLite database to a new FILE while the node runs")
     backup.add_argument("file")
     backup.set_defaults(run=cmd_backup)

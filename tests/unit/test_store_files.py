@@ -13,6 +13,7 @@ import peewee
 import pytest
 
 from ygbridge import cli
+from ygbridge.errors import RouterError
 from ygbridge.store import users
 from ygbridge.store.db import SQLITE_PRAGMAS, backup_sqlite, connect, migrate
 from ygbridge.store.models import MODELS, SCHEMA_VERSION, SchemaVersion, database
@@ -20,6 +21,16 @@ from ygbridge.store.models import MODELS, SCHEMA_VERSION, SchemaVersion, databas
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(autouse=True)
+def router_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The router is not running (and the reactor, which runs once per process, is never used)."""
+
+    def away(config: object) -> None:
+        raise RouterError("no router at unix:///nonexistent/ygbridge-test.sock")
+
+    monkeypatch.setattr(cli, "_node", away)
 
 
 @pytest.fixture
