@@ -45,14 +45,18 @@ cleanup() {
     done
     ip netns del "$netns" 2>/dev/null || true
     ip link del "ygd$$" 2>/dev/null || true
-    rm -rf --one-file-system "$work"
+    # containerd and its shims may outlive dockerd for a moment
+    for _ in $(seq 30); do
+        rm -rf --one-file-system "$work" 2>/dev/null && [ ! -e "$work" ] && break
+        sleep 1
+    done
 }
 trap cleanup EXIT
 
 log "engine root and base image (cached in $cache)"
 mkdir -p "$cache"
 if [ ! -s "$engine_tar" ]; then
-    mmdebstrap --quiet --variant=minbase --include=docker.io,ca-certificates,passwd \
+    mmdebstrap --quiet --format=tar --variant=minbase --include=docker.io,ca-certificates,passwd \
         bookworm "$engine_tar.new" http://deb.debian.org/debian
     mv "$engine_tar.new" "$engine_tar"
 fi
@@ -60,7 +64,7 @@ if [ ! -s "$base_tar" ]; then
     # Debian's python3 as the image's base; this machine's trusted CAs for pip (its way out may
     # inspect TLS): part of the test's environment, not of the image the Dockerfile describes.
     cp /etc/ssl/certs/ca-certificates.crt "$work/host-ca.crt"
-    mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,libcap2-bin,ca-certificates \
+    mmdebstrap --quiet --format=tar --variant=minbase --include=python3,python3-venv,libcap2-bin,ca-certificates \
         --customize-hook="cp '$work/host-ca.crt' \"\$1/etc/ssl/host-ca.crt\"" \
         --customize-hook='printf "[global]\ncert = /etc/ssl/host-ca.crt\n" >"$1/etc/pip.conf"' \
         bookworm "$base_tar.new" http://deb.debian.org/debian

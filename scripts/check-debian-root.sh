@@ -3,6 +3,7 @@
 #   1. systemd as PID 1 (systemd-nspawn --boot): no router, no router config; run twice.
 #   2. no systemd (a chroot in its own mount, PID, UTS and IPC namespaces): an existing router
 #      configuration that must be kept; run twice.
+#   3. README "By hand", its commands run verbatim, beside Debian's yggdrasil under systemd.
 # Each time: the service runs as "ygbridge", not root; the state is 0700 and its files 0600;
 # "nobody" cannot read the database; a mail round trip over submission and IMAP; port 25 answers
 # on the node's mesh address; a third run without a terminal or password ends in one line.
@@ -57,7 +58,7 @@ systemd-analyze security --offline=yes --threshold=40 "$here/conf/ygbridge.servi
 log "root file system"
 if [ ! -s "$tarball" ]; then
     mkdir -p "$cache"
-    mmdebstrap --quiet --variant=minbase --include=systemd-sysv,dbus,ca-certificates \
+    mmdebstrap --quiet --format=tar --variant=minbase --include=systemd-sysv,dbus,ca-certificates \
         bookworm "$tarball.new" http://deb.debian.org/debian
     mv "$tarball.new" "$tarball"
 fi
@@ -103,9 +104,9 @@ in_root() {
         HOME=/root LANG=C.UTF-8 http_proxy="$proxy" https_proxy="$proxy" PIP_CERT=/root/host-ca.crt "$@"
 }
 
-# check_node PID MODE: the node set up in the root is least-privileged and carries mail.
+# check_node PID MODE PASSWORD: the node set up in the root is least-privileged and carries mail.
 check_node() {
-    local pid=$1 mode=$2 address owner
+    local pid=$1 mode=$2 secret=$3 address owner
     local service_pid
     if [ "$mode" = systemd ]; then
         service_pid=$(in_root "$pid" systemctl show -p MainPID --value ygbridge.service)
@@ -127,7 +128,7 @@ check_node() {
     fi
     echo "nobody cannot read the database: ok"
     address=$(in_root "$pid" ygbridge address alice)
-    in_root "$pid" /opt/ygbridge/bin/python /root/ygbridge/tests/system/mail_roundtrip.py alice "$password" "$address"
+    in_root "$pid" /opt/ygbridge/bin/python /root/ygbridge/tests/system/mail_roundtrip.py alice "$secret" "$address"
     in_root "$pid" ygbridge status | head -3
     if [ "$mode" = systemd ]; then
         in_root "$pid" systemctl show -p User -p ActiveState ygbridge.service
@@ -159,34 +160,66 @@ setup_twice() {
 # A TUN device node as udev makes it on Debian (0666; this host's own may be 0600).
 mknod -m 0666 "$work/tun" c 10 200
 
+# boot_root NAME: boot a new root with systemd as PID 1; sets $init (its PID 1) and $nspawn.
+boot_root() {
+    local dir
+    SECONDS=0
+    dir=$(new_root "$1")
+    systemd-nspawn --quiet --directory="$dir" --boot --register=no --keep-unit --console=passive \
+        --machine="ygci$1$$" --network-namespace-path="/run/netns/$netns" --capability=CAP_NET_ADMIN \
+        --bind="$work/tun:/dev/net/tun" >"$work/nspawn-$1.log" 2>&1 &
+    nspawn=$!
+    pids+=("$nspawn")
+    for _ in $(seq 100); do
+        init=$(pgrep -P "$nspawn" | head -1) && [ -n "$init" ] && break
+        sleep 0.2
+    done
+    [ -n "$init" ] || fail "systemd-nspawn did not start: $(cat "$work/nspawn-$1.log")"
+    # Until boot has finished (systemd-tmpfiles cleans /tmp under a running apt otherwise).
+    local state=
+    for _ in $(seq 600); do
+        state=$(in_root "$init" systemctl is-system-running 2>/dev/null || true)
+        case $state in running | degraded) break ;; esac
+        sleep 0.2
+    done
+    echo "booted in ${SECONDS}s: $state"
+    case $state in running | degraded) ;; *) fail "the root did not boot: $state" ;; esac
+}
+
+power_off() {
+    in_root "$init" systemctl poweroff || true
+    for _ in $(seq 150); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.2; done
+    init=
+}
+
 log "case 1: systemd as PID 1, no router"
-SECONDS=0
-dir=$(new_root systemd)
-systemd-nspawn --quiet --directory="$dir" --boot --register=no --keep-unit --console=passive \
-    --machine="ygci$$" --network-namespace-path="/run/netns/$netns" --capability=CAP_NET_ADMIN \
-    --bind="$work/tun:/dev/net/tun" \
-    >"$work/nspawn.log" 2>&1 &
-nspawn=$!
-pids+=("$nspawn")
-for _ in $(seq 100); do
-    init=$(pgrep -P "$nspawn" | head -1) && [ -n "$init" ] && break
-    sleep 0.2
-done
-[ -n "$init" ] || fail "systemd-nspawn did not start: $(cat "$work/nspawn.log")"
-# Until boot has finished (systemd-tmpfiles cleans /tmp under a running apt otherwise).
-state=
-for _ in $(seq 600); do
-    state=$(in_root "$init" systemctl is-system-running 2>/dev/null || true)
-    case $state in running | degraded) break ;; esac
-    sleep 0.2
-done
-echo "booted in ${SECONDS}s: $state"
-case $state in running | degraded) ;; *) fail "the root did not boot: $state" ;; esac
+boot_root systemd
 setup_twice "$init"
-check_node "$init" systemd
-in_root "$init" systemctl poweroff || true
-for _ in $(seq 150); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.2; done
-init=
+check_node "$init" systemd "$password"
+power_off
+
+log "case 3: README \"By hand\", verbatim, beside Debian's yggdrasil (0.4.7) under systemd"
+boot_root byhand
+# The section's precondition: a running router whose socket is in group yggdrasil.
+in_root "$init" sh -c 'apt-get update -q >/dev/null && apt-get install -y -q yggdrasil >/dev/null &&
+    yggdrasil -genconf | sed "s#^\(\s*AdminListen:\).*#\1 unix:///var/run/yggdrasil/yggdrasil.sock#" \
+        >/etc/yggdrasil/yggdrasil.conf && chgrp yggdrasil /etc/yggdrasil/yggdrasil.conf &&
+    chmod 0640 /etc/yggdrasil/yggdrasil.conf && systemctl enable --now yggdrasil' ||
+    fail "could not start Debian's yggdrasil"
+# The README's "By hand" commands: the indented lines from its first command to `systemctl ... --now`.
+sed -n '/^### By hand/,/^Without systemd/p' "$here/README.md" | sed -n 's/^    //p' >"$work/byhand.sh"
+sed -n '1p;$p' "$work/byhand.sh"
+[ "$(wc -l <"$work/byhand.sh")" -gt 5 ] || fail "no By hand commands in README.md"
+cp "$work/byhand.sh" "/proc/$init/root/root/byhand.sh"
+for _ in $(seq 100); do in_root "$init" test -S /var/run/yggdrasil/yggdrasil.sock && break; sleep 0.2; done
+in_root "$init" sh -c 'cd /root/ygbridge && bash -e /root/byhand.sh' || fail "README By hand failed"
+for _ in $(seq 150); do
+    in_root "$init" journalctl -u ygbridge -o cat | grep -q '"ygbridge.ready"' && break
+    sleep 0.2
+done
+in_root "$init" ln -sf /opt/ygbridge/bin/ygbridge /usr/local/bin/ygbridge
+check_node "$init" systemd "a good password"
+power_off
 
 log "case 2: no systemd, an existing router configuration"
 dir=$(new_root plain)
@@ -194,7 +227,7 @@ install -d -m 0750 "$dir/etc/yggdrasil"
 /usr/sbin/yggdrasil -genconf | sed 's#^\(\s*AdminListen:\).*#\1 unix:///var/run/yggdrasil/yggdrasil.sock#' \
     >"$dir/etc/yggdrasil/yggdrasil.conf"
 sha256sum "$dir/etc/yggdrasil/yggdrasil.conf" >"$work/router-conf.sum"
-ip netns exec "$netns" unshare --mount --uts --ipc --pid --fork --propagation private bash -c "
+ip netns exec "$netns" unshare --mount --uts --ipc --pid --fork --kill-child --propagation private bash -c "
     mount -t proc proc '$dir/proc' && mount --rbind /dev '$dir/dev' && mount --bind '$work/tun' '$dir/dev/net/tun' && mount -t sysfs sysfs '$dir/sys' &&
     mount -t tmpfs -o mode=755 tmpfs '$dir/run' && mkdir -p '$dir/run/lock' &&
     exec chroot '$dir' /bin/sleep infinity" &
@@ -205,7 +238,7 @@ for _ in $(seq 100); do
 done
 [ -n "$sleeper" ] || fail "the chroot did not start"
 setup_twice "$sleeper"
-check_node "$sleeper" plain
+check_node "$sleeper" plain "$password"
 sha256sum -c "$work/router-conf.sum" >/dev/null || fail "setup-node.sh changed the existing router configuration"
 echo "the existing router configuration was kept"
 
