@@ -12,7 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=/var/cache/ygbridge-ci
-engine_tar=$cache/docker-root.tar
+engine_tar=$cache/docker-root-compose.tar
 base_tar=$cache/image-base.tar
 ygg05=${YGG_05:-/opt/yggdrasil-0.5.12/usr/sbin/yggdrasil}
 work=$(mktemp -d /var/tmp/ygbridge-docker.XXXXXX)
@@ -56,7 +56,7 @@ trap cleanup EXIT
 log "engine root and base image (cached in $cache)"
 mkdir -p "$cache"
 if [ ! -s "$engine_tar" ]; then
-    mmdebstrap --quiet --format=tar --variant=minbase --include=docker.io,ca-certificates,passwd \
+    mmdebstrap --quiet --format=tar --variant=minbase --include=docker.io,docker-compose,ca-certificates,passwd \
         bookworm "$engine_tar.new" http://deb.debian.org/debian
     mv "$engine_tar.new" "$engine_tar"
 fi
@@ -121,10 +121,10 @@ in_engine sh -c 'groupadd --system yggdrasil && useradd --system -g yggdrasil -M
     sed "0,/^{/s##{\n  AdminListen: unix:///var/run/yggdrasil/yggdrasil.sock#" >/etc/yggdrasil/yggdrasil.conf &&
     chgrp yggdrasil /etc/yggdrasil/yggdrasil.conf && chmod 0640 /etc/yggdrasil/yggdrasil.conf &&
     install -d -o yggdrasil -g yggdrasil /var/run/yggdrasil'
-in_engine setpriv --reuid=yggdrasil --regid=yggdrasil --init-groups \
+nsenter -t "$dockerd" -m -n -r -w setpriv --reuid=yggdrasil --regid=yggdrasil --init-groups \
     --inh-caps=+net_admin,+net_bind_service --ambient-caps=+net_admin,+net_bind_service \
     yggdrasil -useconffile /etc/yggdrasil/yggdrasil.conf >"$work/yggdrasil.log" 2>&1 &
-pids+=($!)
+pids+=($!)  # nsenter and setpriv exec: this is the router's PID
 for _ in $(seq 100); do in_engine test -S /var/run/yggdrasil/yggdrasil.sock && break; sleep 0.2; done
 gid=$(in_engine getent group yggdrasil | cut -d: -f3)
 in_engine docker run -d --name yg --network host --group-add "$gid" --health-interval 5s \
@@ -160,5 +160,10 @@ for _ in $(seq 120); do
 done
 echo "health: $health"
 [ "$health" = healthy ] || fail "HEALTHCHECK: $health"
+
+log "conf/docker-compose.yml (docker-compose $(in_engine docker-compose version --short))"
+in_engine env YGGDRASIL_GID="$gid" docker-compose -f /root/src/conf/docker-compose.yml config >"$work/compose" ||
+    fail "docker-compose rejects conf/docker-compose.yml"
+grep -E 'network_mode|NET_BIND|/var/run/yggdrasil:|"?'"$gid" "$work/compose"
 
 log "check-container: all passed"

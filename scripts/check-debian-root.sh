@@ -170,15 +170,13 @@ boot_root() {
         --bind="$work/tun:/dev/net/tun" >"$work/nspawn-$1.log" 2>&1 &
     nspawn=$!
     pids+=("$nspawn")
-    for _ in $(seq 100); do
-        init=$(pgrep -P "$nspawn" | head -1) && [ -n "$init" ] && break
-        sleep 0.2
-    done
-    [ -n "$init" ] || fail "systemd-nspawn did not start: $(cat "$work/nspawn-$1.log")"
     # Until boot has finished (systemd-tmpfiles cleans /tmp under a running apt otherwise).
+    # nspawn's first child may be a short-lived helper: look for PID 1 again each time.
     local state=
     for _ in $(seq 600); do
-        state=$(in_root "$init" systemctl is-system-running 2>/dev/null || true)
+        init=$(pgrep -P "$nspawn" | head -1 || true)
+        kill -0 "$nspawn" 2>/dev/null || fail "systemd-nspawn exited: $(cat "$work/nspawn-$1.log")"
+        state=$([ -n "$init" ] && in_root "$init" systemctl is-system-running 2>/dev/null || true)
         case $state in running | degraded) break ;; esac
         sleep 0.2
     done
