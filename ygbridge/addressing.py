@@ -1,6 +1,6 @@
 """Node identity and mail addressing: key -> address -> meshname, and mail address parsing.
 
-Pure functions only; see DESIGN.md section 1.
+Pure functions only; docs/addressing.md explains the derivation and the two domain forms.
 """
 
 from __future__ import annotations

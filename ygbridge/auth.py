@@ -3,27 +3,44 @@
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import nacl.exceptions
 import nacl.pwhash
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
 from ygbridge.addressing import MailAddress
-from ygbridge.errors import AddressError, UserError
+from ygbridge.errors import AddressError, LoginThrottled, UserError
+from ygbridge.limits import Limits
 from ygbridge.store import users
 from ygbridge.store.db import StoreThread
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+#: argon2id parameters of new hashes: libsodium's "interactive" (64 MiB, 2 passes).
+OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
+MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
+_CURRENT_PREFIX = b"$argon2id$v=19$m=%d,t=%d,p=1$" % (MEMLIMIT // 1024, OPSLIMIT)
 
 
 def hash_password(password: str) -> bytes:
     """An argon2id hash string of ``password`` (slow on purpose: run it off the reactor)."""
-    return nacl.pwhash.argon2id.str(password.encode("utf-8"))
+    return nacl.pwhash.argon2id.str(password.encode("utf-8"), opslimit=OPSLIMIT, memlimit=MEMLIMIT)
+
+
+def needs_rehash(stored: bytes) -> bool:
+    """True for a hash made with other parameters than :func:`hash_password` uses today."""
+    return not stored.startswith(_CURRENT_PREFIX)
 
 
 def verify_password(stored: bytes, password: str) -> bool:
@@ -46,7 +63,14 @@ def login_name(login: str, node: ipaddress.IPv6Address | None) -> str:
 
 @implementer(ICredentialsChecker)
 class PasswordChecker:
-    """Checks user name (or full address) and password; the avatar id is the user name."""
+    """Checks user name (or full address) and password; the avatar id is the user name.
+
+    An unknown user costs one argon2 verification too (against a dummy hash made once), so a
+    user's existence does not show in the time an answer takes. At most ``password_checks``
+    verifications run at once (each argon2id one holds 64 MiB) and ``password_checks_waiting``
+    wait; a login beyond those fails at once with LoginThrottled. A hash with older, costlier
+    parameters is replaced by one with today's after a successful login.
+    """
 
     credentialInterfaces = (IUsernamePassword,)
 
@@ -55,28 +79,52 @@ class PasswordChecker:
         reactor: IReactorThreads,
         store: StoreThread,
         node: Callable[[], ipaddress.IPv6Address | None],
+        limits: Limits | None = None,
     ) -> None:
+        limits = limits or Limits()
         self._reactor = reactor
         self._store = store
         self._node = node
+        self._checks = DeferredSemaphore(max(limits.password_checks, 1))
+        self._waiting = limits.password_checks_waiting
+        self._dummy: bytes | None = None
 
     def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[str]:
         return Deferred.fromCoroutine(self._check(credentials))
 
     async def _check(self, credentials: IUsernamePassword) -> str:
-        username, password = credentials.username, credentials.password
         try:
-            if isinstance(username, bytes):
-                username = username.decode("utf-8")
-            if isinstance(password, bytes):
-                password = password.decode("utf-8")
+            username = _text(credentials.username)
+            password = _text(credentials.password)
             name = login_name(username, self._node())
         except (UnicodeDecodeError, AddressError, UserError):
             raise UnauthorizedLogin("unknown user or wrong password") from None
         stored = await self._store.run(users.password_hash, name)
-        ok = stored is not None and await deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), verify_password, stored, password
-        )
-        if not ok:
+        if len(self._checks.waiting) >= self._waiting:
+            raise LoginThrottled("too many logins at once: try again in a moment")
+        verified = await self._checks.run(self._verify, stored, password)
+        if stored is None or not verified:
             raise UnauthorizedLogin("unknown user or wrong password")
+        if needs_rehash(stored):
+            rehashed = await self._checks.run(self._in_thread, hash_password, password)
+            await self._store.run(users.set_password, name, rehashed)
         return name
+
+    def _verify(self, stored: bytes | None, password: str) -> Deferred[bool]:
+        """Verify in a thread; without a stored hash, against the dummy one (and fail)."""
+        return Deferred.fromCoroutine(self._verify_against(stored, password))
+
+    async def _verify_against(self, stored: bytes | None, password: str) -> bool:
+        if stored is not None:
+            return await self._in_thread(verify_password, stored, password)
+        if self._dummy is None:
+            self._dummy = await self._in_thread(hash_password, secrets.token_urlsafe(16))
+        await self._in_thread(verify_password, self._dummy, password)
+        return False
+
+    def _in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn, *args, **kwargs)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value

@@ -42,6 +42,17 @@ class MailboxError(YgbridgeError):
     """A mailbox operation that cannot be done (name taken, reserved or invalid)."""
 
 
+class MailboxLimitReached(MailboxError):
+    """The user has as many mailboxes as ``[limits] mailboxes_per_user`` allows.
+
+    Its text starts with the IMAP response code (RFC 5530), so ``NO`` + text is the answer.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"[LIMIT] at most {limit} mailboxes per user; delete some first")
+        self.limit = limit
+
+
 class NoSuchMailbox(MailboxError):
     """The user has no mailbox of that name (or the user does not exist)."""
 

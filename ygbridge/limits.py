@@ -55,6 +55,7 @@ class Limits:
     login_failures_per_source: int = _count(10)
     login_failures_per_user: int = _count(30)
     login_lockout: float = _duration(900.0)
+    login_tracked: int = _count(10000)
     password_checks: int = _count(2)
     password_checks_waiting: int = _count(64)
 

@@ -11,6 +11,7 @@ watcher in the same reactor turn hears of exactly the changes its reading did no
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import ParamSpec, Protocol, TypeVar
 
@@ -19,7 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from ygbridge.store import mailboxes, messages, search
 from ygbridge.store.flags import normalize_flags
-from ygbridge.store.mailboxes import MailboxInfo, canonical_name
+from ygbridge.store.mailboxes import DELIMITER, MailboxInfo, canonical_name
 from ygbridge.store.messages import Added, Contents, Counts, StoredMessage, Transferred
 
 P = ParamSpec("P")
@@ -78,6 +79,8 @@ class UserMailboxes:
     def __init__(self, user: str, infos: Iterable[MailboxInfo]) -> None:
         self.user = user
         self.mailboxes = {info.name: MailboxState(info) for info in infos}
+        self._by_id = {box.id: box for box in self.mailboxes.values()}
+        self._sorted: list[str] | None = None
         self.sessions = 0
 
     def get(self, name: str) -> MailboxState | None:
@@ -86,15 +89,44 @@ class UserMailboxes:
 
     def by_id(self, mailbox_id: int) -> MailboxState | None:
         """The mailbox with this database id, if it is still there."""
-        return next((box for box in self.mailboxes.values() if box.id == mailbox_id), None)
+        return self._by_id.get(mailbox_id)
+
+    def names(self) -> list[str]:
+        """Every mailbox name, sorted (kept until the next change)."""
+        if self._sorted is None:
+            self._sorted = sorted(self.mailboxes)
+        return self._sorted
+
+    def has_children(self, name: str) -> bool:
+        """Whether some mailbox lies below ``name`` in the hierarchy."""
+        names, below = self.names(), name + DELIMITER
+        at = bisect_left(names, below)
+        return at < len(names) and names[at].startswith(below)
+
+    def added(self, info: MailboxInfo) -> None:
+        self.mailboxes[info.name] = self._by_id[info.id] = MailboxState(info)
+        self._sorted = None
+
+    def removed(self, name: str) -> None:
+        box = self.mailboxes.pop(canonical_name(name), None)
+        if box is not None:
+            self._by_id.pop(box.id, None)
+        self._sorted = None
+
+    def renamed(self, old: str, new: str) -> None:
+        box = self.mailboxes.pop(old)
+        box.name = new
+        self.mailboxes[new] = box
+        self._sorted = None
 
 
 class Mailstore:
     """Stores messages and keeps open IMAP sessions informed of every change."""
 
-    def __init__(self, db: DBRunner, clock: IReactorTime) -> None:
+    def __init__(self, db: DBRunner, clock: IReactorTime, mailboxes_per_user: int | None = None) -> None:
         self._db = db
         self._clock = clock
+        self._mailboxes_per_user = mailboxes_per_user
         self._users: dict[str, UserMailboxes] = {}
 
     def _box(self, user: str, mailbox_id: int) -> MailboxState | None:
@@ -182,22 +214,27 @@ class Mailstore:
             del self._users[account.user]
 
     async def create(self, account: UserMailboxes, name: str) -> None:
-        """Create a mailbox (and missing superiors)."""
-        created = await self._db.run(mailboxes.create_mailbox, account.user, name, self._clock.seconds())
+        """Create a mailbox (and missing superiors), unsubscribed; MailboxLimitReached past the cap."""
+        created = await self._db.run(
+            mailboxes.create_mailbox, account.user, name, self._clock.seconds(), self._mailboxes_per_user
+        )
         for info in created:
-            account.mailboxes[info.name] = MailboxState(info)
+            account.added(info)
 
     async def delete(self, account: UserMailboxes, name: str) -> None:
         """Delete a mailbox and its messages."""
         await self._db.run(mailboxes.delete_mailbox, account.user, name)
-        account.mailboxes.pop(canonical_name(name), None)
+        account.removed(name)
 
     async def rename(self, account: UserMailboxes, old: str, new: str) -> None:
-        """Rename a mailbox and its inferiors."""
-        for before, after in await self._db.run(mailboxes.rename_mailbox, account.user, old, new):
-            box = account.mailboxes.pop(before)
-            box.name = after
-            account.mailboxes[after] = box
+        """Rename a mailbox and its inferiors (creating missing superiors of the new name)."""
+        renamed = await self._db.run(
+            mailboxes.rename_mailbox, account.user, old, new, self._clock.seconds(), self._mailboxes_per_user
+        )
+        for info in renamed.created:
+            account.added(info)
+        for before, after in renamed.names:
+            account.renamed(before, after)
 
     async def subscribe(self, account: UserMailboxes, name: str, subscribed: bool) -> None:
         """Subscribe to a mailbox, or unsubscribe."""

@@ -20,10 +20,21 @@ from twisted.python.failure import Failure
 from ygbridge.addressing import domain_for
 from ygbridge.auth import PasswordChecker
 from ygbridge.config import Config
+from ygbridge.connlimit import (
+    IMAP_REFUSAL,
+    SMTP_REFUSAL,
+    ConnectionPool,
+    LimitedFactory,
+    client_source,
+    connection_caps,
+    mesh_source,
+    open_file_limit,
+)
 from ygbridge.delivery import DeliveryService
 from ygbridge.errors import TunDisabled
 from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.tls import TLSImapFactory
+from ygbridge.logins import GatedFactory, LoginGate
 from ygbridge.mailstore import Mailstore
 from ygbridge.outbox import Outbox
 from ygbridge.router.link import RouterLink
@@ -56,7 +67,7 @@ class NodeService(MultiService):
         self.store.setServiceParent(self)
         self.router = RouterLink(reactor, config.admin, clock=reactor)
         self.router.setServiceParent(self)
-        self.mailstore = Mailstore(self.store, reactor)
+        self.mailstore = Mailstore(self.store, reactor, config.limits.mailboxes_per_user)
         self.outbox = Outbox(
             reactor, self.store, self.mailstore, self.node_address, lambda dest: self.delivery.poke(dest)
         )
@@ -71,7 +82,17 @@ class NodeService(MultiService):
             horizon=config.retry_horizon,
             delay_warning=config.delay_warning,
         )
-        checker = PasswordChecker(reactor, self.store, self.node_address)
+        limits = config.limits
+        caps = connection_caps(limits)
+        log.info("connections.caps", mesh=caps.mesh, clients=caps.clients, open_files=open_file_limit())
+        self._client_connections = ConnectionPool(
+            "clients", caps.clients, limits.connections_per_client_ip, client_source, reactor
+        )
+        mesh_connections = ConnectionPool(
+            "mesh", caps.mesh, limits.connections_per_mesh_node, mesh_source, reactor
+        )
+        self.logins = LoginGate(reactor, limits)
+        checker = PasswordChecker(reactor, self.store, self.node_address, limits)
         submission = Portal(
             SubmissionRealm(self.node_address, self.outbox, config.max_message_size), [checker]
         )
@@ -82,13 +103,14 @@ class NodeService(MultiService):
             config.submission_listen,
             config.submission_listen_tls,
             tls,
+            SMTP_REFUSAL,
         )
         self._listen_clients(
-            TLSImapFactory(imap, reactor, tls), config.imap_listen, config.imap_listen_tls, tls
+            TLSImapFactory(imap, reactor, tls), config.imap_listen, config.imap_listen_tls, tls, IMAP_REFUSAL
         )
         self._client: SMTPClient | None = None
         self._ready = False
-        self.mesh = MeshListener(reactor, config.mesh_port, self._mesh_factory)
+        self.mesh = MeshListener(reactor, config.mesh_port, self._mesh_factory, mesh_connections)
         self.mesh.setServiceParent(self)
         self.reachability = ReachabilityWatcher(
             self.router, reactor, config.poll_interval, self.delivery.retry_now
@@ -100,13 +122,24 @@ class NodeService(MultiService):
         service.setServiceParent(self)
 
     def _listen_clients(
-        self, factory: Any, plain: tuple[str, ...], implicit_tls: tuple[str, ...], tls: ClientTLS
+        self,
+        factory: Any,
+        plain: tuple[str, ...],
+        implicit_tls: tuple[str, ...],
+        tls: ClientTLS,
+        refusal: bytes,
     ) -> None:
-        """A client protocol on its STARTTLS endpoints and, wrapped in TLS, its implicit-TLS ones."""
+        """A client protocol on its STARTTLS endpoints and, wrapped in TLS, its implicit-TLS ones;
+        logins through the gate, connections counted in the client pool (over its caps, an
+        implicit-TLS connection is closed without a word: clear text would be noise there)."""
+        gated = GatedFactory(factory, self.logins)
+        pool = self._client_connections
         for description in plain:
-            self._listen(description, factory)
+            self._listen(description, LimitedFactory(gated, pool, refusal))
         for description in implicit_tls:
-            self._listen(description, TLSMemoryBIOFactory(tls.context, False, factory))
+            self._listen(
+                description, LimitedFactory(TLSMemoryBIOFactory(tls.context, False, gated), pool, b"")
+            )
 
     def node_address(self) -> ipaddress.IPv6Address | None:
         """This node's 200::/8 address, once the router has told it."""

@@ -1,5 +1,5 @@
 """Delivery that never loses or duplicates mail, on two real nodes (yggdrasil 0.5.12) under faults:
-routers stopped, bridges killed, links flapping (DESIGN.md §3, issue 4).
+routers stopped, bridges killed, links flapping (docs/mesh.md, delivery semantics).
 
 Every test builds its own pair: node A (alice) sends to node B (bob) over a veth pair. A dials B,
 except where B is the node that comes back: then B dials, as a node that boots does, so the

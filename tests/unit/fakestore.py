@@ -12,7 +12,8 @@ from twisted.python.failure import Failure
 
 from ygbridge.store import messages
 from ygbridge.store.db import migrate, open_database
-from ygbridge.store.models import DEFAULT_MAILBOXES, MODELS, Mailbox, SchemaVersion, User, database
+from ygbridge.store.mailboxes import add_default_mailboxes
+from ygbridge.store.models import MODELS, SchemaVersion, User, database
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -60,8 +61,7 @@ def memory_database(backend: str = "sqlite") -> peewee.Database:
 def make_user(name: str) -> User:
     """A user with the default mailboxes, made straight from the models."""
     user = User.create(name=name, password_hash=b"x", created=CREATED)
-    for mailbox, special in DEFAULT_MAILBOXES.items():
-        Mailbox.create(user=user, name=mailbox, uidvalidity=int(CREATED), special_use=special)
+    add_default_mailboxes(user, CREATED)
     return user
 
 

@@ -1,4 +1,4 @@
-"""Addressing vectors from DESIGN.md section 1."""
+"""Addressing vectors from docs/addressing.md."""
 
 import ipaddress
 

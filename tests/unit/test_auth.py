@@ -1,12 +1,21 @@
 """Password hashing and login names."""
 
 import ipaddress
+from typing import Any
 
+import nacl.pwhash
 import pytest
+from fakestore import ImmediateDB, alice_database, failure_of, result_of
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from ygbridge.addressing import domain_for
-from ygbridge.auth import hash_password, login_name, verify_password
-from ygbridge.errors import UserError
+from ygbridge.auth import PasswordChecker, hash_password, login_name, needs_rehash, verify_password
+from ygbridge.errors import LoginThrottled, UserError
+from ygbridge.limits import Limits
+from ygbridge.store import users
 
 NODE = ipaddress.IPv6Address("203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47")
 OTHER = ipaddress.IPv6Address("207:c9a6:2274:54f4:63df:eb39:2d22:3d1")
@@ -29,3 +38,85 @@ def test_login_by_name_or_full_address(login: str) -> None:
 def test_login_refused_for_other_nodes_and_bad_names(login: str) -> None:
     with pytest.raises(UserError):
         login_name(login, NODE)
+
+
+# PasswordChecker: dummy verification for unknown users, bounded argon2, rehash
+
+
+class Pool:
+    """A thread pool that runs work when told to (``run``), or at once (``immediate``)."""
+
+    def __init__(self, immediate: bool = True) -> None:
+        self.immediate = immediate
+        self.queued: list[tuple[Any, Any, tuple[Any, ...]]] = []
+        self.calls: list[str] = []
+
+    def callInThreadWithCallback(self, on_result: Any, fn: Any, *args: Any, **kwargs: Any) -> None:
+        self.calls.append(fn.__name__)
+        self.queued.append((on_result, fn, args))
+        if self.immediate:
+            self.run()
+
+    def run(self) -> None:
+        while self.queued:
+            on_result, fn, args = self.queued.pop(0)
+            on_result(True, fn(*args))
+
+
+class Reactor:
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    def getThreadPool(self) -> Pool:
+        return self.pool
+
+    def callFromThread(self, fn: Any, *args: Any) -> None:
+        fn(*args)
+
+
+db = pytest.fixture(alice_database, name="db")
+
+
+def check(checker: PasswordChecker, user: str, password: str) -> Deferred[str]:
+    return checker.requestAvatarId(UsernamePassword(user.encode(), password.encode()))
+
+
+def test_unknown_user_costs_a_verification_too(db: None) -> None:
+    users.set_password("alice", hash_password("right"))
+    pool = Pool()
+    checker = PasswordChecker(Reactor(pool), ImmediateDB(), lambda: NODE)  # type: ignore[arg-type]
+    assert result_of(check(checker, "alice", "right")) == "alice"
+    assert pool.calls == ["verify_password"]
+    assert failure_of(check(checker, "nobody", "x")).check(UnauthorizedLogin)
+    assert failure_of(check(checker, "nobody", "y")).check(UnauthorizedLogin)
+    # one dummy hash, made once; a verification for each unknown user
+    assert pool.calls[1:] == ["hash_password", "verify_password", "verify_password"]
+    assert failure_of(check(checker, "alice", "wrong")).check(UnauthorizedLogin)
+
+
+def test_password_checks_are_bounded(db: None) -> None:
+    users.set_password("alice", hash_password("right"))
+    pool = Pool(immediate=False)
+    limits = Limits(password_checks=2, password_checks_waiting=3)
+    checker = PasswordChecker(Reactor(pool), ImmediateDB(), lambda: NODE, limits)  # type: ignore[arg-type]
+    results: list[object] = []
+    for _ in range(10):
+        check(checker, "alice", "wrong").addBoth(results.append)
+    assert len(pool.queued) == 2  # running
+    throttled = [r for r in results if isinstance(r, Failure) and r.check(LoginThrottled)]
+    assert len(throttled) == 5 and len(results) == 5  # 3 wait
+    for _ in range(5):
+        pool.run()
+    assert len(results) == 10 and all(isinstance(r, Failure) for r in results)
+
+
+def test_an_older_hash_is_replaced_after_login(db: None) -> None:
+    old = nacl.pwhash.argon2id.str(
+        b"right", opslimit=nacl.pwhash.argon2id.OPSLIMIT_MIN, memlimit=nacl.pwhash.argon2id.MEMLIMIT_MIN
+    )
+    users.set_password("alice", old)
+    assert needs_rehash(old)
+    checker = PasswordChecker(Reactor(Pool()), ImmediateDB(), lambda: NODE)  # type: ignore[arg-type]
+    assert result_of(check(checker, "alice", "right")) == "alice"
+    stored = users.password_hash("alice")
+    assert stored is not None and not needs_rehash(stored) and verify_password(stored, "right")

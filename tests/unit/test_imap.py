@@ -210,10 +210,13 @@ def test_create_rename_delete_subscribe(client: Client) -> None:
         b"c OK CREATE completed\r\nd NO mailbox 'Work' already exists\r\n"
     )
     assert client.send(b'l LIST "" W%\r\n') == b'* LIST (\\HasChildren) "/" "Work"\r\nl OK LIST completed\r\n'
-    assert client.send(b"u UNSUBSCRIBE Work\r\n") == b"u OK UNSUBSCRIBE completed\r\n"
+    # CREATE subscribes nothing (RFC 3501 6.3.3, 6.3.6): that is the client's choice
+    assert client.send(b'l LSUB "" Work*\r\n') == b"l OK LSUB completed\r\n"
+    assert client.send(b"u SUBSCRIBE Work/2024\r\n") == b"u OK SUBSCRIBE completed\r\n"
     assert client.send(b'l LSUB "Work/" %\r\n') == (
         b'* LSUB (\\HasNoChildren) "/" "Work/2024"\r\nl OK LSUB completed\r\n'
     )
+    assert client.send(b"u UNSUBSCRIBE Work\r\n") == b"u OK UNSUBSCRIBE completed\r\n"
     assert client.send(b'l LSUB "" Work\r\n') == b"l OK LSUB completed\r\n"
     assert client.send(b's SUBSCRIBE Work\r\nl LSUB "" Work\r\n') == (
         b's OK SUBSCRIBE completed\r\n* LSUB (\\HasChildren) "/" "Work"\r\nl OK LSUB completed\r\n'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -10,10 +11,19 @@ from fakestore import CREATED, ImmediateDB, add_message, alice_database, failure
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from ygbridge.errors import MailboxError, NoSuchMailbox, UserError
+from ygbridge.errors import MailboxError, MailboxLimitReached, NoSuchMailbox, UserError
 from ygbridge.mailstore import Mailstore
 from ygbridge.store import mailboxes, messages
-from ygbridge.store.models import HeaderField, Message
+from ygbridge.store.db import migrate
+from ygbridge.store.models import (
+    DEFAULT_MAILBOXES,
+    SCHEMA_VERSION,
+    HeaderField,
+    Message,
+    SchemaVersion,
+    User,
+    database,
+)
 
 NOW = CREATED + 100
 T = TypeVar("T")
@@ -111,16 +121,88 @@ def test_delete_mailbox() -> None:
 
 def test_rename_mailbox_with_inferiors() -> None:
     mailboxes.create_mailbox("alice", "A/B", NOW)
-    assert mailboxes.rename_mailbox("alice", "A", "C") == [("A", "C"), ("A/B", "C/B")]
+    mailboxes.create_mailbox("alice", "a/b", NOW)  # another name: names are case-sensitive
+    renamed = mailboxes.rename_mailbox("alice", "A", "C", NOW)
+    assert renamed.names == [("A", "C"), ("A/B", "C/B")] and renamed.created == []
     with pytest.raises(MailboxError):
-        mailboxes.rename_mailbox("alice", "C", "Sent")
+        mailboxes.rename_mailbox("alice", "C", "Sent", NOW)
     with pytest.raises(MailboxError):
-        mailboxes.rename_mailbox("alice", "INBOX", "Old")
+        mailboxes.rename_mailbox("alice", "INBOX", "Old", NOW)
+    with pytest.raises(MailboxError, match="inside itself"):
+        mailboxes.rename_mailbox("alice", "C", "C/D", NOW)
+    names = {box.name for box in mailboxes.user_mailboxes("alice")}
+    assert {"C", "C/B", "a", "a/b"} <= names and not {"A", "A/B"} & names
+
+
+def test_rename_creates_missing_superiors_of_the_new_name() -> None:
+    mailboxes.create_mailbox("alice", "A", NOW)
+    renamed = mailboxes.rename_mailbox("alice", "A", "X/Y/A", NOW)
+    assert renamed.names == [("A", "X/Y/A")]
+    assert [box.name for box in renamed.created] == ["X", "X/Y"]
+    with pytest.raises(MailboxError, match="already exists"):
+        mailboxes.rename_mailbox("alice", "Sent", "X", NOW)
 
 
 def test_subscription() -> None:
     mailboxes.set_subscribed("alice", "Junk", False)
     assert {box.name: box.subscribed for box in mailboxes.user_mailboxes("alice")}["Junk"] is False
+
+
+def test_create_subscribes_nothing() -> None:
+    created = mailboxes.create_mailbox("alice", "Work/2024", NOW)
+    assert [box.subscribed for box in created] == [False, False]
+    assert {box.name for box in mailboxes.user_mailboxes("alice") if box.subscribed} == set(DEFAULT_MAILBOXES)
+
+
+def test_mailboxes_per_user_cap_counts_superiors() -> None:
+    limit = len(DEFAULT_MAILBOXES) + 2
+    mailboxes.create_mailbox("alice", "A", NOW, limit)
+    with pytest.raises(MailboxLimitReached) as refused:
+        mailboxes.create_mailbox("alice", "B/C", NOW, limit)  # B and B/C: one too many
+    assert str(refused.value).startswith("[LIMIT] at most 7 mailboxes")
+    assert mailboxes.create_mailbox("alice", "A/B", NOW, limit)[0].name == "A/B"
+    with pytest.raises(MailboxLimitReached):
+        mailboxes.create_mailbox("alice", "D", NOW, limit)
+    with pytest.raises(MailboxLimitReached):
+        mailboxes.rename_mailbox("alice", "A/B", "E/B", NOW, limit)  # would create E
+    mailboxes.delete_mailbox("alice", "A/B")
+    assert mailboxes.create_mailbox("alice", "D", NOW, limit)[0].name == "D"
+
+
+def test_uidvalidity_is_never_given_twice_within_a_second() -> None:
+    seen = set()
+    for _ in range(3):
+        (box,) = mailboxes.create_mailbox("alice", "Again", NOW)
+        seen.add(messages.mailbox_counts(box.id).uidvalidity)
+        mailboxes.delete_mailbox("alice", "Again")
+    assert len(seen) == 3
+
+
+def test_create_costs_the_same_queries_however_many_mailboxes(caplog: pytest.LogCaptureFixture) -> None:
+    """Indexed lookups only: the statements a CREATE runs do not grow with the mailbox count."""
+
+    def statements(name: str) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="peewee"):
+            mailboxes.create_mailbox("alice", name, NOW, 1000)
+        return [record.getMessage() for record in caplog.records]
+
+    few = statements("Few/One")
+    for n in range(300):
+        mailboxes.create_mailbox("alice", f"Many/{n}", NOW)
+    many = statements("Lots/One")
+    assert len(many) == len(few) == 6  # user, which names exist, count, UIDVALIDITY, two inserts
+
+
+def test_migration_to_version_4_remembers_the_highest_uidvalidity(db: None) -> None:
+    mailboxes.create_mailbox("alice", "Later", NOW + 50)
+    database.execute_sql('ALTER TABLE "user" DROP COLUMN "last_uidvalidity"')
+    SchemaVersion.update(version=3).execute()
+    migrate(database.obj)
+    assert SchemaVersion.get().version == SCHEMA_VERSION
+    assert User.get(User.name == "alice").last_uidvalidity == int(NOW + 50)
+    (box,) = mailboxes.create_mailbox("alice", "Next", NOW)
+    assert messages.mailbox_counts(box.id).uidvalidity == int(NOW + 50) + 1
 
 
 # Mailstore
@@ -206,3 +288,20 @@ def test_mailbox_management_updates_live_state(mailstore: Mailstore) -> None:
     add_message(b"one")
     copied = run(mailstore.copy(account.mailboxes["INBOX"], [1], account, "C"))
     assert watcher.events == [("added", [1])] and list(copied.target) == [1]
+
+
+def test_live_state_lookups_follow_changes(db: None) -> None:
+    clock = Clock()
+    clock.advance(NOW)
+    mailstore = Mailstore(ImmediateDB(), clock, mailboxes_per_user=8)
+    account = run(mailstore.open_user("alice"))
+    run(mailstore.create(account, "A/B"))
+    box = account.mailboxes["A/B"]
+    assert account.by_id(box.id) is box and account.has_children("A") and not account.has_children("A/B")
+    run(mailstore.rename(account, "A", "X/Y"))
+    assert account.by_id(box.id) is box and box.name == "X/Y/B"
+    assert account.names() == sorted(["Drafts", "INBOX", "Junk", "Sent", "Trash", "X", "X/Y", "X/Y/B"])
+    failure = failure_of(Deferred.fromCoroutine(mailstore.create(account, "Z")))
+    assert failure.check(MailboxLimitReached) and "Z" not in account.mailboxes
+    run(mailstore.delete(account, "X/Y/B"))
+    assert account.by_id(box.id) is None and not account.has_children("X/Y")

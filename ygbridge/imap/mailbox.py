@@ -5,8 +5,9 @@ The protocol (imap.server) asks this for what it needs; nothing here writes IMAP
 
 from __future__ import annotations
 
-import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from typing import Any
 
 from twisted.cred.error import UnauthorizedLogin
@@ -17,6 +18,7 @@ from zope.interface import implementer
 
 from ygbridge.errors import NoSuchMailbox, UserError
 from ygbridge.imap.session import SelectedMailbox
+from ygbridge.imap.wildcards import MailboxPattern
 from ygbridge.mailstore import MailboxState, Mailstore, UserMailboxes
 from ygbridge.store.mailboxes import DELIMITER, canonical_name
 from ygbridge.store.messages import Added, Contents, Counts
@@ -34,13 +36,6 @@ class MailboxListing:
 
     def getHierarchicalDelimiter(self) -> str:
         return DELIMITER
-
-
-def _pattern(reference: str, wildcard: str) -> re.Pattern[str]:
-    """LIST's reference + mailbox with ``*`` (anything) and ``%`` (anything but the delimiter)."""
-    special = {"*": ".*", "%": f"[^{re.escape(DELIMITER)}]*"}
-    name = canonical_name(reference + wildcard)
-    return re.compile("".join(special.get(c) or re.escape(c) for c in name) + r"\Z")
 
 
 class ImapAccount:
@@ -98,16 +93,25 @@ class ImapAccount:
         return box is not None and box.subscribed
 
     def listMailboxes(self, ref: str, wildcard: str) -> list[tuple[str, MailboxListing]]:
+        """The mailboxes LIST shows for ``ref`` and ``wildcard``, by name.
+
+        O(n log n) in the user's mailboxes (sorted names, a pattern run in linear time, children
+        found by bisection); LSUB filters the same answer with :meth:`isSubscribed`.
+        """
         if not wildcard:  # asks for the delimiter and the root of the reference
             return [(ref.partition(DELIMITER)[0], MailboxListing(["\\Noselect"]))]
-        pattern = _pattern(ref, wildcard)
-        names = sorted(self.mailboxes.mailboxes)
+        pattern = MailboxPattern(canonical_name(ref + wildcard), DELIMITER)
+        account = self.mailboxes
+        names = account.names()
+        start = bisect_left(names, pattern.prefix)
         listed = []
-        for name in filter(pattern.match, names):
-            box = self.mailboxes.mailboxes[name]
-            parent = any(other.startswith(name + DELIMITER) for other in names)
-            attributes = ["\\HasChildren" if parent else "\\HasNoChildren"]
-            listed.append((name, MailboxListing(attributes + ([box.special_use] if box.special_use else []))))
+        for name in islice(names, start, None):
+            if not name.startswith(pattern.prefix):
+                break
+            if pattern.matches(name):
+                attributes = ["\\HasChildren" if account.has_children(name) else "\\HasNoChildren"]
+                special_use = account.mailboxes[name].special_use
+                listed.append((name, MailboxListing(attributes + ([special_use] if special_use else []))))
         return listed
 
 

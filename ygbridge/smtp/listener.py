@@ -8,18 +8,29 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.endpoints import TCP6ServerEndpoint
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory
+
+from ygbridge.connlimit import SMTP_REFUSAL, ConnectionPool, LimitedFactory
 
 
 class MeshListener(Service):
-    """Listens on ``[address]:port``; :meth:`serve` (re)binds it to the current node address."""
+    """Listens on ``[address]:port``; :meth:`serve` (re)binds it to the current node address.
+
+    Its connections count against ``connections`` (which outlives a rebinding).
+    """
 
     def __init__(
-        self, reactor: Any, port: int, factory_for: Callable[[ipaddress.IPv6Address], IProtocolFactory]
+        self,
+        reactor: Any,
+        port: int,
+        factory_for: Callable[[ipaddress.IPv6Address], Factory[Any]],
+        connections: ConnectionPool,
     ) -> None:
         self._reactor = reactor
         self._port_number = port
         self._factory_for = factory_for
+        self._connections = connections
         self._port: IListeningPort | None = None
         self.address: ipaddress.IPv6Address | None = None
 
@@ -29,7 +40,8 @@ class MeshListener(Service):
             return
         await self._close()
         endpoint = TCP6ServerEndpoint(self._reactor, self._port_number, interface=address.compressed)
-        self._port = await endpoint.listen(self._factory_for(address))
+        factory = LimitedFactory(self._factory_for(address), self._connections, SMTP_REFUSAL)
+        self._port = await endpoint.listen(factory)
         self.address = address
 
     async def _close(self) -> None:

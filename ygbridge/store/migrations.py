@@ -49,5 +49,15 @@ def _to_3(db: peewee.Database) -> None:
         db.execute_sql('ALTER TABLE "outgoing_recipient" ADD COLUMN "warned" INTEGER NOT NULL DEFAULT 0')
 
 
+def _to_4(db: peewee.Database) -> None:
+    """Version 3 -> 4: each user remembers the last UIDVALIDITY given, never to give it again."""
+    if "last_uidvalidity" not in {column.name for column in db.get_columns("user")}:
+        db.execute_sql('ALTER TABLE "user" ADD COLUMN "last_uidvalidity" BIGINT NOT NULL DEFAULT 0')
+    db.execute_sql(
+        'UPDATE "user" SET "last_uidvalidity" = COALESCE('
+        '(SELECT MAX("uidvalidity") FROM "mailbox" WHERE "mailbox"."user_id" = "user"."id"), 0)'
+    )
+
+
 #: The migration from each schema version to the next.
-MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {1: _to_2, 2: _to_3}
+MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {1: _to_2, 2: _to_3, 3: _to_4}

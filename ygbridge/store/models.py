@@ -38,6 +38,7 @@ class User(BaseModel):
     name = peewee.CharField(max_length=64, unique=True)
     password_hash = peewee.BlobField()
     created = peewee.FloatField()
+    last_uidvalidity = peewee.BigIntegerField(default=0)  # the UIDVALIDITY last given to a new mailbox
 
 
 class Mailbox(BaseModel):
@@ -47,7 +48,7 @@ class Mailbox(BaseModel):
     name = peewee.CharField(max_length=255)
     uidvalidity = peewee.BigIntegerField()
     uidnext = peewee.BigIntegerField(default=1)
-    subscribed = peewee.BooleanField(default=True)
+    subscribed = peewee.BooleanField(default=False)
     special_use = peewee.CharField(max_length=16, null=True)
 
     class Meta:
@@ -118,4 +119,4 @@ class NodeRecord(BaseModel):
 
 
 MODELS = [SchemaVersion, User, Mailbox, Message, HeaderField, OutgoingMessage, OutgoingRecipient, NodeRecord]
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from ygbridge.errors import UserError
-from ygbridge.store.models import DEFAULT_MAILBOXES, Mailbox, User, database
+from ygbridge.store.mailboxes import add_default_mailboxes
+from ygbridge.store.models import User, database
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -28,8 +29,7 @@ def add_user(name: str, password_hash: bytes, now: float) -> None:
         if User.get_or_none(User.name == name) is not None:
             raise UserError(f"user {name} already exists")
         user = User.create(name=name, password_hash=password_hash, created=now)
-        for mailbox, special in DEFAULT_MAILBOXES.items():
-            Mailbox.create(user=user, name=mailbox, uidvalidity=int(now), special_use=special)
+        add_default_mailboxes(user, now)
 
 
 def _get(name: str) -> User:
