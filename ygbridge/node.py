@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from ygbridge.addressing import domain_for
 from ygbridge.auth import PasswordChecker
+from ygbridge.autoconfig import autoconfig_site
 from ygbridge.config import Config
 from ygbridge.connlimit import (
     IMAP_REFUSAL,
@@ -130,6 +131,9 @@ class NodeService(MultiService):
         self._ready = False
         self.mesh = MeshListener(reactor, config.mesh_port, self._mesh_factory, mesh_connections)
         self.mesh.setServiceParent(self)
+        site = autoconfig_site(config, lambda: domain_for(a) if (a := self.node_address()) else None)
+        for description in config.autoconfig_listen:
+            self._listen(description, site)
         self.reachability = ReachabilityWatcher(
             self.router, reactor, config.poll_interval, self.delivery.retry_now
         )
