@@ -72,3 +72,11 @@ class LoginThrottled(YgbridgeError):
 
 class SenderMismatch(YgbridgeError):
     """A message's visible sender (From:, Sender:) is not one the connection may send as."""
+
+
+class QuotaExceeded(YgbridgeError):
+    """A sending node has used up its hourly allowance of messages or bytes."""
+
+
+class InsufficientStorage(YgbridgeError):
+    """The database's filesystem is below its free-space floor: mail must wait."""

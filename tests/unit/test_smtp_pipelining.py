@@ -20,8 +20,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from ygbridge.addressing import domain_for
+from ygbridge.limits import Limits
+from ygbridge.logins import LoginGate
 from ygbridge.mailstore import Mailstore
 from ygbridge.outbox import Outbox
+from ygbridge.smtp.protocol import ServerSettings
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store.models import Message, database
 from ygbridge.tlspolicy import ClientTLS
@@ -65,8 +68,10 @@ class Session:
         outbox = Outbox(clock, self.db, Mailstore(self.db, clock), lambda: NODE, lambda _: None)  # type: ignore[arg-type]
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(b"alice", b"pw")
-        portal = Portal(SubmissionRealm(lambda: NODE, outbox, 10_000), [checker])
-        factory = SubmissionFactory(portal, lambda: NODE, 10_000, ClientTLS(CertificateOptions()))
+        portal = Portal(SubmissionRealm(lambda: NODE, outbox), [checker])
+        settings = ServerSettings(clock, Limits(), 10_000)
+        tls = ClientTLS(CertificateOptions())
+        factory = SubmissionFactory(portal, LoginGate(clock, Limits()), lambda: NODE, tls, settings)
         self.protocol = factory.buildProtocol(None)
         self.transport = StringTransport(peerAddress=IPv6Address("TCP", "::1", 40000))
         self.protocol.makeConnection(self.transport)

@@ -1,22 +1,24 @@
 """Submission and mesh SMTP servers, driven line by line through StringTransport."""
 
 import ipaddress
-from functools import partial
 
 import pytest
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv6Address as TwistedIPv6
-from twisted.internet.protocol import Factory
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from tests.unit.fakestore import ImmediateDB, make_user, memory_database
 from ygbridge.addressing import domain_for
+from ygbridge.limits import Limits
+from ygbridge.logins import LoginGate
 from ygbridge.mailstore import Mailstore
 from ygbridge.outbox import Outbox
-from ygbridge.smtp.mesh import MeshServer
+from ygbridge.quota import HourlyQuota
+from ygbridge.smtp.mesh import MeshFactory
+from ygbridge.smtp.protocol import ServerSettings
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store import queue
 from ygbridge.store.models import Message
@@ -45,10 +47,15 @@ class Node:
         )
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(b"alice", b"pw")
-        portal = Portal(SubmissionRealm(lambda: NODE, self.outbox, 1000), [checker])
-        self.submission = SubmissionFactory(portal, lambda: NODE, 1000, ClientTLS(CertificateOptions()))
+        portal = Portal(SubmissionRealm(lambda: NODE, self.outbox), [checker])
+        limits = Limits()
+        settings = ServerSettings(self.clock, limits, 1000)
+        gate = LoginGate(self.clock, limits)
+        tls = ClientTLS(CertificateOptions())
+        self.submission = SubmissionFactory(portal, gate, lambda: NODE, tls, settings)
         self.connected: list[str] = []
-        self.mesh = Factory.forProtocol(partial(MeshServer, NODE, self.outbox, 1000, self.connected.append))
+        quota = HourlyQuota(self.clock, limits.mesh_messages_per_hour, limits.mesh_bytes_per_hour)
+        self.mesh = MeshFactory(NODE, self.outbox, quota, self.connected.append, settings)
 
     def connect(self, factory: object, source: ipaddress.IPv6Address) -> "Session":
         protocol = factory.buildProtocol(None)  # type: ignore[attr-defined]

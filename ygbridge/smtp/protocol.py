@@ -1,0 +1,496 @@
+"""The SMTP server protocol of both ports: framing, command order, replies, bounds (no Twisted SMTP).
+
+One command is handled at a time (RFC 2920 PIPELINING): lines that arrive while a reply waits
+for the database stay in the buffer (reading pauses past :data:`HOLD`) and are answered in order.
+Every reply carries an RFC 3463 enhanced status code except those RFC 2034 exempts (greeting,
+HELO/EHLO, 334, 354). What a port decides (who may send, AUTH, TLS) comes from its :class:`Port`.
+Bounds come from :class:`~ygbridge.limits.Limits`: line length and offences, junk commands, idle
+and session time (on the injected clock), recipients per transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import protocol
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, ITLSTransport
+
+from ygbridge.errors import (
+    AddressError,
+    InsufficientStorage,
+    LoginThrottled,
+    QuotaExceeded,
+    SenderMismatch,
+)
+from ygbridge.limits import Limits
+from ygbridge.nodelay import send_at_once
+from ygbridge.quota import DiskFloor
+from ygbridge.smtp.commands import (
+    Refused,
+    Reply,
+    decode_sasl,
+    parse_command,
+    parse_mail,
+    parse_rcpt,
+    plain_credentials,
+)
+from ygbridge.smtp.framing import DataDecoder, LineBuffer, Overflow
+from ygbridge.smtp.server import Delivery, Transaction
+from ygbridge.tlspolicy import ClientTLS, is_encrypted
+
+log = structlog.get_logger(__name__)
+
+#: Octets of pipelined input held while a reply waits; past it the connection stops reading.
+HOLD = 64 * 1024
+
+OK = Reply(250, "2.0.0", "OK")
+HELP = "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP (and STARTTLS AUTH where offered)"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What bounds every SMTP connection of a port."""
+
+    clock: IReactorTime
+    limits: Limits
+    max_size: int
+    disk: DiskFloor | None = None
+
+
+class Port(Protocol):
+    """What a listening port decides for its connections."""
+
+    #: STARTTLS and AUTH are offered only with this (the client ports); None on the mesh.
+    tls: ClientTLS | None
+
+    def open(self, peer: IAddress) -> Delivery | None:
+        """The delivery of a new connection from ``peer``; None while it must log in first."""
+
+    def login(self, source: str, user: bytes, password: bytes) -> Awaitable[Delivery]:
+        """The delivery of a user; fails with UnauthorizedLogin or LoginThrottled."""
+
+
+def _source(peer: IAddress) -> str:
+    host = getattr(peer, "host", None)
+    return host.split("%", 1)[0] if isinstance(host, str) else "local"
+
+
+def _refusal(error: BaseException) -> Reply | None:
+    """The reply for an error raised on purpose by a delivery, the store or a policy."""
+    if isinstance(error, Refused):
+        return error.reply
+    if isinstance(error, QuotaExceeded):
+        return Reply(452, "4.7.0", str(error))
+    if isinstance(error, InsufficientStorage):
+        return Reply(452, "4.3.1", str(error))
+    if isinstance(error, SenderMismatch):
+        return Reply(550, "5.7.1", str(error))
+    if isinstance(error, AddressError):
+        return Reply(553, "5.1.3", str(error))
+    return None
+
+
+class SMTPServer(protocol.Protocol):
+    """One SMTP connection on the submission or the mesh port."""
+
+    def __init__(self, port: Port, settings: ServerSettings, hostname: str) -> None:
+        self._port = port
+        self._settings = settings
+        self._limits = settings.limits
+        self._host = hostname
+        self._lines = LineBuffer(settings.limits.smtp_line)
+        self._out: list[bytes] = []
+        self._delivery: Delivery | None = None
+        self._authenticated = False
+        self._tls_started = False
+        self._transaction: Transaction | None = None
+        self._decoder: DataDecoder | None = None
+        self._waiter: Deferred[bytes] | None = None  # an AUTH prompt waiting for its answer
+        self._busy = False
+        self._looping = False
+        self._paused = False
+        self._closed = False
+        self._expired = False
+        self._offences = 0
+        self._junk = 0
+        self._idle: IDelayedCall | None = None
+        self._session: IDelayedCall | None = None
+        self._handlers: dict[str, Callable[[bytes], Coroutine[Any, Any, None] | None]] = {
+            "EHLO": self._ehlo,
+            "HELO": self._helo,
+            "MAIL": self._mail,
+            "RCPT": self._rcpt,
+            "DATA": self._data,
+            "RSET": self._rset,
+            "NOOP": self._noop,
+            "QUIT": self._quit,
+            "VRFY": self._vrfy,
+            "HELP": self._help,
+            "STARTTLS": self._starttls,
+            "AUTH": self._auth,
+        }
+
+    # -- connection
+
+    def connectionMade(self) -> None:
+        send_at_once(self.transport)
+        self._delivery = self._port.open(self.transport.getPeer())
+        self._session = self._settings.clock.callLater(self._limits.smtp_session, self._session_over)
+        self._write(Reply(220, None, f"{self._host} ESMTP ygbridge"))
+        self._flow()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closed:
+            return
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(self._limits.smtp_idle)
+        self._lines.add(data)
+        self._process()
+
+    def connectionLost(self, reason: object = None) -> None:
+        self._closed = True
+        self._stop_timers()
+        if self._transaction is not None:
+            self._transaction.abort()
+            self._transaction = None
+        if self._waiter is not None:
+            self._waiter.cancel()
+
+    # -- input
+
+    def _process(self) -> None:
+        if self._looping:
+            return
+        self._looping = True
+        try:
+            while not self._closed:
+                if self._decoder is not None and not self._busy:
+                    if not self._data_chunk():
+                        break
+                    continue
+                if self._busy and self._waiter is None:
+                    break
+                line = self._lines.line()
+                if line is None:
+                    break
+                if isinstance(line, Overflow):
+                    self._overflow(line)
+                elif self._waiter is not None:
+                    waiter, self._waiter = self._waiter, None
+                    waiter.callback(line)
+                else:
+                    self._command(line)
+        finally:
+            self._looping = False
+        self._flush()
+        self._flow()
+
+    def _data_chunk(self) -> bool:
+        """Decode buffered DATA; False when the buffer is empty."""
+        assert self._decoder is not None and self._transaction is not None
+        chunk = self._lines.take()
+        if not chunk:
+            return False
+        data, rest = self._decoder.feed(chunk)
+        self._transaction.write(data)
+        if rest is not None:
+            self._decoder = None
+            self._lines.add(rest)
+            self._run(self._end_of_data())
+        return True
+
+    def _overflow(self, overflow: Overflow) -> None:
+        self._offences += 1
+        if self._offences >= self._limits.smtp_line_offences:
+            self._close(Reply(421, "4.7.0", f"{self._host} Too many overlong lines, closing connection"))
+        elif overflow is Overflow.START:
+            self._reply(Reply(500, "5.5.2", f"Line too long (limit {self._limits.smtp_line} octets)"))
+
+    def _command(self, line: bytes) -> None:
+        command = parse_command(line)
+        handler = self._handlers.get(command.verb)
+        if handler is None:
+            self._reply(Reply(500, "5.5.1", "Command not recognized"))
+            return
+        try:
+            result = handler(command.arg)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        if result is not None:
+            self._run(result)
+
+    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a command's coroutine; until it is done, later commands wait their turn."""
+        done = Deferred.fromCoroutine(self._guarded(work))
+        if not done.called:
+            self._busy = True
+            done.addBoth(self._done)
+
+    async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except CancelledError:
+            pass  # the connection went away
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, error: Exception) -> None:
+        reply = _refusal(error)
+        if reply is None:
+            log.error("smtp.local_error", peer=_source(self.transport.getPeer()), error=repr(error))
+            reply = Reply(451, "4.3.0", "Local error, try again later")
+        self._reply(reply)
+
+    def _done(self, _: object) -> None:
+        self._busy = False
+        if self._expired:
+            self._session_over()
+        else:
+            self._process()
+
+    def _ask(self, prompt: Reply) -> Deferred[bytes]:
+        """Send an AUTH prompt; fires with the client's next line."""
+        self._write(prompt)
+        self._waiter = Deferred()
+        return self._waiter
+
+    # -- output
+
+    def _write(self, reply: Reply) -> None:
+        self._out.append(reply.encode())
+        if not self._looping:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._out and not self._closed:
+            self.transport.write(b"".join(self._out))
+        self._out.clear()
+
+    def _reply(self, reply: Reply) -> None:
+        self._write(reply)
+        if reply.code >= 400:
+            self._count_junk()
+
+    def _count_junk(self) -> bool:
+        """Count a command that made no progress; True if that closed the connection."""
+        self._junk += 1
+        if self._junk > self._limits.smtp_junk_commands and not self._closed:
+            self._close(Reply(421, "4.7.0", f"{self._host} Too many errors or idle commands, closing"))
+            return True
+        return False
+
+    def _close(self, reply: Reply) -> None:
+        self._write(reply)
+        self._flush()
+        self._closed = True
+        self._stop_timers()
+        self.transport.loseConnection()
+
+    # -- time and flow
+
+    def _flow(self) -> None:
+        """Idle timer while the client is due to speak; stop reading while too much is held."""
+        if self._closed:
+            return
+        clock, waiting = self._settings.clock, not self._busy or self._waiter is not None
+        if waiting and (self._idle is None or not self._idle.active()):
+            self._idle = clock.callLater(self._limits.smtp_idle, self._idle_over)
+        elif not waiting and self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        hold = self._busy and len(self._lines) > HOLD
+        if hold != self._paused:
+            self._paused = hold
+            (self.transport.pauseProducing if hold else self.transport.resumeProducing)()
+
+    def _idle_over(self) -> None:
+        self._close(Reply(421, "4.4.2", f"{self._host} Idle for too long, closing connection"))
+
+    def _session_over(self) -> None:
+        if self._busy and self._waiter is None:
+            self._expired = True  # first the reply the client waits for
+        elif not self._closed:
+            self._close(Reply(421, "4.4.2", f"{self._host} Session time limit reached, closing connection"))
+
+    def _stop_timers(self) -> None:
+        for timer in (self._idle, self._session):
+            if timer is not None and timer.active():
+                timer.cancel()
+
+    # -- state
+
+    def _reset(self) -> None:
+        if self._transaction is not None:
+            self._transaction.abort()
+        self._transaction = None
+
+    def _tls(self) -> ClientTLS | None:
+        return self._port.tls
+
+    def _auth_offered(self) -> bool:
+        tls = self._tls()
+        return tls is not None and tls.password_allowed(self.transport)
+
+    def _starttls_offered(self) -> bool:
+        return (
+            self._tls() is not None
+            and ITLSTransport.providedBy(self.transport)
+            and not is_encrypted(self.transport)
+            and not self._authenticated
+        )
+
+    # -- commands
+
+    def _ehlo(self, arg: bytes) -> None:
+        if not arg:
+            raise Refused(501, "5.5.4", "EHLO needs your domain name or address literal")
+        self._reset()
+        lines = [self._host, "PIPELINING", f"SIZE {self._settings.max_size}", "8BITMIME"]
+        lines.append("ENHANCEDSTATUSCODES")
+        if self._starttls_offered():
+            lines.append("STARTTLS")
+        if self._auth_offered():
+            lines.append("AUTH PLAIN LOGIN")
+        text = "".join(f"250-{line}\r\n" for line in lines[:-1]) + f"250 {lines[-1]}\r\n"
+        self._out.append(text.encode("ascii"))  # always inside the input loop, which flushes
+
+    def _helo(self, arg: bytes) -> None:
+        if not arg:
+            raise Refused(501, "5.5.4", "HELO needs your domain name")
+        self._reset()
+        self._write(Reply(250, None, self._host))
+
+    async def _mail(self, arg: bytes) -> None:
+        if self._transaction is not None:
+            raise Refused(503, "5.5.1", "Sender already given (RSET to start over)")
+        delivery = self._delivery
+        if delivery is None:
+            raise Refused(530, "5.7.0", "Authentication required")
+        path, params = parse_mail(arg, self._settings.max_size, auth_offered=self._auth_offered())
+        if self._settings.disk is not None:
+            self._settings.disk.check(params.size or 0)
+        commit = await delivery.mail(path, params)
+        self._transaction = Transaction(self._settings.max_size, commit)
+        self._write(Reply(250, "2.1.0", "Sender OK"))
+
+    async def _rcpt(self, arg: bytes) -> None:
+        transaction, delivery = self._transaction, self._delivery
+        if transaction is None or delivery is None:
+            raise Refused(503, "5.5.1", "MAIL FROM first")
+        path = parse_rcpt(arg)
+        if len(transaction.recipients) >= self._limits.recipients:
+            raise Refused(452, "4.5.3", "Too many recipients")
+        transaction.add(await delivery.rcpt(path))
+        self._write(Reply(250, "2.1.5", "Recipient OK"))
+
+    def _data(self, arg: bytes) -> None:
+        if arg:
+            raise Refused(501, "5.5.4", "DATA takes no arguments")
+        if self._transaction is None:
+            raise Refused(503, "5.5.1", "MAIL FROM first")
+        if not self._transaction.recipients:
+            raise Refused(554, "5.5.1", "No valid recipients")
+        self._decoder = DataDecoder()
+        self._write(Reply(354, None, "Continue"))
+
+    async def _end_of_data(self) -> None:
+        transaction, self._transaction = self._transaction, None
+        assert transaction is not None
+        try:
+            if self._settings.disk is not None:
+                self._settings.disk.check(transaction.size)
+            await transaction.commit()
+        finally:
+            transaction.abort()
+        self._junk = 0
+        self._write(Reply(250, "2.0.0", "Message accepted"))
+
+    def _rset(self, arg: bytes) -> None:
+        self._reset()
+        if not self._count_junk():
+            self._write(OK)
+
+    def _noop(self, arg: bytes) -> None:
+        if not self._count_junk():
+            self._write(OK)
+
+    def _vrfy(self, arg: bytes) -> None:
+        """RFC 5321 section 4.5.1 wants VRFY; like most servers, it confirms nobody."""
+        if not self._count_junk():
+            self._write(Reply(252, "2.5.0", "Cannot verify; send the message and see"))
+
+    def _help(self, arg: bytes) -> None:
+        if not self._count_junk():
+            self._write(Reply(214, "2.0.0", HELP))
+
+    def _quit(self, arg: bytes) -> None:
+        self._close(Reply(221, "2.0.0", "See you later"))
+
+    def _starttls(self, arg: bytes) -> None:
+        tls = self._tls()
+        if arg:
+            raise Refused(501, "5.5.4", "STARTTLS takes no arguments")
+        if tls is None:
+            raise Refused(502, "5.5.1", "STARTTLS is not offered here")
+        if self._tls_started or is_encrypted(self.transport):
+            raise Refused(503, "5.5.1", "TLS is already active")
+        if self._authenticated:
+            raise Refused(503, "5.5.1", "STARTTLS must come before AUTH")
+        if not ITLSTransport.providedBy(self.transport):
+            raise Refused(454, "4.7.0", "TLS not available")
+        self._write(Reply(220, "2.0.0", "Ready to start TLS"))
+        self._flush()
+        self.transport.startTLS(tls.context)
+        self._tls_started = True
+        # RFC 3207 section 4.2: start afresh, never obeying what was sent in clear after STARTTLS
+        self._lines.clear()
+        self._reset()
+
+    async def _auth(self, arg: bytes) -> None:
+        tls = self._tls()
+        if tls is None:
+            raise Refused(502, "5.5.1", "AUTH is not offered here")
+        if not tls.password_allowed(self.transport):
+            raise Refused(538, "5.7.11", "Encryption required: send STARTTLS first")
+        if self._authenticated:
+            raise Refused(503, "5.5.1", "Already authenticated")
+        if self._transaction is not None:
+            raise Refused(503, "5.5.1", "AUTH is not allowed during a mail transaction")
+        mechanism, _, initial = arg.partition(b" ")
+        mechanism = mechanism.upper()
+        if mechanism == b"PLAIN":
+            response = initial or await self._ask(Reply(334, None, ""))
+            user, password = plain_credentials(decode_sasl(response))
+        elif mechanism == b"LOGIN":
+            user = decode_sasl(initial or await self._ask(Reply(334, None, "VXNlcm5hbWU6")))
+            password = decode_sasl(await self._ask(Reply(334, None, "UGFzc3dvcmQ6")))
+        else:
+            raise Refused(504, "5.5.4", "Unrecognized authentication type: use PLAIN or LOGIN")
+        try:
+            delivery = await self._port.login(_source(self.transport.getPeer()), user, password)
+        except UnauthorizedLogin:
+            raise Refused(535, "5.7.8", "Authentication credentials invalid") from None
+        except LoginThrottled:
+            raise Refused(454, "4.7.0", "Too many failed logins, try again later") from None
+        self._delivery = delivery
+        self._authenticated = True
+        self._write(Reply(235, "2.7.0", "Authentication successful"))
+
+
+class SMTPServerFactory(protocol.ServerFactory):
+    """Builds :class:`SMTPServer` connections of one port; ``hostname`` names the node in replies."""
+
+    def __init__(self, port: Port, settings: ServerSettings, hostname: Callable[[], str]) -> None:
+        self._port = port
+        self._settings = settings
+        self._hostname = hostname
+
+    def buildProtocol(self, addr: IAddress) -> SMTPServer:
+        server = SMTPServer(self._port, self._settings, self._hostname())
+        server.factory = self
+        return server
