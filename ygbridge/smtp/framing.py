@@ -59,6 +59,7 @@ class LineBuffer:
         if end < 0:
             if len(buffer) < self._limit:
                 return None
+            del buffer[: self._limit]  # no line end in there
             self._discarded = 0
             return Overflow.START
         line = bytes(buffer[:end])
