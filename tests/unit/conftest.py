@@ -1,0 +1,11 @@
+"""Hypothesis profiles: a quick default, and ``HYPOTHESIS_PROFILE=thorough`` (10,000 examples each)."""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", max_examples=200, deadline=None)
+settings.register_profile(
+    "thorough", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
