@@ -17,6 +17,7 @@ from ygbridge.quota import HourlyQuota
 from ygbridge.smtp.commands import MailParams, Path, Refused
 from ygbridge.smtp.protocol import ServerSettings, SMTPServerFactory
 from ygbridge.smtp.server import Commit
+from ygbridge.tlspolicy import ClientTLS
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +68,7 @@ class MeshDelivery:
 class MeshPort:
     """Port 25 on the node's own address: no AUTH, no STARTTLS; a node that connects is reachable."""
 
-    tls = None
+    tls: ClientTLS | None = None
 
     def __init__(
         self,

@@ -135,11 +135,17 @@ class SMTPServer(protocol.Protocol):
             "AUTH": self._auth,
         }
 
+    @property
+    def _wire(self) -> Any:
+        """The transport while connected (TCP, TLS, or a test's StringTransport)."""
+        assert self.transport is not None
+        return self.transport
+
     # -- connection
 
     def connectionMade(self) -> None:
-        send_at_once(self.transport)
-        self._delivery = self._port.open(self.transport.getPeer())
+        send_at_once(self._wire)
+        self._delivery = self._port.open(self._wire.getPeer())
         self._session = self._settings.clock.callLater(self._limits.smtp_session, self._session_over)
         self._write(Reply(220, None, f"{self._host} ESMTP ygbridge"))
         self._flow()
@@ -243,7 +249,7 @@ class SMTPServer(protocol.Protocol):
     def _failed(self, error: Exception) -> None:
         reply = _refusal(error)
         if reply is None:
-            log.error("smtp.local_error", peer=_source(self.transport.getPeer()), error=repr(error))
+            log.error("smtp.local_error", peer=_source(self._wire.getPeer()), error=repr(error))
             reply = Reply(451, "4.3.0", "Local error, try again later")
         self._reply(reply)
 
@@ -269,7 +275,7 @@ class SMTPServer(protocol.Protocol):
 
     def _flush(self) -> None:
         if self._out and not self._closed:
-            self.transport.write(b"".join(self._out))
+            self._wire.write(b"".join(self._out))
         self._out.clear()
 
     def _reply(self, reply: Reply) -> None:
@@ -290,7 +296,7 @@ class SMTPServer(protocol.Protocol):
         self._flush()
         self._closed = True
         self._stop_timers()
-        self.transport.loseConnection()
+        self._wire.loseConnection()
 
     # -- time and flow
 
@@ -306,7 +312,7 @@ class SMTPServer(protocol.Protocol):
         hold = self._busy and len(self._lines) > HOLD
         if hold != self._paused:
             self._paused = hold
-            (self.transport.pauseProducing if hold else self.transport.resumeProducing)()
+            (self._wire.pauseProducing if hold else self._wire.resumeProducing)()
 
     def _idle_over(self) -> None:
         self._close(Reply(421, "4.4.2", f"{self._host} Idle for too long, closing connection"))
@@ -334,13 +340,13 @@ class SMTPServer(protocol.Protocol):
 
     def _auth_offered(self) -> bool:
         tls = self._tls()
-        return tls is not None and tls.password_allowed(self.transport)
+        return tls is not None and tls.password_allowed(self._wire)
 
     def _starttls_offered(self) -> bool:
         return (
             self._tls() is not None
-            and ITLSTransport.providedBy(self.transport)
-            and not is_encrypted(self.transport)
+            and ITLSTransport.providedBy(self._wire)
+            and not is_encrypted(self._wire)
             and not self._authenticated
         )
 
@@ -437,15 +443,15 @@ class SMTPServer(protocol.Protocol):
             raise Refused(501, "5.5.4", "STARTTLS takes no arguments")
         if tls is None:
             raise Refused(502, "5.5.1", "STARTTLS is not offered here")
-        if self._tls_started or is_encrypted(self.transport):
+        if self._tls_started or is_encrypted(self._wire):
             raise Refused(503, "5.5.1", "TLS is already active")
         if self._authenticated:
             raise Refused(503, "5.5.1", "STARTTLS must come before AUTH")
-        if not ITLSTransport.providedBy(self.transport):
+        if not ITLSTransport.providedBy(self._wire):
             raise Refused(454, "4.7.0", "TLS not available")
         self._write(Reply(220, "2.0.0", "Ready to start TLS"))
         self._flush()
-        self.transport.startTLS(tls.context)
+        self._wire.startTLS(tls.context)
         self._tls_started = True
         # RFC 3207 section 4.2: start afresh, never obeying what was sent in clear after STARTTLS
         self._lines.clear()
@@ -455,7 +461,7 @@ class SMTPServer(protocol.Protocol):
         tls = self._tls()
         if tls is None:
             raise Refused(502, "5.5.1", "AUTH is not offered here")
-        if not tls.password_allowed(self.transport):
+        if not tls.password_allowed(self._wire):
             raise Refused(538, "5.7.11", "Encryption required: send STARTTLS first")
         if self._authenticated:
             raise Refused(503, "5.5.1", "Already authenticated")
@@ -472,7 +478,7 @@ class SMTPServer(protocol.Protocol):
         else:
             raise Refused(504, "5.5.4", "Unrecognized authentication type: use PLAIN or LOGIN")
         try:
-            delivery = await self._port.login(_source(self.transport.getPeer()), user, password)
+            delivery = await self._port.login(_source(self._wire.getPeer()), user, password)
         except UnauthorizedLogin:
             raise Refused(535, "5.7.8", "Authentication credentials invalid") from None
         except LoginThrottled:
@@ -490,7 +496,7 @@ class SMTPServerFactory(protocol.ServerFactory):
         self._settings = settings
         self._hostname = hostname
 
-    def buildProtocol(self, addr: IAddress) -> SMTPServer:
+    def buildProtocol(self, addr: IAddress | None) -> SMTPServer:
         server = SMTPServer(self._port, self._settings, self._hostname())
         server.factory = self
         return server

@@ -65,10 +65,10 @@ class SubmissionRealm:
         self._node = node
         self._outbox = outbox
 
-    def requestAvatar(self, avatarId: str | bytes, mind: object, *interfaces: Any) -> tuple[Any, ...]:
-        if IDelivery not in interfaces:
-            raise NotImplementedError("submission offers IDelivery only")
-        name = avatarId.decode() if isinstance(avatarId, bytes) else avatarId
+    def requestAvatar(self, avatarId: bytes | tuple[()], mind: object, *interfaces: Any) -> tuple[Any, ...]:
+        if IDelivery not in interfaces or not avatarId:
+            raise NotImplementedError("submission offers IDelivery to logged-in users only")
+        name = avatarId.decode() if isinstance(avatarId, bytes) else str(avatarId)  # PasswordChecker: str
         return IDelivery, SubmissionDelivery(name, self._node, self._outbox), lambda: None
 
 
