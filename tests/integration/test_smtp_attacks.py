@@ -230,3 +230,17 @@ def test_the_hourly_quota_refuses_with_4xx_once_exceeded(nodes: Lab) -> None:
         harness.wait_until(
             lambda: message_index(imap).get(message_id), timeout=DELIVERY_TIMEOUT, what=message_id
         )
+
+
+def test_below_the_free_disk_floor_mail_waits_with_452(nodes: Lab) -> None:
+    """Runs last: B restarts with a floor no disk can meet (min_free_disk = 1 EiB)."""
+    nodes.b.bridge.configure(
+        limits={"mesh_messages_per_hour": str(MESSAGES_PER_HOUR), "min_free_disk": "1073741824g"}
+    )
+    nodes.b.bridge.restart()
+    with mesh_client(nodes) as client:
+        code, text = client.mail(nodes.eve)
+        assert (code, text[:6]) == (452, b"4.3.1 "), (code, text)
+    with nodes.b.bridge.smtp(("bob", PASSWORDS["bob"])) as smtp:
+        code, text = smtp.mail(nodes.bob)
+        assert (code, text[:6]) == (452, b"4.3.1 "), (code, text)
