@@ -43,7 +43,7 @@ class Node:
     def __init__(
         self, limits: Limits | None = None, max_size: int = 1000, free_disk: int | None = None, db: Any = None
     ) -> None:
-        memory_database()
+        self.database = memory_database()
         for name in ("alice", "carol"):
             make_user(name)
         self.clock = Clock()
