@@ -404,3 +404,16 @@ def test_an_unexpected_error_is_a_temporary_local_error(monkeypatch: pytest.Monk
     monkeypatch.setattr(node.outbox, "deliver_local", broken)
     reply = _deliver(_mesh(node), b"Subject: x\r\n\r\nx")
     assert reply == b"451 4.3.0 Local error, try again later\r\n"
+
+
+def test_a_spool_that_fails_refuses_the_message_with_452(monkeypatch: pytest.MonkeyPatch) -> None:
+    node = Node(max_size=10 * 1024 * 1024)
+    session = _mesh(node)
+    session.say(MESH_FROM, TO_ME, b"DATA")
+
+    def full(data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(session.protocol._transaction._spool, "write", full)
+    assert session.send(b"Subject: x\r\n\r\nhi\r\n.\r\n").startswith(b"452 4.3.1 Insufficient system storage")
+    assert session.say(b"NOOP") == b"250 2.0.0 OK\r\n" and _stored() == []

@@ -14,6 +14,7 @@ from typing import IO, Protocol
 from zope.interface import Interface
 
 from ygbridge.addressing import MailAddress
+from ygbridge.errors import InsufficientStorage
 from ygbridge.smtp.commands import MailParams, Path, Refused
 
 Commit = Callable[[list[MailAddress], bytes], Awaitable[None]]
@@ -52,7 +53,7 @@ class Transaction:
         self._size = 0
         self._max_size = max_size
         self._commit = commit
-        self._too_large = False
+        self._refusal: Exception | None = None
         self.recipients: list[MailAddress] = []
 
     @property
@@ -64,20 +65,27 @@ class Transaction:
         self.recipients.append(recipient)
 
     def write(self, data: bytes) -> None:
-        """Record decoded DATA; past the size limit it is dropped and :meth:`commit` refuses."""
+        """Record decoded DATA; past the size limit (or if the spool fails) the rest is dropped
+        and :meth:`commit` refuses the message."""
         self._size += len(data)
-        if self._too_large or not data:
+        if self._refusal is not None or not data:
             return
         if self._size > self._max_size:
-            self._too_large = True
-            self._spool.close()
+            self._drop(DataTooLarge(self._max_size))
             return
-        self._spool.write(data)
+        try:
+            self._spool.write(data)
+        except OSError as exc:
+            self._drop(InsufficientStorage(f"Insufficient system storage: cannot spool the message ({exc})"))
+
+    def _drop(self, refusal: Exception) -> None:
+        self._refusal = refusal
+        self._spool.close()
 
     async def commit(self) -> None:
-        """Store the message for every recipient at once (DataTooLarge if it grew too large)."""
-        if self._too_large:
-            raise DataTooLarge(self._max_size)
+        """Store the message for every recipient at once (or raise why it cannot be)."""
+        if self._refusal is not None:
+            raise self._refusal
         self._spool.seek(0)
         body = self._spool.read()
         self.abort()
