@@ -6,6 +6,12 @@ Every reply carries an RFC 3463 enhanced status code except those RFC 2034 exemp
 HELO/EHLO, 334, 354). What a port decides (who may send, AUTH, TLS) comes from its :class:`Port`.
 Bounds come from :class:`~ygbridge.limits.Limits`: line length and offences, junk commands, idle
 and session time (on the injected clock), recipients per transaction.
+
+Why not twisted.mail's ESMTP (issue 11): bending it to these rules took its private names
+(``_cbFromValidate``, ``_messageHandled``, ``_from``, LineReceiver's ``_buffer``...), which a Twisted
+release may change without notice; and its LineReceiver buffers an endless line, parses DATA line by
+line and times out on the global reactor. This layer uses only Twisted's public transport,
+``twisted.cred`` and ``startTLS``; the outbound client (``smtp/client.py``) is ours too.
 """
 
 from __future__ import annotations
