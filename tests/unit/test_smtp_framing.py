@@ -47,6 +47,12 @@ def test_a_line_of_exactly_the_limit_is_accepted() -> None:
     assert _lines(buffer) == [b"123456", Overflow.START]
 
 
+def test_take_a_chunk() -> None:
+    buffer = LineBuffer(16)
+    buffer.add(b"0123456789")
+    assert (buffer.take(4), buffer.take(100), buffer.take()) == (b"0123", b"456789", b"")
+
+
 def _decode(wire: bytes, size: int) -> tuple[bytes, bytes | None]:
     decoder, out, rest = DataDecoder(), b"", None
     for start in range(0, len(wire), size):

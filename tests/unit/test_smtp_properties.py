@@ -19,7 +19,21 @@ from ygbridge.store.models import database
 LINE = re.compile(rb"([2-5][0-9][0-9])([ -])([\x20-\x7e]*)\r\n")
 ENHANCED = re.compile(rb"([245])\.[0-9]{1,3}\.[0-9]{1,3}( |$)")
 
-VERBS = ["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "VRFY", "HELP", "AUTH", "STARTTLS"]
+VERBS = [
+    "EHLO",
+    "HELO",
+    "MAIL",
+    "RCPT",
+    "DATA",
+    "BDAT",
+    "RSET",
+    "NOOP",
+    "QUIT",
+    "VRFY",
+    "HELP",
+    "AUTH",
+    "STARTTLS",
+]
 PARAMS = [
     "SIZE=10",
     "SIZE=x",
@@ -61,6 +75,9 @@ lines = st.one_of(
             f"RCPT TO:<{ME}>".encode(),
             b"DATA",
             b".",
+            b"BDAT 5",
+            b"BDAT 0 LAST",
+            b"BDAT 12 LAST",
             b"AUTH PLAIN AGFsaWNlAHB3",
             b"AUTH LOGIN",
             b"YWxpY2U=",

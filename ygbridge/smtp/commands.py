@@ -169,6 +169,14 @@ def parse_rcpt(arg: bytes) -> Path:
     return Path(text)
 
 
+def parse_bdat(arg: bytes) -> tuple[int, bool]:
+    """Chunk size and LAST flag of ``BDAT <octets> [LAST]`` (RFC 3030)."""
+    size, _, last = arg.partition(b" ")
+    if not size.isdigit() or len(size) > MAX_SIZE_DIGITS or last.strip(b" ").upper() not in (b"", b"LAST"):
+        raise Refused(501, "5.5.4", "Syntax: BDAT <octets> [LAST]")
+    return int(size), bool(last.strip(b" "))
+
+
 def decode_sasl(line: bytes) -> bytes:
     """A client's base64 SASL response (RFC 4954 section 4): ``=`` is empty, ``*`` cancels."""
     if line == b"*":

@@ -34,10 +34,14 @@ class LineBuffer:
     def add(self, data: bytes) -> None:
         self._buffer += data
 
-    def take(self) -> bytes:
-        """Everything buffered (for DATA), leaving the buffer empty."""
-        data = bytes(self._buffer)
-        self._buffer.clear()
+    def take(self, limit: int | None = None) -> bytes:
+        """Up to ``limit`` buffered octets (all of them by default), for DATA and BDAT."""
+        if limit is None or limit >= len(self._buffer):
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        else:
+            data = bytes(self._buffer[:limit])
+            del self._buffer[:limit]
         return data
 
     def clear(self) -> None:

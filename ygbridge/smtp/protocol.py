@@ -40,6 +40,7 @@ from ygbridge.smtp.commands import (
     Refused,
     Reply,
     decode_sasl,
+    parse_bdat,
     parse_command,
     parse_mail,
     parse_rcpt,
@@ -55,7 +56,7 @@ log = structlog.get_logger(__name__)
 HOLD = 64 * 1024
 
 OK = Reply(250, "2.0.0", "OK")
-HELP = "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP (and STARTTLS AUTH where offered)"
+HELP = "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP (STARTTLS AUTH where offered)"
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,16 @@ def _refusal(error: BaseException) -> Reply | None:
     return None
 
 
+@dataclass
+class _Chunk:
+    """A BDAT chunk still arriving (RFC 3030); its octets are read even when it is refused."""
+
+    size: int
+    left: int
+    last: bool
+    refusal: Reply | None
+
+
 class SMTPServer(protocol.Protocol):
     """One SMTP connection on the submission or the mesh port."""
 
@@ -116,6 +127,7 @@ class SMTPServer(protocol.Protocol):
         self._tls_started = False
         self._transaction: Transaction | None = None
         self._decoder: DataDecoder | None = None
+        self._chunk: _Chunk | None = None
         self._waiter: Deferred[bytes] | None = None  # an AUTH prompt waiting for its answer
         self._busy = False
         self._looping = False
@@ -132,6 +144,7 @@ class SMTPServer(protocol.Protocol):
             "MAIL": self._mail,
             "RCPT": self._rcpt,
             "DATA": self._data,
+            "BDAT": self._bdat,
             "RSET": self._rset,
             "NOOP": self._noop,
             "QUIT": self._quit,
@@ -185,6 +198,10 @@ class SMTPServer(protocol.Protocol):
                     if not self._data_chunk():
                         break
                     continue
+                if self._chunk is not None and not self._busy:
+                    if not self._bdat_chunk(self._chunk):
+                        break
+                    continue
                 if self._busy and self._waiter is None:
                     break
                 line = self._lines.line()
@@ -214,6 +231,29 @@ class SMTPServer(protocol.Protocol):
             self._decoder = None
             self._lines.add(rest)
             self._run(self._end_of_data())
+        return True
+
+    def _bdat_chunk(self, chunk: _Chunk) -> bool:
+        """Read the rest of a BDAT chunk; False while the buffer is empty."""
+        data = self._lines.take(chunk.left)
+        if not data and chunk.left:
+            return False
+        chunk.left -= len(data)
+        if chunk.refusal is None and self._transaction is not None:
+            self._transaction.write(data)
+        if chunk.left:
+            return True
+        self._chunk = None
+        transaction = self._transaction
+        if chunk.refusal is not None:
+            self._reply(chunk.refusal)
+        elif transaction is not None and transaction.refusal is not None:
+            self._failed(transaction.refusal)
+            self._reset()
+        elif chunk.last:
+            self._run(self._end_of_data())
+        else:
+            self._write(Reply(250, "2.0.0", f"{chunk.size} octets received"))
         return True
 
     def _overflow(self, overflow: Overflow) -> None:
@@ -363,7 +403,7 @@ class SMTPServer(protocol.Protocol):
             raise Refused(501, "5.5.4", "EHLO needs your domain name or address literal")
         self._reset()
         lines = [self._host, "PIPELINING", f"SIZE {self._settings.max_size}", "8BITMIME"]
-        lines.append("ENHANCEDSTATUSCODES")
+        lines += ["ENHANCEDSTATUSCODES", "CHUNKING"]
         if self._starttls_offered():
             lines.append("STARTTLS")
         if self._auth_offered():
@@ -407,8 +447,21 @@ class SMTPServer(protocol.Protocol):
             raise Refused(503, "5.5.1", "MAIL FROM first")
         if not self._transaction.recipients:
             raise Refused(554, "5.5.1", "No valid recipients")
+        if self._transaction.chunked:
+            raise Refused(503, "5.5.1", "DATA cannot follow BDAT in one transaction")
         self._decoder = DataDecoder()
         self._write(Reply(354, None, "Continue"))
+
+    def _bdat(self, arg: bytes) -> None:
+        size, last = parse_bdat(arg)
+        transaction, refusal = self._transaction, None
+        if transaction is None:
+            refusal = Reply(503, "5.5.1", "MAIL FROM first")
+        elif not transaction.recipients:
+            refusal = Reply(554, "5.5.1", "No valid recipients")
+        else:
+            transaction.chunked = True
+        self._chunk = _Chunk(size, size, last, refusal)
 
     async def _end_of_data(self) -> None:
         transaction, self._transaction = self._transaction, None

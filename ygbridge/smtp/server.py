@@ -55,11 +55,18 @@ class Transaction:
         self._commit = commit
         self._refusal: Exception | None = None
         self.recipients: list[MailAddress] = []
+        #: BDAT chunks have been received: DATA may not follow (RFC 3030).
+        self.chunked = False
 
     @property
     def size(self) -> int:
         """Octets of DATA received so far."""
         return self._size
+
+    @property
+    def refusal(self) -> Exception | None:
+        """Why the message will be refused (too large, not spooled), once that is known."""
+        return self._refusal
 
     def add(self, recipient: MailAddress) -> None:
         self.recipients.append(recipient)
