@@ -1,4 +1,6 @@
-"""Hypothesis profiles: a quick default, and ``HYPOTHESIS_PROFILE=thorough`` (10,000 examples each)."""
+"""Hypothesis profiles: a quick one for every run, ``HYPOTHESIS_PROFILE=thorough`` for CI's long run."""
+
+from __future__ import annotations
 
 import os
 
