@@ -1,7 +1,8 @@
 """The SMTP server protocol of both ports: framing, command order, replies, bounds (no Twisted SMTP).
 
 One command is handled at a time (RFC 2920 PIPELINING): lines that arrive while a reply waits
-for the database stay in the buffer (reading pauses past :data:`HOLD`) and are answered in order.
+for the database stay in the buffer (reading pauses past :data:`HOLD_LINES` command lines' worth)
+and are answered in order.
 Every reply carries an RFC 3463 enhanced status code except those RFC 2034 exempts (greeting,
 HELO/EHLO, 334, 354). What a port decides (who may send, AUTH, TLS) comes from its :class:`Port`.
 Bounds come from :class:`~ygbridge.limits.Limits`: line length and offences, junk commands, idle
@@ -52,8 +53,9 @@ from ygbridge.tlspolicy import ClientTLS, is_encrypted
 
 log = structlog.get_logger(__name__)
 
-#: Octets of pipelined input held while a reply waits; past it the connection stops reading.
-HOLD = 64 * 1024
+#: Command lines' worth (``smtp_line`` each) of pipelined input held while a reply waits; past it
+#: the connection stops reading until the reply is out (64 KiB with the default line limit).
+HOLD_LINES = 32
 
 OK = Reply(250, "2.0.0", "OK")
 HELP = "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP (STARTTLS AUTH where offered)"
@@ -355,7 +357,7 @@ class SMTPServer(protocol.Protocol):
             self._idle = clock.callLater(self._limits.smtp_idle, self._idle_over)
         elif not waiting and self._idle is not None and self._idle.active():
             self._idle.cancel()
-        hold = self._busy and len(self._lines) > HOLD
+        hold = self._busy and len(self._lines) > HOLD_LINES * self._limits.smtp_line
         if hold != self._paused:
             self._paused = hold
             (self._wire.pauseProducing if hold else self._wire.resumeProducing)()
