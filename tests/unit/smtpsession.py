@@ -68,10 +68,10 @@ class Node:
 
     def _statvfs(self, path: Path) -> os.statvfs_result:
         assert self.free_disk is not None
-        return _free(self.free_disk)
+        return free(self.free_disk)
 
     def connect(self, factory: SMTPServerFactory, source: ipaddress.IPv6Address) -> Session:
-        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        protocol = factory.buildProtocol(None)
         transport = StringTransport(peerAddress=TwistedIPv6("TCP", source.compressed, 40000))
         protocol.makeConnection(transport)
         return Session(protocol, transport)
@@ -84,7 +84,7 @@ class Node:
         return session
 
 
-def _free(octets: int) -> os.statvfs_result:
+def free(octets: int) -> os.statvfs_result:
     """A statvfs result with ``octets`` available (1-byte fragments)."""
     return os.statvfs_result((1, 1, octets, octets, octets, 0, 0, 0, 0, 255))
 

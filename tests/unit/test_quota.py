@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from smtpsession import free
 from twisted.internet.task import Clock
 
 from ygbridge.errors import InsufficientStorage, QuotaExceeded
@@ -47,16 +48,12 @@ def test_drained_buckets_are_forgotten() -> None:
     assert len(quota._buckets) == 1
 
 
-def _free(octets: int) -> os.statvfs_result:
-    return os.statvfs_result((4096, 1, 0, 0, octets, 0, 0, 0, 0, 255))
-
-
 def test_disk_floor() -> None:
-    floor = DiskFloor(Path("/db"), 1000, lambda path: _free(1500))
+    floor = DiskFloor(Path("/db"), 1000, lambda path: free(1500))
     floor.check(400)
     with pytest.raises(InsufficientStorage, match="min_free_disk"):
         floor.check(600)
-    DiskFloor(Path("/db"), 0, lambda path: _free(0)).check(10**9)  # 0: no floor
+    DiskFloor(Path("/db"), 0, lambda path: free(0)).check(10**9)  # 0: no floor
 
 
 def test_disk_floor_on_a_path_it_cannot_measure() -> None:
