@@ -30,9 +30,9 @@ from ygbridge.router.link import RouterLink
 from ygbridge.router.reachability import ReachabilityWatcher
 from ygbridge.router.state import NodeIdentity
 from ygbridge.smtp.client import Reply, SMTPClient
+from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.listener import MeshListener
 from ygbridge.smtp.mesh import MeshFactory
-from ygbridge.smtp.protocol import ServerSettings
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store.db import StoreThread, sqlite_path
 from ygbridge.store.identity import record_identity

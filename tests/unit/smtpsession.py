@@ -22,8 +22,9 @@ from ygbridge.logins import LoginGate
 from ygbridge.mailstore import Mailstore
 from ygbridge.outbox import Outbox
 from ygbridge.quota import DiskFloor, HourlyQuota
+from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.mesh import MeshFactory
-from ygbridge.smtp.protocol import ServerSettings, SMTPServerFactory
+from ygbridge.smtp.protocol import SMTPServerFactory
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.tlspolicy import ClientTLS
 

@@ -23,7 +23,7 @@ from ygbridge.limits import Limits
 from ygbridge.logins import LoginGate
 from ygbridge.mailstore import Mailstore
 from ygbridge.outbox import Outbox
-from ygbridge.smtp.protocol import ServerSettings
+from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store.models import database
 from ygbridge.tlspolicy import ClientTLS

@@ -15,7 +15,8 @@ from ygbridge.message import message_id
 from ygbridge.outbox import Outbox
 from ygbridge.quota import HourlyQuota
 from ygbridge.smtp.commands import MailParams, Path, Refused
-from ygbridge.smtp.protocol import ServerSettings, SMTPServerFactory
+from ygbridge.smtp.connection import ServerSettings
+from ygbridge.smtp.protocol import SMTPServerFactory
 from ygbridge.smtp.server import Commit
 from ygbridge.tlspolicy import ClientTLS
 

@@ -1,12 +1,9 @@
-"""The SMTP server protocol of both ports: framing, command order, replies, bounds (no Twisted SMTP).
+"""The SMTP server of both ports: commands, states and replies (no Twisted SMTP underneath).
 
-One command is handled at a time (RFC 2920 PIPELINING): lines that arrive while a reply waits
-for the database stay in the buffer (reading pauses past :data:`HOLD_LINES` command lines' worth)
-and are answered in order.
 Every reply carries an RFC 3463 enhanced status code except those RFC 2034 exempts (greeting,
-HELO/EHLO, 334, 354). What a port decides (who may send, AUTH, TLS) comes from its :class:`Port`.
-Bounds come from :class:`~ygbridge.limits.Limits`: line length and offences, junk commands, idle
-and session time (on the injected clock), recipients per transaction.
+HELO/EHLO, 334, 354). What a port decides (who may send, AUTH, TLS) comes from its :class:`Port`;
+framing, ordering, time and flow are :class:`~ygbridge.smtp.connection.Connection`'s. Bounds come
+from :class:`~ygbridge.limits.Limits`; here: recipients per transaction and the message size.
 
 Why not twisted.mail's ESMTP (issue 11): bending it to these rules took its private names
 (``_cbFromValidate``, ``_messageHandled``, ``_from``, LineReceiver's ``_buffer``...), which a Twisted
@@ -21,22 +18,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import structlog
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import protocol
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, ITLSTransport
+from twisted.internet.interfaces import IAddress, ITLSTransport
 
-from ygbridge.errors import (
-    AddressError,
-    InsufficientStorage,
-    LoginThrottled,
-    QuotaExceeded,
-    SenderMismatch,
-)
-from ygbridge.limits import Limits
-from ygbridge.nodelay import send_at_once
-from ygbridge.quota import DiskFloor
+from ygbridge.errors import LoginThrottled
 from ygbridge.smtp.commands import (
     Refused,
     Reply,
@@ -47,28 +33,13 @@ from ygbridge.smtp.commands import (
     parse_rcpt,
     plain_credentials,
 )
-from ygbridge.smtp.framing import DataDecoder, LineBuffer, Overflow
+from ygbridge.smtp.connection import Connection, ServerSettings, source
+from ygbridge.smtp.framing import DataDecoder
 from ygbridge.smtp.server import Delivery, Transaction
 from ygbridge.tlspolicy import ClientTLS, is_encrypted
 
-log = structlog.get_logger(__name__)
-
-#: Command lines' worth (``smtp_line`` each) of pipelined input held while a reply waits; past it
-#: the connection stops reading until the reply is out (64 KiB with the default line limit).
-HOLD_LINES = 32
-
 OK = Reply(250, "2.0.0", "OK")
 HELP = "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP (STARTTLS AUTH where offered)"
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """What bounds every SMTP connection of a port."""
-
-    clock: IReactorTime
-    limits: Limits
-    max_size: int
-    disk: DiskFloor | None = None
 
 
 class Port(Protocol):
@@ -84,26 +55,6 @@ class Port(Protocol):
         """The delivery of a user; fails with UnauthorizedLogin or LoginThrottled."""
 
 
-def _source(peer: IAddress) -> str:
-    host = getattr(peer, "host", None)
-    return host.split("%", 1)[0] if isinstance(host, str) else "local"
-
-
-def _refusal(error: BaseException) -> Reply | None:
-    """The reply for an error raised on purpose by a delivery, the store or a policy."""
-    if isinstance(error, Refused):
-        return error.reply
-    if isinstance(error, QuotaExceeded):
-        return Reply(452, "4.7.0", str(error))
-    if isinstance(error, InsufficientStorage):
-        return Reply(452, "4.3.1", str(error))
-    if isinstance(error, SenderMismatch):
-        return Reply(550, "5.7.1", str(error))
-    if isinstance(error, AddressError):
-        return Reply(553, "5.1.3", str(error))
-    return None
-
-
 @dataclass
 class _Chunk:
     """A BDAT chunk still arriving (RFC 3030); its octets are read even when it is refused."""
@@ -114,32 +65,18 @@ class _Chunk:
     refusal: Reply | None
 
 
-class SMTPServer(protocol.Protocol):
+class SMTPServer(Connection):
     """One SMTP connection on the submission or the mesh port."""
 
     def __init__(self, port: Port, settings: ServerSettings, hostname: str) -> None:
+        super().__init__(settings, hostname)
         self._port = port
-        self._settings = settings
-        self._limits = settings.limits
-        self._host = hostname
-        self._lines = LineBuffer(settings.limits.smtp_line)
-        self._out: list[bytes] = []
         self._delivery: Delivery | None = None
         self._authenticated = False
         self._tls_started = False
         self._transaction: Transaction | None = None
         self._decoder: DataDecoder | None = None
         self._chunk: _Chunk | None = None
-        self._waiter: Deferred[bytes] | None = None  # an AUTH prompt waiting for its answer
-        self._busy = False
-        self._looping = False
-        self._paused = False
-        self._closed = False
-        self._expired = False
-        self._offences = 0
-        self._junk = 0
-        self._idle: IDelayedCall | None = None
-        self._session: IDelayedCall | None = None
         self._handlers: dict[str, Callable[[bytes], Coroutine[Any, Any, None] | None]] = {
             "EHLO": self._ehlo,
             "HELO": self._helo,
@@ -156,70 +93,38 @@ class SMTPServer(protocol.Protocol):
             "AUTH": self._auth,
         }
 
-    @property
-    def _wire(self) -> Any:
-        """The transport while connected (TCP, TLS, or a test's StringTransport)."""
-        assert self.transport is not None
-        return self.transport
-
     # -- connection
 
     def connectionMade(self) -> None:
-        send_at_once(self._wire)
         self._delivery = self._port.open(self._wire.getPeer())
-        self._session = self._settings.clock.callLater(self._limits.smtp_session, self._session_over)
-        self._write(Reply(220, None, f"{self._host} ESMTP ygbridge"))
-        self._flow()
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._closed:
-            return
-        if self._idle is not None and self._idle.active():
-            self._idle.reset(self._limits.smtp_idle)
-        self._lines.add(data)
-        self._process()
+        super().connectionMade()
 
     def connectionLost(self, reason: object = None) -> None:
-        self._closed = True
-        self._stop_timers()
-        if self._transaction is not None:
-            self._transaction.abort()
-            self._transaction = None
-        if self._waiter is not None:
-            self._waiter.cancel()
+        super().connectionLost(reason)
+        self._reset()
 
     # -- input
 
-    def _process(self) -> None:
-        if self._looping:
+    def _stream(self) -> bool | None:
+        if self._decoder is not None:
+            return self._data_chunk()
+        if self._chunk is not None:
+            return self._bdat_chunk(self._chunk)
+        return None
+
+    def _command(self, line: bytes) -> None:
+        command = parse_command(line)
+        handler = self._handlers.get(command.verb)
+        if handler is None:
+            self._reply(Reply(500, "5.5.1", "Command not recognized"))
             return
-        self._looping = True
         try:
-            while not self._closed:
-                if self._decoder is not None and not self._busy:
-                    if not self._data_chunk():
-                        break
-                    continue
-                if self._chunk is not None and not self._busy:
-                    if not self._bdat_chunk(self._chunk):
-                        break
-                    continue
-                if self._busy and self._waiter is None:
-                    break
-                line = self._lines.line()
-                if line is None:
-                    break
-                if isinstance(line, Overflow):
-                    self._overflow(line)
-                elif self._waiter is not None:
-                    waiter, self._waiter = self._waiter, None
-                    waiter.callback(line)
-                else:
-                    self._command(line)
-        finally:
-            self._looping = False
-        self._flush()
-        self._flow()
+            result = handler(command.arg)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        if result is not None:
+            self._run(result)
 
     def _data_chunk(self) -> bool:
         """Decode buffered DATA; False when the buffer is empty."""
@@ -257,124 +162,6 @@ class SMTPServer(protocol.Protocol):
         else:
             self._write(Reply(250, "2.0.0", f"{chunk.size} octets received"))
         return True
-
-    def _overflow(self, overflow: Overflow) -> None:
-        self._offences += 1
-        if self._offences >= self._limits.smtp_line_offences:
-            self._close(Reply(421, "4.7.0", f"{self._host} Too many overlong lines, closing connection"))
-        elif overflow is Overflow.START:
-            self._reply(Reply(500, "5.5.2", f"Line too long (limit {self._limits.smtp_line} octets)"))
-
-    def _command(self, line: bytes) -> None:
-        command = parse_command(line)
-        handler = self._handlers.get(command.verb)
-        if handler is None:
-            self._reply(Reply(500, "5.5.1", "Command not recognized"))
-            return
-        try:
-            result = handler(command.arg)
-        except Exception as exc:
-            self._failed(exc)
-            return
-        if result is not None:
-            self._run(result)
-
-    def _run(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run a command's coroutine; until it is done, later commands wait their turn."""
-        done = Deferred.fromCoroutine(self._guarded(work))
-        if not done.called:
-            self._busy = True
-            done.addBoth(self._done)
-
-    async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
-        try:
-            await work
-        except CancelledError:
-            pass  # the connection went away
-        except Exception as exc:
-            self._failed(exc)
-
-    def _failed(self, error: Exception) -> None:
-        reply = _refusal(error)
-        if reply is None:
-            log.error("smtp.local_error", peer=_source(self._wire.getPeer()), error=repr(error))
-            reply = Reply(451, "4.3.0", "Local error, try again later")
-        self._reply(reply)
-
-    def _done(self, _: object) -> None:
-        self._busy = False
-        if self._expired:
-            self._session_over()
-        else:
-            self._process()
-
-    def _ask(self, prompt: Reply) -> Deferred[bytes]:
-        """Send an AUTH prompt; fires with the client's next line."""
-        self._write(prompt)
-        self._waiter = Deferred()
-        return self._waiter
-
-    # -- output
-
-    def _write(self, reply: Reply) -> None:
-        self._out.append(reply.encode())
-        if not self._looping:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._out and not self._closed:
-            self._wire.write(b"".join(self._out))
-        self._out.clear()
-
-    def _reply(self, reply: Reply) -> None:
-        self._write(reply)
-        if reply.code >= 400:
-            self._count_junk()
-
-    def _count_junk(self) -> bool:
-        """Count a command that made no progress; True if that closed the connection."""
-        self._junk += 1
-        if self._junk > self._limits.smtp_junk_commands and not self._closed:
-            self._close(Reply(421, "4.7.0", f"{self._host} Too many errors or idle commands, closing"))
-            return True
-        return False
-
-    def _close(self, reply: Reply) -> None:
-        self._write(reply)
-        self._flush()
-        self._closed = True
-        self._stop_timers()
-        self._wire.loseConnection()
-
-    # -- time and flow
-
-    def _flow(self) -> None:
-        """Idle timer while the client is due to speak; stop reading while too much is held."""
-        if self._closed:
-            return
-        clock, waiting = self._settings.clock, not self._busy or self._waiter is not None
-        if waiting and (self._idle is None or not self._idle.active()):
-            self._idle = clock.callLater(self._limits.smtp_idle, self._idle_over)
-        elif not waiting and self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        hold = self._busy and len(self._lines) > HOLD_LINES * self._limits.smtp_line
-        if hold != self._paused:
-            self._paused = hold
-            (self._wire.pauseProducing if hold else self._wire.resumeProducing)()
-
-    def _idle_over(self) -> None:
-        self._close(Reply(421, "4.4.2", f"{self._host} Idle for too long, closing connection"))
-
-    def _session_over(self) -> None:
-        if self._busy and self._waiter is None:
-            self._expired = True  # first the reply the client waits for
-        elif not self._closed:
-            self._close(Reply(421, "4.4.2", f"{self._host} Session time limit reached, closing connection"))
-
-    def _stop_timers(self) -> None:
-        for timer in (self._idle, self._session):
-            if timer is not None and timer.active():
-                timer.cancel()
 
     # -- state
 
@@ -539,7 +326,7 @@ class SMTPServer(protocol.Protocol):
         else:
             raise Refused(504, "5.5.4", "Unrecognized authentication type: use PLAIN or LOGIN")
         try:
-            delivery = await self._port.login(_source(self._wire.getPeer()), user, password)
+            delivery = await self._port.login(source(self._wire.getPeer()), user, password)
         except UnauthorizedLogin:
             raise Refused(535, "5.7.8", "Authentication credentials invalid") from None
         except LoginThrottled:

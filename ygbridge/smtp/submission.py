@@ -17,7 +17,8 @@ from ygbridge.errors import AddressError
 from ygbridge.logins import LoginGate
 from ygbridge.outbox import Outbox
 from ygbridge.smtp.commands import MailParams, Path, Refused
-from ygbridge.smtp.protocol import ServerSettings, SMTPServerFactory
+from ygbridge.smtp.connection import ServerSettings
+from ygbridge.smtp.protocol import SMTPServerFactory
 from ygbridge.smtp.server import Commit, Delivery, IDelivery
 from ygbridge.tlspolicy import ClientTLS
 
