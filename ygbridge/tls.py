@@ -37,7 +37,7 @@ class CertificateFiles:
     configured: bool
 
 
-def _no_alpn(connection: SSL.Connection, offered: list[bytes]) -> object:
+def _no_alpn(connection: SSL.Connection, offered: list[bytes]) -> SSL._NoOverlappingProtocols:
     """Serve the port's protocol whatever ALPN names a client offers, negotiating none.
 
     Twisted's own callback answers an empty selection, which OpenSSL turns into an internal_error
@@ -157,7 +157,13 @@ def load(files: CertificateFiles) -> Certificate:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{files.key} holds no usable unencrypted PEM private key: {exc}") from None
     leaf = chain[0]
-    options = CertificateOptions(privateKey=key, certificate=leaf, extraCertChain=chain[1:])
+    # pyOpenSSL's Context takes cryptography's key and certificates as they are; Twisted's hints
+    # still name pyOpenSSL's own (deprecated) PKey and X509 types.
+    options = CertificateOptions(
+        privateKey=key,  # type: ignore[arg-type]
+        certificate=leaf,  # type: ignore[arg-type]
+        extraCertChain=chain[1:],  # type: ignore[arg-type]
+    )
     try:
         context = ServerContext(options)
     except SSL.Error:

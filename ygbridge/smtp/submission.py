@@ -69,7 +69,7 @@ class SubmissionRealm:
     def requestAvatar(self, avatarId: bytes | tuple[()], mind: object, *interfaces: Any) -> tuple[Any, ...]:
         if IDelivery not in interfaces or not avatarId:
             raise NotImplementedError("submission offers IDelivery to logged-in users only")
-        name = avatarId.decode() if isinstance(avatarId, bytes) else str(avatarId)  # PasswordChecker: str
+        name = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else str(avatarId)
         return IDelivery, SubmissionDelivery(name, self._node, self._outbox), lambda: None
 
 
