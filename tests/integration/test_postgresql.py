@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from . import harness
-from .messages import fetch_body, make_message, send, wait_for_message
+from .messages import check_delivered, fetch_body, make_message, send, wait_for_message
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 import pgserver  # noqa: E402  (the unit tests' throwaway server)
@@ -46,13 +46,14 @@ def test_mail_both_ways_and_search_on_postgresql(nodes: tuple[harness.Node, harn
     with a.bridge.smtp(("alice", PASSWORD)) as smtp:
         send(smtp, alice, [bob], out)
     with b.bridge.imap(("bob", PASSWORD)) as imap:
-        assert fetch_body(imap, wait_for_message(imap, out_id, timeout=TIMEOUT)) == out
+        stored = fetch_body(imap, wait_for_message(imap, out_id, timeout=TIMEOUT))
+        check_delivered(stored, out, received=2, return_path=alice)
     back, back_id = make_message(bob, [alice], "to postgres", "Reply with a Needle in it\n")
     with b.bridge.smtp(("bob", PASSWORD)) as smtp:
         send(smtp, bob, [alice], back)
     with a.bridge.imap(("alice", PASSWORD)) as imap:
         uid = wait_for_message(imap, back_id, timeout=TIMEOUT)
-        assert fetch_body(imap, uid) == back
+        check_delivered(fetch_body(imap, uid), back, received=2, return_path=bob)
         status, found = imap.uid("SEARCH", "BODY", "needle")  # case-insensitive, in the bytea body
         assert status == "OK" and found[0].split() == [str(uid).encode()]
         status, found = imap.uid("SEARCH", "TEXT", "nowhere-to-be-found")
