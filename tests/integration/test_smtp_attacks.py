@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from . import harness
-from .messages import fetch_body, idle_until, make_message, message_index, send
+from .messages import check_delivered, fetch_body, idle_until, make_message, message_index, send
 
 PASSWORDS = {"alice": "alice-Secret-1", "bob": "bob-Secret-3"}
 MESSAGES_PER_HOUR = 6
@@ -157,7 +157,8 @@ def _deliver_during_idle(nodes: Lab, imap: harness.imaplib.IMAP4, subject: str) 
     started = time.monotonic()
     idle_until(imap, lambda line: b"EXISTS" in line, timeout=DELIVERY_TIMEOUT, then=submit)
     took = time.monotonic() - started
-    assert fetch_body(imap, message_index(imap)[message_id]) == message
+    stored = fetch_body(imap, message_index(imap)[message_id])
+    check_delivered(stored, message, received=2, return_path=nodes.a.bridge.address_of("alice"))
     return took
 
 
@@ -244,7 +245,7 @@ def test_bdat_chunks_from_another_mta(nodes: Lab) -> None:
         assert [code for code, _ in replies] == [250, 250, 250, 250], replies
     with nodes.b.bridge.imap(("bob", PASSWORDS["bob"])) as imap:
         uid = harness.wait_until(lambda: message_index(imap).get(message_id), timeout=10, what=message_id)
-        assert fetch_body(imap, uid) == message
+        check_delivered(fetch_body(imap, uid), message, received=1, return_path=nodes.eve)
 
 
 def test_the_hourly_quota_refuses_with_4xx_once_exceeded(nodes: Lab) -> None:
