@@ -268,3 +268,12 @@ def test_utf8_headers_and_body_are_stored_byte_for_byte() -> None:
     assert reply.startswith(b"250 2.0.0")
     [stored] = _stored()
     assert stored.endswith(content + b"\r\n")
+
+
+def test_pipelined_smtputf8_transaction() -> None:
+    """RCPT is judged by the MAIL sent before it in the same packet (RFC 2920)."""
+    session = _mesh(Node())
+    mail = f"MAIL FROM:<ünïcode@{domain_for(PEER)}> SMTPUTF8 RET=HDRS\r\n".encode()
+    rcpts = f"{UTF8_TO_ME} NOTIFY=NEVER\r\nRCPT TO:<{ME}> NOTIFY=SUCCESS\r\nDATA\r\n".encode()
+    replies = session.send(mail + rcpts).splitlines()
+    assert [line[:9] for line in replies] == [b"250 2.1.0", b"550 5.1.1", b"250 2.1.5", b"354 Conti"]
