@@ -152,5 +152,6 @@ def test_smtputf8_message_travels_byte_for_byte(mesh: Mesh) -> None:
         assert refused == {}
     with mesh.b.bridge.imap(("bob", PASSWORDS["bob"])) as imap:
         stored = fetch_body(imap, wait_for_message(imap, mid, timeout=TIMEOUT))
-    check_delivered(stored, message, received=2, return_path=mesh.alice)
+    trace = check_delivered(stored, message, received=2, return_path=mesh.alice)
     assert f"Subject: {subject}\r\n".encode() in stored
+    assert b" with UTF8SMTPA;" in trace[-1]  # A's submission line (RFC 6531 section 3.7.3)

@@ -277,3 +277,21 @@ def test_pipelined_smtputf8_transaction() -> None:
     rcpts = f"{UTF8_TO_ME} NOTIFY=NEVER\r\nRCPT TO:<{ME}> NOTIFY=SUCCESS\r\nDATA\r\n".encode()
     replies = session.send(mail + rcpts).splitlines()
     assert [line[:9] for line in replies] == [b"250 2.1.0", b"550 5.1.1", b"250 2.1.5", b"354 Conti"]
+
+
+@pytest.mark.parametrize(("param", "protocol"), [("", b"with ESMTP;"), (" SMTPUTF8", b"with UTF8SMTP;")])
+def test_mesh_trace_names_smtputf8(param: str, protocol: bytes) -> None:
+    node = Node()
+    reply = _send(_mesh(node), f"MAIL FROM:<{BOB}>{param}", [f"RCPT TO:<{ME}>"], FROM_BOB + b"\r\nhi")
+    assert reply.startswith(b"250 2.0.0")
+    [stored] = _stored()
+    assert protocol in stored.split(FROM_BOB)[0]  # RFC 6531 section 3.7.3
+
+
+@pytest.mark.parametrize(("param", "protocol"), [("", b"with ESMTPA;"), (" SMTPUTF8", b"with UTF8SMTPA;")])
+def test_submission_trace_names_smtputf8(param: str, protocol: bytes) -> None:
+    node = Node()
+    reply = _send(node.submit(), f"MAIL FROM:<{ME}>{param}", [f"RCPT TO:<{CAROL}>"], FROM_ME + b"\r\nhi")
+    assert reply.startswith(b"250 2.0.0")
+    [stored] = _stored()
+    assert protocol in stored.split(FROM_ME)[0]
