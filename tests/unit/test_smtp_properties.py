@@ -8,9 +8,9 @@ import re
 
 from hypothesis import given
 from hypothesis import strategies as st
-from smtpsession import BOB, LOOPBACK, ME, PEER, Node
+from smtpsession import BOB, LOOPBACK, ME, NODE, PEER, Node
 
-from ygbridge.addressing import MailAddress, is_mesh_address
+from ygbridge.addressing import MailAddress, domain_for, is_mesh_address
 from ygbridge.errors import AddressError
 from ygbridge.smtp.commands import Refused, Reply, parse_command, parse_mail, parse_rcpt
 from ygbridge.store.models import database
@@ -45,7 +45,14 @@ PARAMS = [
     "AUTH=<>",
 ]
 PARAMS += ["NOTIFY=SUCCESS", "RET=HDRS", "=", "SIZE", "X-Y=z", "SIZE=1 SIZE=2"]
+# RFC 3461 DSN and RFC 6531 SMTPUTF8, good and bad
+PARAMS += ["NOTIFY=SUCCESS,FAILURE,DELAY", "NOTIFY=NEVER", "NOTIFY=NEVER,SUCCESS", "NOTIFY=x", "NOTIFY"]
+PARAMS += ["RET=FULL", "RET=hdrs", "RET=x", "RET", "ENVID=a+2Bb", "ENVID=+ZZ", "ENVID=+0A", "ENVID"]
+PARAMS += ["ENVID=" + "e" * 101, "ORCPT=rfc822;a+40b", "ORCPT=rfc822", "ORCPT=;x", "SMTPUTF8=yes"]
+PARAMS += ["RET=FULL RET=HDRS", "NOTIFY=DELAY NOTIFY=FAILURE"]
+UTF8_ME = f"jörg@{domain_for(NODE)}"
 ADDRESSES = [ME, BOB, "", "postmaster", f"x@[IPv6:{PEER}]", "a@b", "@r,@s:a@b", "a\x00@b"]
+ADDRESSES += [UTF8_ME, f"ǆ@{domain_for(PEER)}", "\x85@x", "a@ü"]
 
 
 def _words(alphabet: list[str]) -> st.SearchStrategy[str]:
@@ -73,6 +80,11 @@ lines = st.one_of(
             f"MAIL FROM:<{BOB}>".encode(),
             f"MAIL FROM:<{ME}> SIZE=10".encode(),
             f"RCPT TO:<{ME}>".encode(),
+            f"MAIL FROM:<{BOB}> SMTPUTF8 RET=HDRS ENVID=x+2By".encode(),
+            f"MAIL FROM:<{ME}> SMTPUTF8 BODY=8BITMIME".encode(),
+            f"RCPT TO:<{ME}> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;{ME}".encode(),
+            f"RCPT TO:<{UTF8_ME}> NOTIFY=NEVER".encode(),
+            b"Subject: \xc3\xa4",
             b"DATA",
             b".",
             b"BDAT 5",
@@ -108,17 +120,23 @@ def test_parse_mail_raises_only_replies(arg: bytes, max_size: int, auth: bool) -
     except Refused as refused:
         _check_reply(refused.reply)
     else:
-        assert path.text.isascii() and (params.size is None or params.size <= max_size)
+        assert path.text.isascii() or params.smtputf8
+        assert params.size is None or params.size <= max_size
+        assert params.ret in (None, "FULL", "HDRS")
+        assert params.envid is None or 0 < len(params.envid) <= 100
 
 
-@given(arguments)
-def test_parse_rcpt_raises_only_replies(arg: bytes) -> None:
+@given(arguments, st.booleans())
+def test_parse_rcpt_raises_only_replies(arg: bytes, smtputf8: bool) -> None:
     try:
-        path = parse_rcpt(arg)
+        path, notify = parse_rcpt(arg, smtputf8)
     except Refused as refused:
         _check_reply(refused.reply)
     else:
-        assert path.text and len(path.text) <= 256
+        assert path.text and len(path.text.encode()) <= 256
+        assert path.text.isascii() or smtputf8
+        assert "NEVER" not in notify.events or notify.events == {"NEVER"}
+        assert notify.events <= {"SUCCESS", "FAILURE", "DELAY", "NEVER"}
 
 
 @given(st.one_of(st.text(max_size=80), st.sampled_from(ADDRESSES).map(lambda a: f" <{a}> ")))

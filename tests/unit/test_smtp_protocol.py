@@ -190,7 +190,8 @@ def test_recipients_past_the_limit_get_452() -> None:
         (b" SIZE=99999", b"552 5.3.4"),
         (b" SIZE", b"501 5.5.4"),
         (b" BODY=BINARYMIME", b"501 5.5.4"),
-        (b" SMTPUTF8", b"555 5.5.4"),
+        (b" SMTPUTF8", b"250 2.1.0"),
+        (b" NOTIFY=NEVER", b"555 5.5.4"),  # a RCPT parameter
         (b" AUTH=<>", b"555 5.5.4"),  # AUTH is not offered on the mesh
         (b" FOO=bar", b"555 5.5.4"),
         (b" SIZE=1 SIZE=2", b"501 5.5.4"),
@@ -203,10 +204,11 @@ def test_mail_parameters_are_parsed_strictly(params: bytes, reply: bytes) -> Non
     assert session.say(MESH_FROM + params).startswith(reply)
 
 
-def test_rcpt_parameters_are_not_offered() -> None:
+def test_unadvertised_rcpt_parameters_get_555() -> None:
     session = _mesh(Node())
     session.say(MESH_FROM)
-    assert session.say(TO_ME + b" NOTIFY=SUCCESS").startswith(b"555 5.5.4 Parameter NOTIFY")
+    assert session.say(TO_ME + b" XYZ=1").startswith(b"555 5.5.4 Parameter XYZ")
+    assert session.say(TO_ME + b" SIZE=1").startswith(b"555 5.5.4 Parameter SIZE")
 
 
 def test_submission_accepts_the_auth_parameter_it_offers() -> None:

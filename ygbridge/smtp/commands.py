@@ -4,6 +4,8 @@ Every refusal is a :class:`Refused` carrying the exact reply, with an RFC 3463 e
 code, so the protocol never has to invent one. Parsing is strict and bounded: a path is at most
 :data:`MAX_PATH` octets (RFC 5321 section 4.5.3.1.3), ``SIZE=`` at most :data:`MAX_SIZE_DIGITS`
 digits, and a parameter that was not advertised is answered ``555 5.5.4`` (RFC 5321 section 4.1.1.11).
+DSN parameters (RFC 3461) are checked by :mod:`ygbridge.notify`; a path may hold UTF-8 only after
+``MAIL FROM:<...> SMTPUTF8`` (RFC 6531), else it is answered ``553 5.6.7`` (section 3.7.4.1).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 from ygbridge.addressing import MailAddress
 from ygbridge.errors import YgbridgeError
+from ygbridge.notify import Notify, parse_mail_params, parse_rcpt_params
 
 MAX_PATH = 256
 MAX_SIZE_DIGITS = 20
@@ -23,6 +26,7 @@ MAX_TEXT = 400
 _VERB = re.compile(rb"[A-Za-z]{1,16}\Z")
 _PARAM = re.compile(rb"([A-Za-z0-9][A-Za-z0-9-]{0,31})(?:=([\x21-\x3c\x3e-\x7e]{1,500}))?\Z")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_C1_CONTROLS = re.compile("[\x80-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -80,14 +84,18 @@ class Path:
 
 @dataclass(frozen=True)
 class MailParams:
-    """The MAIL FROM parameters understood here (RFC 1870 SIZE, RFC 6152 BODY, RFC 4954 AUTH)."""
+    """The MAIL FROM parameters understood here (RFC 1870 SIZE, RFC 6152 BODY, RFC 4954 AUTH,
+    RFC 6531 SMTPUTF8, RFC 3461 RET and ENVID, the latter xtext-decoded)."""
 
     size: int | None = None
     body: str | None = None
+    smtputf8: bool = False
+    ret: str | None = None
+    envid: str | None = None
 
 
-def _path(arg: bytes, keyword: bytes, enhanced: str) -> tuple[str, bytes]:
-    """The path text and the parameter part of ``FROM:<path> params`` / ``TO:<path> params``."""
+def _path(arg: bytes, keyword: bytes, enhanced: str) -> tuple[bytes, bytes]:
+    """The raw path and the parameter part of ``FROM:<path> params`` / ``TO:<path> params``."""
     syntax = Refused(501, "5.5.4", f"Syntax: {keyword.decode()}:<address> [parameters]")
     if arg[: len(keyword) + 1].upper() != keyword + b":":
         raise syntax
@@ -105,15 +113,33 @@ def _path(arg: bytes, keyword: bytes, enhanced: str) -> tuple[str, bytes]:
             raise syntax
     if len(raw) > MAX_PATH:
         raise Refused(501, enhanced, f"Address longer than {MAX_PATH} characters")
-    if any(byte > 0x7E for byte in raw):
-        raise Refused(553, "5.6.7", "Non-ASCII addresses need SMTPUTF8, which is not offered here")
-    if any(byte <= 0x20 or byte in b"<>" for byte in raw):
+    if any(byte <= 0x20 or byte == 0x7F or byte in b"<>" for byte in raw):
         raise Refused(501, enhanced, "Bad character in address")
     if raw.startswith(b"@"):  # a source route (RFC 5321 section 4.1.1.3): accepted and ignored
         _route, colon, raw = raw.partition(b":")
         if not colon or not raw:
             raise syntax
-    return raw.decode("ascii"), params
+    return raw, params
+
+
+def _text(raw: bytes, smtputf8: bool, enhanced: str) -> str:
+    """The path as text: ASCII, or UTF-8 once the transaction asked for SMTPUTF8 (RFC 6531)."""
+    if raw.isascii():
+        return raw.decode("ascii")
+    if not smtputf8:
+        raise Refused(553, "5.6.7", "Non-ASCII addresses need the SMTPUTF8 parameter on MAIL FROM")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused(501, enhanced, "Address is not valid UTF-8") from None
+    if _C1_CONTROLS.search(text):
+        raise Refused(501, enhanced, "Bad character in address")
+    return text
+
+
+def _dsn_params(params: dict[str, str | None], keys: tuple[str, ...]) -> list[str]:
+    """The DSN parameters among ``params`` as ``KEY=value`` words for :mod:`ygbridge.notify`."""
+    return [f"{key}={params[key] or ''}" for key in keys if key in params]
 
 
 def _params(text: bytes) -> dict[str, str | None]:
@@ -137,11 +163,14 @@ def _unsupported(key: str) -> Refused:
 
 
 def parse_mail(arg: bytes, max_size: int, auth_offered: bool = False) -> tuple[Path, MailParams]:
-    """The reverse-path and parameters of ``MAIL FROM:<path> [SIZE=n] [BODY=...] [AUTH=...]``."""
-    text, rest = _path(arg, b"FROM", "5.1.7")
+    """The reverse-path and parameters of ``MAIL FROM:<path> [SIZE=n] [BODY=...] [AUTH=...]
+    [SMTPUTF8] [RET=...] [ENVID=...]``."""
+    raw, rest = _path(arg, b"FROM", "5.1.7")
+    params = _params(rest)
     size: int | None = None
     body: str | None = None
-    for key, value in _params(rest).items():
+    smtputf8 = False
+    for key, value in params.items():
         if key == "SIZE":
             if value is None or not value.isdigit() or len(value) > MAX_SIZE_DIGITS:
                 raise Refused(501, "5.5.4", "SIZE must be a number of octets")
@@ -152,21 +181,37 @@ def parse_mail(arg: bytes, max_size: int, auth_offered: bool = False) -> tuple[P
             if value is None or value.upper() not in ("7BIT", "8BITMIME"):
                 raise Refused(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
             body = value.upper()
+        elif key == "SMTPUTF8":
+            if value is not None:
+                raise Refused(501, "5.5.4", "SMTPUTF8 takes no value")
+            smtputf8 = True
         elif key == "AUTH" and auth_offered and value is not None:
             pass  # RFC 4954 section 5: the submitter's identity; the login decides here
-        else:
+        elif key not in ("RET", "ENVID"):
             raise _unsupported(key)
-    return Path(text), MailParams(size, body)
+    try:
+        ret, envid = parse_mail_params(_dsn_params(params, ("RET", "ENVID")))
+    except ValueError as exc:
+        raise Refused(501, "5.5.4", str(exc)) from None
+    text = _text(raw, smtputf8, "5.1.7")
+    return Path(text), MailParams(size, body, smtputf8, ret, envid)
 
 
-def parse_rcpt(arg: bytes) -> Path:
-    """The forward-path of ``RCPT TO:<path>``; no RCPT parameter is offered."""
-    text, rest = _path(arg, b"TO", "5.1.3")
-    if not text:
+def parse_rcpt(arg: bytes, smtputf8: bool = False) -> tuple[Path, Notify]:
+    """The forward-path of ``RCPT TO:<path> [NOTIFY=...] [ORCPT=...]`` and its DSN request;
+    ``smtputf8``: the transaction's MAIL FROM had the SMTPUTF8 parameter."""
+    raw, rest = _path(arg, b"TO", "5.1.3")
+    if not raw:
         raise Refused(501, "5.1.3", "A recipient address is required")
-    for key in _params(rest):
-        raise _unsupported(key)
-    return Path(text)
+    params = _params(rest)
+    for key in params:
+        if key not in ("NOTIFY", "ORCPT"):
+            raise _unsupported(key)
+    try:
+        notify = parse_rcpt_params(_dsn_params(params, ("NOTIFY", "ORCPT")))
+    except ValueError as exc:
+        raise Refused(501, "5.5.4", str(exc)) from None
+    return Path(_text(raw, smtputf8, "5.1.3")), notify
 
 
 def parse_bdat(arg: bytes) -> tuple[int, bool]:

@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IAddress
 from ygbridge.addressing import MailAddress, domain_for, is_node_address
 from ygbridge.errors import AddressError
 from ygbridge.message import message_id
+from ygbridge.notify import DsnRequest
 from ygbridge.outbox import Outbox
 from ygbridge.quota import HourlyQuota
 from ygbridge.smtp.commands import MailParams, Path, Refused
@@ -49,13 +50,21 @@ class MeshDelivery:
                     550, "5.7.1", f"Sender {sender} does not belong to the connecting node {source}"
                 )
         self._quota.check(source.compressed, params.size or 0)
-        return partial(self._commit, path.text)
+        return partial(self._commit, path.text, params.smtputf8)
 
-    async def _commit(self, reverse_path: str, recipients: list[MailAddress], body: bytes) -> None:
+    async def _commit(
+        self, reverse_path: str, smtputf8: bool, recipients: list[MailAddress], body: bytes, dsn: DsnRequest
+    ) -> None:
         source = self._source
         self._quota.check(source.compressed, len(body))
         await self._outbox.deliver_local(
-            [r.local for r in recipients], body, message_id(body), source, reverse_path=reverse_path
+            [r.local for r in recipients],
+            body,
+            message_id(body),
+            source,
+            reverse_path=reverse_path,
+            dsn=dsn,
+            smtputf8=smtputf8,
         )
         self._quota.record(source.compressed, len(body))
         log.info("mesh.received", source=source.compressed, recipients=len(recipients), size=len(body))

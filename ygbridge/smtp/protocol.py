@@ -192,7 +192,7 @@ class SMTPServer(Connection):
             raise Refused(501, "5.5.4", "EHLO needs your domain name or address literal")
         self._reset()
         lines = [self._host, "PIPELINING", f"SIZE {self._settings.max_size}", "8BITMIME"]
-        lines += ["ENHANCEDSTATUSCODES", "CHUNKING"]
+        lines += ["ENHANCEDSTATUSCODES", "CHUNKING", "DSN", "SMTPUTF8"]
         if self._starttls_offered():
             lines.append("STARTTLS")
         if self._auth_offered():
@@ -216,17 +216,17 @@ class SMTPServer(Connection):
         if self._settings.disk is not None:
             self._settings.disk.check(params.size or 0)
         commit = await delivery.mail(path, params)
-        self._transaction = Transaction(self._settings.max_size, commit)
+        self._transaction = Transaction(self._settings.max_size, commit, params)
         self._write(Reply(250, "2.1.0", "Sender OK"))
 
     async def _rcpt(self, arg: bytes) -> None:
         transaction, delivery = self._transaction, self._delivery
         if transaction is None or delivery is None:
             raise Refused(503, "5.5.1", "MAIL FROM first")
-        path = parse_rcpt(arg)
+        path, notify = parse_rcpt(arg, transaction.smtputf8)
         if len(transaction.recipients) >= self._limits.recipients:
             raise Refused(452, "4.5.3", "Too many recipients")
-        transaction.add(await delivery.rcpt(path))
+        transaction.add(await delivery.rcpt(path), notify)
         self._write(Reply(250, "2.1.5", "Recipient OK"))
 
     def _data(self, arg: bytes) -> None:

@@ -2,7 +2,9 @@
 
 The protocol (``smtp/protocol.py``) owns the wire; a :class:`Delivery` decides who may send
 and to whom, and a :class:`Transaction` collects one message for all its recipients and
-commits it once, so the single reply after DATA reflects the one commit.
+commits it once, so the single reply after DATA reflects the one commit. The transaction also
+keeps what the sender asked to be told (RFC 3461) and whether it asked for SMTPUTF8 (RFC 6531);
+RSET or a new EHLO drops it with the transaction.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from zope.interface import Interface
 
 from ygbridge.addressing import MailAddress
 from ygbridge.errors import InsufficientStorage
+from ygbridge.notify import DsnRequest, Notify
 from ygbridge.smtp.commands import MailParams, Path, Refused
 
-Commit = Callable[[list[MailAddress], bytes], Awaitable[None]]
+#: Stores one message: its recipients, its bytes and the sender's DSN request.
+Commit = Callable[[list[MailAddress], bytes, DsnRequest], Awaitable[None]]
 
 #: DATA beyond this many bytes is spooled to a temporary file rather than kept in memory.
 SPOOL_IN_MEMORY = 1024 * 1024
@@ -48,12 +52,14 @@ class Transaction:
     """One message: its recipients and its bytes (on disk past :data:`SPOOL_IN_MEMORY`),
     held whole in memory only once, when it is committed."""
 
-    def __init__(self, max_size: int, commit: Commit) -> None:
+    def __init__(self, max_size: int, commit: Commit, params: MailParams) -> None:
         self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
         self._size = 0
         self._max_size = max_size
         self._commit = commit
         self._refusal: Exception | None = None
+        self._params = params
+        self._notify: dict[str, Notify] = {}
         self.recipients: list[MailAddress] = []
         #: BDAT chunks have been received: DATA may not follow (RFC 3030).
         self.chunked = False
@@ -68,8 +74,21 @@ class Transaction:
         """Why the message will be refused (too large, not spooled), once that is known."""
         return self._refusal
 
-    def add(self, recipient: MailAddress) -> None:
+    @property
+    def smtputf8(self) -> bool:
+        """MAIL FROM had the SMTPUTF8 parameter: paths may hold UTF-8 (RFC 6531)."""
+        return self._params.smtputf8
+
+    def add(self, recipient: MailAddress, notify: Notify) -> None:
+        """Take ``recipient`` with its NOTIFY/ORCPT request (a recipient given twice: the last)."""
         self.recipients.append(recipient)
+        self._notify[str(recipient)] = notify
+
+    @property
+    def dsn(self) -> DsnRequest:
+        """What the sender asked to be told, keyed as :class:`~ygbridge.notify.DsnRequest` wants."""
+        wanted = {recipient: notify for recipient, notify in self._notify.items() if notify != Notify()}
+        return DsnRequest(self._params.ret, self._params.envid, wanted)
 
     def write(self, data: bytes) -> None:
         """Record decoded DATA; past the size limit (or if the spool fails) the rest is dropped
@@ -96,7 +115,7 @@ class Transaction:
         self._spool.seek(0)
         body = self._spool.read()
         self.abort()
-        await self._commit(self.recipients, body)
+        await self._commit(self.recipients, body, self.dsn)
 
     def abort(self) -> None:
         """Drop what was collected (connection lost, reset, or committed)."""

@@ -48,7 +48,7 @@ class SubmissionDelivery:
             sender = None
         if sender != own:
             raise Refused(553, "5.7.1", f"You may send only as {own} (or {own.literal})")
-        return partial(self._outbox.accept, own)
+        return partial(self._outbox.accept, own, smtputf8=params.smtputf8)
 
     async def rcpt(self, path: Path) -> MailAddress:
         node = _own_node(self._node)
