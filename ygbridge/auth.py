@@ -89,10 +89,11 @@ class PasswordChecker:
         self._waiting = limits.password_checks_waiting
         self._dummy: bytes | None = None
 
-    def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[str]:
+    def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[bytes | tuple[()]]:
+        """The user name, UTF-8 encoded (twisted.cred's avatar ids are bytes)."""
         return Deferred.fromCoroutine(self._check(credentials))
 
-    async def _check(self, credentials: IUsernamePassword) -> str:
+    async def _check(self, credentials: IUsernamePassword) -> bytes | tuple[()]:
         try:
             username = _text(credentials.username)
             password = _text(credentials.password)
@@ -108,7 +109,7 @@ class PasswordChecker:
         if needs_rehash(stored):
             rehashed = await self._checks.run(self._in_thread, hash_password, password)
             await self._store.run(users.set_password, name, rehashed)
-        return name
+        return name.encode("utf-8")
 
     def _verify(self, stored: bytes | None, password: str) -> Deferred[bool]:
         """Verify in a thread; without a stored hash, against the dummy one (and fail)."""

@@ -6,13 +6,18 @@ import argparse
 import datetime
 import getpass
 import ipaddress
+import json
 import os
 import secrets
 import socket
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
+
+import peewee
+import segno
 
 from ygbridge.addressing import POSTMASTER, MailAddress, domain_for
 from ygbridge.auth import hash_password, verify_password
@@ -21,13 +26,16 @@ from ygbridge.config import Config, load_config
 from ygbridge.errors import RouterError, UserError, YgbridgeError
 from ygbridge.router.link import NodeStatus, read_node
 from ygbridge.store import queue, users
-from ygbridge.store.db import connect
+from ygbridge.store.db import PG_DUMP_HINT, backup_sqlite, connect
 from ygbridge.store.identity import identity_history
+from ygbridge.store.models import database
 from ygbridge.tap import DEFAULT_CONFIG
 from ygbridge.tls import certificate_files, generate, node_names
 from ygbridge.tls import load as load_certificate
 
 T = TypeVar("T")
+
+QR_HELP = "also print the dclogin: link as a QR code (the default on a terminal)"
 
 
 def _run(coroutine: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
@@ -57,6 +65,10 @@ def _node(config: Config) -> NodeStatus:
 def _password(args: argparse.Namespace, confirm: bool = True) -> str:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        raise UserError(
+            "no terminal to ask for the password: give it on standard input with --password-stdin"
+        )
     else:
         password = getpass.getpass("Password: ")
         if confirm and getpass.getpass("Again: ") != password:
@@ -92,7 +104,9 @@ def _address_if_known(config: Config) -> ipaddress.IPv6Address | None:
         return None
 
 
-def _print_client_settings(config: Config, name: str, password: str, host: str | None) -> None:
+def _print_client_settings(
+    config: Config, args: argparse.Namespace, name: str, password: str, host: str | None
+) -> None:
     certificate = load_certificate(certificate_files(config))
     settings = ClientSettings(
         address=str(MailAddress(name, _node(config).identity.address)),
@@ -105,6 +119,9 @@ def _print_client_settings(config: Config, name: str, password: str, host: str |
         machine=socket.gethostname(),
     )
     print("\n".join(settings.lines(password)))
+    if args.qr or sys.stdout.isatty():
+        print("Scan with Delta Chat (Add account, Scan QR code) to set the account up:")
+        segno.make(settings.dclogin(password), error="l").terminal(out=sys.stdout, compact=True, border=2)
 
 
 def cmd_user_add(config: Config, args: argparse.Namespace) -> None:
@@ -113,7 +130,7 @@ def cmd_user_add(config: Config, args: argparse.Namespace) -> None:
     users.add_user(name, hash_password(password), time.time())
     print(f"user {name} added")
     try:
-        _print_client_settings(config, name, password, None)
+        _print_client_settings(config, args, name, password, None)
     except YgbridgeError as exc:
         print(
             f"ygbridge: no client settings yet: {exc}\n  `ygbridge login-link {name}` prints them.",
@@ -129,7 +146,7 @@ def cmd_login_link(config: Config, args: argparse.Namespace) -> None:
     password = _password(args, confirm=False)
     if not verify_password(stored, password):
         raise UserError(f"that is not the password of {name}: a link with it would not log in")
-    _print_client_settings(config, name, password, args.host)
+    _print_client_settings(config, args, name, password, args.host)
 
 
 def cmd_user_passwd(config: Config, args: argparse.Namespace) -> None:
@@ -154,15 +171,64 @@ def cmd_address(config: Config, args: argparse.Namespace) -> None:
     print(MailAddress(name, _node(config).identity.address))
 
 
-def cmd_status(config: Config, args: argparse.Namespace) -> None:
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
     try:
-        status = _node(config)
-    except RouterError:
-        print("router:   unreachable (the reason follows on standard error)")
+        status: NodeStatus | None = _node(config)
+        error = None
+    except RouterError as exc:
+        status, error = None, str(exc)
+    if args.json:
+        print(json.dumps(_status_json(status, error), indent=2))
+    elif status is None:
+        print(f"router:   unreachable ({error})")
         _print_queue()
-        raise
-    _print_node(status)
-    _print_queue()
+    else:
+        _print_node(status)
+        _print_queue()
+    return 0 if status is not None else 1
+
+
+def _status_json(status: NodeStatus | None, error: str | None) -> dict[str, Any]:
+    """What ``status --json`` prints: the node (null, and ``router_error``, while the router is
+    away), the queue per destination, and the identities mail was served for."""
+    node = None
+    if status is not None:
+        identity = status.identity
+        node = {
+            "address": str(identity.address),
+            "domain": domain_for(identity.address),
+            "key": identity.key.hex(),
+            "router": {"name": identity.build_name, "version": identity.build_version},
+            "tun": {"enabled": status.tun.enabled, "name": status.tun.name},
+            "peers_up": [
+                {"address": str(peer.address), "remote": peer.remote} for peer in status.peers if peer.up
+            ],
+            "sessions": len(status.sessions),
+        }
+    return {
+        "node": node,
+        "router_error": error,
+        "queue": [
+            {
+                "destination": dest.destination,
+                "recipients": dest.recipients,
+                "next_attempt": dest.next_attempt,
+                "last_error": dest.last_error,
+            }
+            for dest in queue.summary()
+        ],
+        "identities": [
+            {"first_seen": seen, "key": key, "address": address} for seen, key, address in identity_history()
+        ],
+    }
+
+
+def cmd_backup(config: Config, args: argparse.Namespace) -> None:
+    if not isinstance(database.obj, peewee.SqliteDatabase):
+        raise UserError(f"{PG_DUMP_HINT}, e.g. pg_dump -Fc -f {args.file} DBNAME (as its owner)")
+    target = Path(args.file)
+    backup_sqlite(database.obj, target)
+    print(f"backed up {config.database} to {target} (mode 0600)")
 
 
 def _print_node(status: NodeStatus) -> None:
@@ -212,7 +278,12 @@ def _print_identity_changes(current_key: str) -> None:
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ygbridge`` command."""
     top = argparse.ArgumentParser(prog="ygbridge", description="Mail for the Yggdrasil mesh.")
-    top.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="configuration file (INI)")
+    top.add_argument(
+        "--config",
+        "-c",
+        default=os.environ.get("YGBRIDGE_CONFIG") or DEFAULT_CONFIG,
+        help=f"configuration file (INI); default $YGBRIDGE_CONFIG, else {DEFAULT_CONFIG}",
+    )
     commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser("init", help="create the database and the TLS certificate").set_defaults(run=cmd_init)
     user = commands.add_parser("user", help="manage user accounts").add_subparsers(
@@ -227,6 +298,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("name")
         if needs_password:
             sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+        if action == "add":
+            sub.add_argument("--qr", action="store_true", help=QR_HELP)
         sub.set_defaults(run=run)
     user.add_parser("list").set_defaults(run=cmd_user_list)
     address = commands.add_parser("address", help="print a user's mail address")
@@ -236,8 +309,14 @@ def parser() -> argparse.ArgumentParser:
     link.add_argument("name")
     link.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     link.add_argument("--host", help="where clients reach this machine (default: the listeners' addresses)")
+    link.add_argument("--qr", action="store_true", help=QR_HELP)
     link.set_defaults(run=cmd_login_link)
-    commands.add_parser("status", help="node identity, peers and queue").set_defaults(run=cmd_status)
+    status = commands.add_parser("status", help="node identity, peers and queue")
+    status.add_argument("--json", action="store_true", help="one JSON object, for scripts and monitoring")
+    status.set_defaults(run=cmd_status)
+    backup = commands.add_parser("backup", help="copy the SQLite database to a new FILE while the node runs")
+    backup.add_argument("file")
+    backup.set_defaults(run=cmd_backup)
     return top
 
 
@@ -251,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         connect(config.database, config.base_dir)
-        args.run(config, args)
+        status = args.run(config, args)
         sys.stdout.flush()  # here, where a closed pipe can still be handled
     except YgbridgeError as exc:
         print(f"ygbridge: {exc}", file=sys.stderr)
@@ -260,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         # The reader stopped reading: say nothing more, and let no later flush fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    return 0
+    except KeyboardInterrupt:
+        return 130
+    return status or 0
 
 
 if __name__ == "__main__":

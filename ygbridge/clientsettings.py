@@ -116,13 +116,17 @@ class ClientSettings:
     def _host(self, listener: Listener) -> str:
         return listener.host or self.host or self.machine
 
-    def lines(self, password: str) -> list[str]:
-        """The settings as text, ending with the ``dclogin:`` link for the preferred listeners."""
+    def dclogin(self, password: str) -> str:
+        """The ``dclogin:`` link for the preferred listeners."""
         imap = preferred(self.imap, self.host, "imap")
         smtp = preferred(self.smtp, self.host, "submission")
-        link = dclogin_link(
+        return dclogin_link(
             self.address, password, (self._host(imap), imap), (self._host(smtp), smtp), self.self_signed
         )
+
+    def lines(self, password: str) -> list[str]:
+        """The settings as text, ending with the ``dclogin:`` link for the preferred listeners."""
+        link = self.dclogin(password)
         kind = (
             "self-signed (your client asks to accept it: compare the fingerprint)"
             if self.self_signed

@@ -31,6 +31,8 @@ class Config:
     submission_listen_tls: tuple[str, ...] = ()
     imap_listen: tuple[str, ...] = ("tcp:1143:interface=127.0.0.1",)
     imap_listen_tls: tuple[str, ...] = ()
+    #: Endpoints serving Thunderbird-style autoconfig (config-v1.1.xml) to LAN clients; none by default.
+    autoconfig_listen: tuple[str, ...] = ()
     tls_certificate: str | None = None
     tls_key: str | None = None
     allow_plaintext: bool = False
@@ -127,6 +129,8 @@ def load_config(path: str | Path) -> Config:
             values[f"{section}_listen"] = _words(listen)
         if listen := get(section, "listen_tls"):
             values[f"{section}_listen_tls"] = _words(listen)
+    if listen := get("autoconfig", "listen"):
+        values["autoconfig_listen"] = _words(listen)
     values["tls_certificate"] = get("tls", "certificate")
     values["tls_key"] = get("tls", "key")
     if values["tls_key"] and not values["tls_certificate"]:

@@ -94,3 +94,11 @@ class MessageTooBig(MailboxError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"[TOOBIG] messages are limited to {limit} octets here")
+
+
+class QuotaExceeded(YgbridgeError):
+    """A sending node has used up its hourly allowance of messages or bytes."""
+
+
+class InsufficientStorage(YgbridgeError):
+    """The database's filesystem is below its free-space floor: mail must wait."""

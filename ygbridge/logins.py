@@ -23,8 +23,7 @@ from twisted.cred.credentials import ICredentials
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, fail, maybeDeferred
-from twisted.internet.interfaces import IAddress, IReactorTime
-from twisted.internet.protocol import Factory, Protocol, ServerFactory
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
 from ygbridge.errors import LoginThrottled
@@ -126,8 +125,6 @@ class LoginGate:
         Fails with UnauthorizedLogin for a wrong user or password, LoginThrottled while the
         source or the user is locked out. ``others``: further interfaces the avatar may have.
         """
-        if isinstance(portal, SourcePortal):  # a protocol that calls the gate with what it was given
-            portal = portal.portal
         key, loopback = source_key(source)
         user = user_key(credentials)
         if not loopback:
@@ -198,41 +195,3 @@ class LoginGate:
             account.locked_until = now + limits.login_lockout
             log.warning("login.user_locked", user=user, failures=account.count, seconds=limits.login_lockout)
         return failure_delay(source.count if loopback else max(source.count, account.count))
-
-
-class SourcePortal:
-    """The portal as one connection sees it: a protocol calling ``self.portal.login`` (as
-    Twisted's IMAP4Server and ESMTP do) logs in through the gate with the connection's source."""
-
-    def __init__(self, gate: LoginGate, portal: Portal, source: str) -> None:
-        self._gate = gate
-        self.portal = portal
-        self._source = source
-
-    def login(
-        self, credentials: ICredentials, mind: object, *interfaces: Any
-    ) -> Deferred[tuple[Any, Any, Any]]:
-        return self._gate.login(self.portal, self._source, credentials, *interfaces)
-
-
-class GatedFactory(ServerFactory):
-    """Wraps a client port's factory: each protocol it builds with a ``portal`` gets a
-    :class:`SourcePortal` in its place, so that its logins go through ``gate`` (once: the gate
-    unwraps a SourcePortal it is handed by a protocol that calls it itself)."""
-
-    def __init__(self, factory: Factory[Any], gate: LoginGate) -> None:
-        self.factory = factory
-        self.gate = gate
-
-    def doStart(self) -> None:
-        self.factory.doStart()
-
-    def doStop(self) -> None:
-        self.factory.doStop()
-
-    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
-        protocol = self.factory.buildProtocol(addr)
-        if protocol is not None:
-            portal = SourcePortal(self.gate, protocol.portal, str(getattr(addr, "host", addr)))
-            protocol.portal = portal  # type: ignore[attr-defined]
-        return protocol

@@ -23,21 +23,28 @@ _LEVELS = {
 
 
 def configure(level: str = "info", stream: TextIO | None = None) -> None:
-    """Send structlog events as JSON lines to ``stream`` (the real stdout by default).
+    """Send structlog events to ``stream`` (the real stdout by default): JSON lines, or readable
+    lines when it is a terminal (a service started by hand; the journal and files get JSON).
 
     twistd replaces ``sys.stdout`` with a log file proxy, so the default is ``sys.__stdout__``.
     """
+    out = stream or sys.__stdout__
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if out is not None and out.isatty()
+        else structlog.processors.JSONRenderer(sort_keys=False, default=str)
+    )
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(sort_keys=False, default=str),
+            renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.__stdout__),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
 

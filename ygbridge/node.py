@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from functools import partial
 from typing import Any
 
 import structlog
@@ -13,12 +12,12 @@ from twisted.application.service import MultiService
 from twisted.cred.portal import Portal
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.protocol import Factory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from ygbridge.addressing import domain_for
 from ygbridge.auth import PasswordChecker
+from ygbridge.autoconfig import autoconfig_site
 from ygbridge.config import Config
 from ygbridge.connlimit import (
     IMAP_REFUSAL,
@@ -34,18 +33,20 @@ from ygbridge.delivery import DeliveryService
 from ygbridge.errors import TunDisabled
 from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.tls import TLSImapFactory
-from ygbridge.logins import GatedFactory, LoginGate
+from ygbridge.logins import LoginGate
 from ygbridge.mailstore import Mailstore
 from ygbridge.notify import DsnRequest
 from ygbridge.outbox import Outbox
+from ygbridge.quota import DiskFloor, HourlyQuota
 from ygbridge.router.link import RouterLink
 from ygbridge.router.reachability import ReachabilityWatcher
 from ygbridge.router.state import NodeIdentity
 from ygbridge.smtp.client import Reply, SMTPClient
+from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.listener import MeshListener
-from ygbridge.smtp.mesh import MeshServer
+from ygbridge.smtp.mesh import MeshFactory
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
-from ygbridge.store.db import StoreThread
+from ygbridge.store.db import StoreThread, sqlite_path
 from ygbridge.store.identity import record_identity
 from ygbridge.tls import certificate_files
 from ygbridge.tls import load as load_certificate
@@ -55,6 +56,13 @@ log = structlog.get_logger(__name__)
 
 #: Exit status of twistd when the router cannot carry mail (TUN disabled).
 EXIT_ROUTER_UNUSABLE = 3
+
+
+def _smtp_settings(reactor: Any, config: Config) -> ServerSettings:
+    """The bounds of both SMTP ports; the disk floor watches the SQLite database's filesystem."""
+    database = sqlite_path(config.database, config.base_dir)
+    disk = DiskFloor(database.parent, config.limits.min_free_disk) if database is not None else None
+    return ServerSettings(reactor, config.limits, config.max_message_size, disk)
 
 
 class NodeService(MultiService):
@@ -100,13 +108,13 @@ class NodeService(MultiService):
         )
         self.logins = LoginGate(reactor, limits)
         checker = PasswordChecker(reactor, self.store, self.node_address, limits)
-        submission = Portal(
-            SubmissionRealm(self.node_address, self.outbox, config.max_message_size), [checker]
-        )
+        self._smtp = _smtp_settings(reactor, config)
+        self._quota = HourlyQuota(reactor, limits.mesh_messages_per_hour, limits.mesh_bytes_per_hour)
+        submission = Portal(SubmissionRealm(self.node_address, self.outbox), [checker])
         imap = Portal(ImapRealm(self.mailstore), [checker])
         tls = ClientTLS(load_certificate(certificate_files(config)).context, config.allow_plaintext)
         self._listen_clients(
-            SubmissionFactory(submission, self.node_address, config.max_message_size, tls),
+            SubmissionFactory(submission, self.logins, self.node_address, tls, self._smtp),
             config.submission_listen,
             config.submission_listen_tls,
             tls,
@@ -130,6 +138,9 @@ class NodeService(MultiService):
         self._ready = False
         self.mesh = MeshListener(reactor, config.mesh_port, self._mesh_factory, mesh_connections)
         self.mesh.setServiceParent(self)
+        site = autoconfig_site(config, lambda: domain_for(a) if (a := self.node_address()) else None)
+        for description in config.autoconfig_listen:
+            self._listen(description, site)
         self.reachability = ReachabilityWatcher(
             self.router, reactor, config.poll_interval, self.delivery.retry_now
         )
@@ -148,15 +159,14 @@ class NodeService(MultiService):
         refusal: bytes,
     ) -> None:
         """A client protocol on its STARTTLS endpoints and, wrapped in TLS, its implicit-TLS ones;
-        logins through the gate, connections counted in the client pool (over its caps, an
+        connections counted in the client pool (over its caps, an
         implicit-TLS connection is closed without a word: clear text would be noise there)."""
-        gated = GatedFactory(factory, self.logins)
         pool = self._client_connections
         for description in plain:
-            self._listen(description, LimitedFactory(gated, pool, refusal))
+            self._listen(description, LimitedFactory(factory, pool, refusal))
         for description in implicit_tls:
             self._listen(
-                description, LimitedFactory(TLSMemoryBIOFactory(tls.context, False, gated), pool, b"")
+                description, LimitedFactory(TLSMemoryBIOFactory(tls.context, False, factory), pool, b"")
             )
 
     def node_address(self) -> ipaddress.IPv6Address | None:
@@ -164,11 +174,9 @@ class NodeService(MultiService):
         identity = self.router.identity
         return identity.address if identity is not None else None
 
-    def _mesh_factory(self, address: ipaddress.IPv6Address) -> Factory:
+    def _mesh_factory(self, address: ipaddress.IPv6Address) -> MeshFactory:
         """Mesh SMTP for ``address``; a node that connects is reachable, so its queue is tried."""
-        return Factory.forProtocol(
-            partial(MeshServer, address, self.outbox, self._config.max_message_size, self.delivery.retry_now)
-        )
+        return MeshFactory(address, self.outbox, self._quota, self.delivery.retry_now, self._smtp)
 
     async def _send(
         self,

@@ -64,9 +64,11 @@ class Outbox:
         recipients: list[MailAddress],
         body: bytes,
         dsn: DsnRequest = NO_REQUEST,
+        smtputf8: bool = False,
     ) -> None:
         """Make a message that ``sender`` (authenticated) submitted durable for every recipient;
-        returns once it is committed. ``dsn`` is what the sender asked to be told (RFC 3461).
+        returns once it is committed. ``dsn`` is what the sender asked to be told (RFC 3461);
+        ``smtputf8``: it was submitted with SMTPUTF8 (RFC 6531), which its trace line says.
 
         SenderMismatch unless ``From:`` (and ``Sender:``) is the sender's own address; a message
         without ``From:`` gets the sender's. A message without a Message-ID gets one, so that
@@ -80,7 +82,7 @@ class Outbox:
         if mid is None:
             mid = f"<{uuid.uuid4().hex}@{domain_for(sender.node)}>"
             added = f"Message-ID: {mid}\r\n".encode("ascii") + added
-        body = received_submission(sender, self._clock.seconds()) + added + body
+        body = received_submission(sender, self._clock.seconds(), smtputf8) + added + body
         remote = [(str(r), r.node.compressed) for r in dict.fromkeys(recipients) if r.node != node]
         if remote:
             await self._store.run(queue.enqueue, str(sender), body, mid, remote, self._clock.seconds(), dsn)
@@ -102,9 +104,10 @@ class Outbox:
         sender_node: ipaddress.IPv6Address,
         reverse_path: str | None = None,
         dsn: DsnRequest = NO_REQUEST,
+        smtputf8: bool = False,
     ) -> None:
         """Store a message that node ``sender_node`` sent over the mesh in each user's INBOX
-        (once per mailbox, however often retried).
+        (once per mailbox, however often retried); ``smtputf8``: it came with SMTPUTF8.
 
         ``reverse_path`` is the envelope sender (``""`` for ``MAIL FROM:<>``), written as
         ``Return-Path:``; it gets a "delivered" report for the recipients whose ``dsn`` asks for
@@ -124,7 +127,7 @@ class Outbox:
         else:
             added = b""
         if node is not None:
-            added = received_mesh(sender_node, node, self._clock.seconds()) + added
+            added = received_mesh(sender_node, node, self._clock.seconds(), smtputf8) + added
         body = (return_path(reverse_path) if reverse_path is not None else b"") + added + body  # one copy
         stored = await self._store_local(names, body, mid, sender_node)
         if node is not None and reverse_path:

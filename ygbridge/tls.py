@@ -37,7 +37,7 @@ class CertificateFiles:
     configured: bool
 
 
-def _no_alpn(connection: SSL.Connection, offered: list[bytes]) -> object:
+def _no_alpn(connection: SSL.Connection, offered: list[bytes]) -> SSL._NoOverlappingProtocols:
     """Serve the port's protocol whatever ALPN names a client offers, negotiating none.
 
     Twisted's own callback answers an empty selection, which OpenSSL turns into an internal_error
@@ -100,7 +100,8 @@ def generate(
     addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
     now: datetime.datetime,
 ) -> None:
-    """Write a new RSA key (mode 0600) and a self-signed certificate for ``names`` and ``addresses``."""
+    """Write a new RSA key and a self-signed certificate for ``names`` and ``addresses``, both
+    mode 0600 (in a directory created 0700), readable by the service's user alone."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     alternative = [x509.DNSName(name) for name in names] + [x509.IPAddress(a) for a in addresses]
@@ -122,12 +123,12 @@ def generate(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     _write(files.key, key_pem, 0o600)
-    _write(files.certificate, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+    _write(files.certificate, certificate.public_bytes(serialization.Encoding.PEM), 0o600)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Replace ``path`` atomically; the new file has ``mode`` from its creation on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.new")
     temporary.unlink(missing_ok=True)
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -156,7 +157,13 @@ def load(files: CertificateFiles) -> Certificate:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{files.key} holds no usable unencrypted PEM private key: {exc}") from None
     leaf = chain[0]
-    options = CertificateOptions(privateKey=key, certificate=leaf, extraCertChain=chain[1:])
+    # pyOpenSSL's Context takes cryptography's key and certificates as they are; Twisted's hints
+    # still name pyOpenSSL's own (deprecated) PKey and X509 types.
+    options = CertificateOptions(
+        privateKey=key,  # type: ignore[arg-type]
+        certificate=leaf,  # type: ignore[arg-type]
+        extraCertChain=chain[1:],  # type: ignore[arg-type]
+    )
     try:
         context = ServerContext(options)
     except SSL.Error:

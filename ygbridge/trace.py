@@ -20,7 +20,13 @@ def _date(now: float) -> str:
     return format_datetime(datetime.fromtimestamp(now, UTC))
 
 
-def received_submission(user: MailAddress, now: float) -> bytes:
+def _with(smtputf8: bool, authenticated: bool) -> str:
+    """The ``with`` protocol: ESMTP, or UTF8SMTP when SMTPUTF8 was used (RFC 6531 section 3.7.3);
+    "A" when the client authenticated (RFC 3848)."""
+    return ("UTF8SMTP" if smtputf8 else "ESMTP") + ("A" if authenticated else "")
+
+
+def received_submission(user: MailAddress, now: float, smtputf8: bool = False) -> bytes:
     """The ``Received:`` line for a message submitted by ``user`` (authenticated) on its own node.
 
     The ``from`` clause names the user's node, not the client: the LAN stays private.
@@ -28,17 +34,19 @@ def received_submission(user: MailAddress, now: float) -> bytes:
     domain = domain_for(user.node)
     return (
         f"Received: from {domain} (authenticated user {user.local})\r\n"
-        f"\tby {domain} ({SOFTWARE}) with ESMTPA;\r\n"
+        f"\tby {domain} ({SOFTWARE}) with {_with(smtputf8, authenticated=True)};\r\n"
         f"\t{_date(now)}\r\n"
     ).encode()
 
 
-def received_mesh(source: ipaddress.IPv6Address, node: ipaddress.IPv6Address, now: float) -> bytes:
+def received_mesh(
+    source: ipaddress.IPv6Address, node: ipaddress.IPv6Address, now: float, smtputf8: bool = False
+) -> bytes:
     """The ``Received:`` line for a message that node ``source`` delivered to ``node`` on the mesh."""
     return (
         f"Received: from {domain_for(source)}\r\n"
         f"\t({literal_for(source)})\r\n"
-        f"\tby {domain_for(node)} ({SOFTWARE}) with ESMTP;\r\n"
+        f"\tby {domain_for(node)} ({SOFTWARE}) with {_with(smtputf8, authenticated=False)};\r\n"
         f"\t{_date(now)}\r\n"
     ).encode("ascii")
 

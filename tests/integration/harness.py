@@ -23,6 +23,7 @@ import atexit
 import base64
 import contextlib
 import ctypes
+import functools
 import imaplib
 import ipaddress
 import json
@@ -149,7 +150,30 @@ def yggdrasil_binary(version: str) -> Path:
                 f"yggdrasil {version}: {path} is missing or not executable (set {variable} to the "
                 f"yggdrasil binary, with yggdrasilctl beside it; .ci/run installs both)"
             )
+    reported = binary_version(str(binary))
+    if reported.split(".")[:2] != version.split(".")[:2]:
+        raise HarnessError(
+            f"the tests labelled yggdrasil {version} would run {binary}, which is yggdrasil {reported} "
+            f"(set {variable} to a {'.'.join(version.split('.')[:2])}.x binary; .ci/run unpacks 0.5.x "
+            "into /opt and Debian's 0.4.7 is /usr/sbin/yggdrasil unless setup-node.sh replaced it)"
+        )
     return binary
+
+
+@functools.cache
+def binary_version(binary: str) -> str:
+    """The version ``binary -version`` reports (e.g. ``0.5.12``). Debian's 0.4.7 build reports
+    "unknown": its series is then told by the configuration it generates (0.4 writes the public key,
+    0.5 does not), as ``0.4.x`` or ``0.5.x``."""
+    try:
+        output = subprocess.run([binary, "-version"], capture_output=True, text=True, timeout=10).stdout
+        match = re.search(r"Build version:\s*v?(\S+)", output)
+        if match is not None and match.group(1) != "unknown":
+            return match.group(1)
+        generated = subprocess.run([binary, "-genconf", "-json"], capture_output=True, text=True, timeout=10)
+        return "0.4.x" if "PublicKey" in json.loads(generated.stdout) else "0.5.x"
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        raise HarnessError(f"cannot tell the version of {binary}: {exc}") from None
 
 
 def check_privileges() -> None:

@@ -220,10 +220,20 @@ class Postfix:
 
     # -- submitting and reading mail on the Postfix node
 
-    def submit(self, sender: str, recipients: Sequence[str], message: bytes) -> None:
-        """Hand a message to Postfix over SMTP from its own node (as its users' clients would)."""
+    def submit(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        message: bytes,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> None:
+        """Hand a message to Postfix over SMTP from its own node (as its users' clients would),
+        with further MAIL and RCPT parameters (DSN, SMTPUTF8) if given."""
         with harness.smtp_client(self.node.ns, self.address.compressed, 25) as smtp:
-            refused = smtp.sendmail(sender, list(recipients), message, mail_options=["BODY=8BITMIME"])
+            refused = smtp.sendmail(
+                sender, list(recipients), message, ["BODY=8BITMIME", *mail_options], list(rcpt_options)
+            )
         if refused:
             raise AssertionError(f"Postfix refused recipients: {refused}")
 

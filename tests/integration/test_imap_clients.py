@@ -66,10 +66,15 @@ def imap(node: harness.Node) -> Iterator[IMAPClient]:
 
 
 def message(
-    subject: str, body: str, *, date_header: str | None = None, extra: tuple[tuple[str, str], ...] = ()
+    subject: str,
+    body: str,
+    *,
+    date_header: str | None = None,
+    extra: tuple[tuple[str, str], ...] = (),
+    alice: str = "alice@a.meship",
 ) -> tuple[bytes, str]:
-    """A message from alice to herself (its Date replaced if ``date_header``) and its Message-ID."""
-    raw, message_id = make_message("alice@a.meship", ["alice@a.meship"], subject, body, extra_headers=extra)
+    """A message from ``alice`` to herself (its Date replaced if ``date_header``) and its Message-ID."""
+    raw, message_id = make_message(alice, [alice], subject, body, extra_headers=extra)
     if date_header:
         raw = re.sub(rb"^Date: [^\r]*", b"Date: " + date_header.encode(), raw, count=1, flags=re.M)
     return raw, message_id
@@ -123,8 +128,11 @@ def test_search_by_dates_and_headers(node: harness.Node) -> None:
         client.append("INBOX", old, msg_time=datetime(2023, 1, 5, 9, tzinfo=UTC))
         client.append("INBOX", new)
         with node.bridge.smtp(login=("alice", PASSWORD)) as smtp:  # delivered, not appended
-            delivered, delivered_id = message("by submission", "hello\n", extra=(("X-Project", "alpha"),))
-            send(smtp, "alice@" + node.bridge.domain, ["alice@" + node.bridge.domain], delivered)
+            alice = node.bridge.address_of("alice")  # submission takes only her own From:
+            delivered, delivered_id = message(
+                "by submission", "hello\n", extra=(("X-Project", "alpha"),), alice=alice
+            )
+            send(smtp, alice, [alice], delivered)
         client.select_folder("INBOX")
         harness.wait_until(
             lambda: client.search(["HEADER", "Message-ID", delivered_id]), timeout=30, what="local delivery"

@@ -113,6 +113,43 @@ def test_postfix_to_ygbridge(site: Site, form: str) -> None:
     assert rest.endswith(message)  # below Postfix's own Received lines, byte for byte
 
 
+def test_postfix_relays_a_dsn_request_and_ygbridge_reports_delivery(site: Site) -> None:
+    """dave asks Postfix for a receipt; Postfix passes NOTIFY on (ygbridge advertises DSN) and the
+    "delivered" report comes from ygbridge, which stored the message, not a "relayed" one from Postfix."""
+    message, mid = make_message(site.dave, [site.alice], "receipt, please", "hi\n")
+    site.postfix.submit(
+        site.dave, [site.alice], message, ["RET=HDRS", "ENVID=dave+2B1"], ["NOTIFY=SUCCESS,FAILURE"]
+    )
+    with alice_imap(site) as imap:
+        wait_for_message(imap, mid, timeout=TIMEOUT)
+    raw = site.postfix.wait_for(
+        "dave", lambda raw: mid.encode() in raw and b"Action: delivered" in raw, what="a delivered report"
+    )
+    report = parse(raw)
+    assert report["Return-Path"] == "<>" and report.get_content_type() == "multipart/report"
+    _, status, headers = report.iter_parts()
+    per_message, per_recipient = status.get_payload()
+    assert per_message["Reporting-MTA"] == f"dns; {site.a.bridge.domain}"
+    assert per_message["Original-Envelope-Id"] == "dave+1"
+    assert per_recipient["Final-Recipient"] == f"rfc822; {site.alice}"
+    assert per_recipient["Status"] == "2.0.0"
+    assert headers.get_content_type() == "text/rfc822-headers" and mid in headers.get_content()
+
+
+def test_postfix_smtputf8_message_arrives_byte_for_byte(site: Site) -> None:
+    """Postfix passes SMTPUTF8 on to ygbridge, which advertises it (Postfix bounces a message with
+    UTF-8 header fields that was submitted with SMTPUTF8 when the next hop lacks it)."""
+    subject = "Grüße aus Zürich ✉ 日本語"
+    message, mid = make_message(
+        site.dave, [site.alice], subject, "Ärger? Nein. 🦉\n", extra_headers=[("Comments", "Jörg ✓")]
+    )
+    site.postfix.submit(site.dave, [site.alice], message, ["SMTPUTF8"])
+    with alice_imap(site) as imap:
+        stored = fetch_body(imap, wait_for_message(imap, mid, timeout=TIMEOUT))
+    assert stored.endswith(message)
+    assert f"Subject: {subject}\r\n".encode() in stored
+
+
 # --------------------------------------------------------------------------- ygbridge -> Postfix
 
 

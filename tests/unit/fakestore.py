@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import peewee
@@ -10,9 +11,9 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from ygbridge.store import messages
-from ygbridge.store.db import migrate
+from ygbridge.store.db import migrate, open_database
 from ygbridge.store.mailboxes import add_default_mailboxes
-from ygbridge.store.models import User, database
+from ygbridge.store.models import MODELS, SchemaVersion, User, database
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -34,10 +35,25 @@ class ImmediateDB:
             return fail()
 
 
-def memory_database() -> peewee.SqliteDatabase:
-    """Point the models at a new, migrated in-memory SQLite database."""
-    db = peewee.SqliteDatabase(":memory:", pragmas={"foreign_keys": 1})
-    database.initialize(db)
+def memory_database(backend: str = "sqlite") -> peewee.Database:
+    """Point the models at a new, migrated database: in-memory SQLite for ``sqlite``, else an
+    emptied PostgreSQL database at that URL (the ``store_backend`` fixture of conftest.py)."""
+    if backend == "sqlite":
+        db: peewee.Database = peewee.SqliteDatabase(":memory:", pragmas={"foreign_keys": 1})
+        database.initialize(db)
+    else:
+        db = open_database(backend, Path("/"))
+        database.initialize(db)
+        db.connect(reuse_if_open=True)
+        if db.table_exists(SchemaVersion._meta.table_name):  # emptied, faster than made anew
+            tables = [model._meta.table_name for model in reversed(MODELS)]
+            db.execute_sql(
+                "; ".join(f'DELETE FROM "{t}"' for t in tables)
+                + "; "
+                + "; ".join(
+                    f"SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), 1, false)" for t in tables
+                )
+            )
     migrate(db)
     return db
 
@@ -49,9 +65,9 @@ def make_user(name: str) -> User:
     return user
 
 
-def alice_database() -> Iterator[None]:
-    """A fresh in-memory database with user alice, for the length of a test (a fixture body)."""
-    memory_database()
+def alice_database(store_backend: str) -> Iterator[None]:
+    """A fresh database with user alice, for the length of a test (a fixture body)."""
+    memory_database(store_backend)
     make_user("alice")
     yield
     database.close()

@@ -103,8 +103,8 @@ class ImapLab:
         return result_of(delivered)
 
 
-def running_lab() -> Iterator[ImapLab]:
-    for _ in alice_database():
+def running_lab(store_backend: str) -> Iterator[ImapLab]:
+    for _ in alice_database(store_backend):
         yield ImapLab()
 
 

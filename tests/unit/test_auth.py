@@ -77,7 +77,7 @@ class Reactor:
 db = pytest.fixture(alice_database, name="db")
 
 
-def check(checker: PasswordChecker, user: str, password: str) -> Deferred[str]:
+def check(checker: PasswordChecker, user: str, password: str) -> Deferred[bytes]:
     return checker.requestAvatarId(UsernamePassword(user.encode(), password.encode()))
 
 
@@ -85,7 +85,7 @@ def test_unknown_user_costs_a_verification_too(db: None) -> None:
     users.set_password("alice", hash_password("right"))
     pool = Pool()
     checker = PasswordChecker(Reactor(pool), ImmediateDB(), lambda: NODE)  # type: ignore[arg-type]
-    assert result_of(check(checker, "alice", "right")) == "alice"
+    assert result_of(check(checker, "alice", "right")) == b"alice"
     assert pool.calls == ["verify_password"]
     assert failure_of(check(checker, "nobody", "x")).check(UnauthorizedLogin)
     assert failure_of(check(checker, "nobody", "y")).check(UnauthorizedLogin)
@@ -117,6 +117,6 @@ def test_an_older_hash_is_replaced_after_login(db: None) -> None:
     users.set_password("alice", old)
     assert needs_rehash(old)
     checker = PasswordChecker(Reactor(Pool()), ImmediateDB(), lambda: NODE)  # type: ignore[arg-type]
-    assert result_of(check(checker, "alice", "right")) == "alice"
+    assert result_of(check(checker, "alice", "right")) == b"alice"
     stored = users.password_hash("alice")
     assert stored is not None and not needs_rehash(stored) and verify_password(stored, "right")

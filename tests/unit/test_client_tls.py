@@ -20,8 +20,10 @@ from zope.interface import alsoProvides, implementer
 from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.tls import TLSImapFactory
 from ygbridge.limits import Limits
+from ygbridge.logins import LoginGate
 from ygbridge.mailstore import Mailstore
 from ygbridge.outbox import Outbox
+from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store.models import database
 from ygbridge.tlspolicy import ClientTLS
@@ -81,8 +83,10 @@ class Connection:
 def submission(peer: str, allow_plaintext: bool = False, implicit_tls: bool = False) -> Connection:
     clock = Clock()
     outbox = Outbox(clock, ImmediateDB(), Mailstore(ImmediateDB(), clock), lambda: NODE, lambda _: None)
-    portal = _portal(SubmissionRealm(lambda: NODE, outbox, 1000))
-    factory = SubmissionFactory(portal, lambda: NODE, 1000, ClientTLS(CONTEXT, allow_plaintext))
+    portal = _portal(SubmissionRealm(lambda: NODE, outbox))
+    settings = ServerSettings(clock, Limits(), 1000)
+    tls = ClientTLS(CONTEXT, allow_plaintext)
+    factory = SubmissionFactory(portal, LoginGate(clock, Limits()), lambda: NODE, tls, settings)
     return Connection(factory, peer, implicit_tls)
 
 
@@ -143,7 +147,7 @@ def test_submission_drops_commands_pipelined_in_clear_after_starttls() -> None:
     reply = connection.send(b"STARTTLS\r\n" + SMTP_PLAIN + b"\r\nMAIL FROM:<x@y>\r\nRSET")
     assert reply == b"220 2.0.0 Ready to start TLS\r\n"
     assert connection.send(b"NOOP\r\n") == b"250 2.0.0 OK\r\n"  # what came over TLS counts
-    assert not connection.protocol.authenticated
+    assert connection.send(b"MAIL FROM:<x@y>\r\n").startswith(b"530 5.7.0 ")  # not logged in
 
 
 # IMAP

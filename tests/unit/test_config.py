@@ -9,6 +9,7 @@ from twisted.plugin import getPlugins
 from ygbridge.cli import parser
 from ygbridge.config import DEFAULT_ADMIN_ENDPOINTS, load_config
 from ygbridge.errors import ConfigError
+from ygbridge.limits import Limits, limit_kinds
 from ygbridge.store.db import sqlite_path
 
 EXAMPLE = Path(__file__).parents[2] / "conf" / "ygbridge.ini"
@@ -94,3 +95,10 @@ def test_bad_limits_are_named(tmp_path: Path, line: str, error: str) -> None:
     path.write_text(f"[limits]\n{line}\n")
     with pytest.raises(ConfigError, match=error):
         load_config(path)
+
+
+def test_example_config_documents_every_limit_with_its_default() -> None:
+    text = EXAMPLE.read_text()
+    assert load_config(EXAMPLE).limits == Limits()
+    for key in limit_kinds():
+        assert f"\n{key} = " in text, f"conf/ygbridge.ini does not document [limits] {key}"

@@ -69,15 +69,17 @@ def test_commands_pipelined_after_login_wait_for_it(client: Client) -> None:
     assert answer.endswith(b"b OK [READ-WRITE] SELECT completed\r\nc OK NOOP completed\r\n")
 
 
-def test_realm_gives_accounts_for_str_user_names(lab: ImapLab) -> None:
+def test_realm_gives_accounts_for_the_checkers_avatar_ids(lab: ImapLab) -> None:
     realm = ImapRealm(lab.mailstore)
-    interface, account, logout = result_of(realm.requestAvatar("alice", None, IImapAccount))
+    interface, account, logout = result_of(realm.requestAvatar(b"alice", None, IImapAccount))
     assert interface is IImapAccount and isinstance(account, ImapAccount)
     logout()
     logout()  # twice is harmless
-    assert failure_of(realm.requestAvatar("bob", None, IImapAccount)).check(UnauthorizedLogin)
+    assert failure_of(realm.requestAvatar(b"bob", None, IImapAccount)).check(UnauthorizedLogin)
     with pytest.raises(NotImplementedError):
-        realm.requestAvatar("alice", None)
+        realm.requestAvatar(b"alice", None)
+    with pytest.raises(NotImplementedError):
+        realm.requestAvatar((), None, IImapAccount)  # an anonymous avatar id
 
 
 def test_unauthenticated_connection_closed_after_a_minute(client: Client, lab: ImapLab) -> None:

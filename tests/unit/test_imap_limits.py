@@ -22,7 +22,7 @@ LIMITS = Limits(imap_line=1000, imap_literal=100, sequence_ranges=50, search_nes
 
 @pytest.fixture
 def lab() -> Iterator[ImapLab]:
-    for _ in alice_database():
+    for _ in alice_database("sqlite"):
         yield ImapLab(LIMITS)
 
 
@@ -170,7 +170,7 @@ def test_deep_search_nesting_is_bad(client: Client, lab: ImapLab) -> None:
 
 
 def test_a_6000_element_uid_set_with_the_default_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    for _ in alice_database():
+    for _ in alice_database("sqlite"):
         lab = ImapLab()
         for _ in range(20):
             lab.deliver()
@@ -223,7 +223,7 @@ class RefusingGate:
 )
 def test_logins_go_through_the_gate(error: Exception, answer: bytes) -> None:
     gate = RefusingGate(error)
-    for _ in alice_database():
+    for _ in alice_database("sqlite"):
         client = ImapLab(logins=gate).client()  # type: ignore[arg-type]
         assert client.send(b"a LOGIN alice secret\r\n") == answer
         assert gate.sources == [client.transport.getPeer().host]

@@ -79,7 +79,7 @@ def response_lines(data: bytes) -> list[bytes]:
 
 def check_session(commands: list[bytes]) -> None:
     """Send ``commands`` to a logged-in session with INBOX selected; check every reply."""
-    for _ in alice_database():
+    for _ in alice_database("sqlite"):
         lab = ImapLab(LIMITS)
         lab.deliver()
         lab.deliver(b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\npart\r\n--b--\r\n")

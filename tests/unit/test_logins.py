@@ -16,7 +16,7 @@ from zope.interface import Interface, implementer
 
 from ygbridge.errors import LoginThrottled
 from ygbridge.limits import Limits
-from ygbridge.logins import MAX_DELAY, LoginGate, SourcePortal, failure_delay, source_key
+from ygbridge.logins import MAX_DELAY, LoginGate, failure_delay, source_key
 
 LAN = "192.168.1.20"
 OTHER_LAN = "192.168.1.21"
@@ -184,20 +184,6 @@ def test_memory_is_bounded_and_sources_grouped(clock: Clock, checker: Checker) -
     assert len(gate._sources) == len(gate._users) == 10
     assert source_key("2001:db8::1") == source_key("2001:db8::ffff") == ("2001:db8::/64", False)
     assert source_key("::ffff:127.0.0.1") == source_key("UNIXAddress('/run/imap')") == ("local", True)
-
-
-def test_source_portal_is_what_protocols_log_in_through(
-    gate: LoginGate, checker: Checker, clock: Clock
-) -> None:
-    portal = SourcePortal(gate, Portal(Realm(), [checker]), LAN)
-    results: list[object] = []
-    portal.login(UsernamePassword(b"alice", b"right"), None, IAvatar).addBoth(results.append)
-    assert results[0][1] == b"alice"  # type: ignore[index]
-    # a protocol that calls the gate itself with a SourcePortal is counted once, not twice
-    gate.login(portal, LAN, UsernamePassword(b"alice", b"wrong"), IAvatar).addBoth(results.append)
-    clock.advance(10)
-    assert results[1].check(UnauthorizedLogin)  # type: ignore[attr-defined]
-    assert gate._sources.get("192.168.1.20", clock.seconds()).count == 1  # type: ignore[union-attr]
 
 
 def test_success_clears_the_sources_failures_not_the_users(

@@ -20,8 +20,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from ygbridge.addressing import domain_for
+from ygbridge.limits import Limits
+from ygbridge.logins import LoginGate
 from ygbridge.mailstore import Mailstore
 from ygbridge.outbox import Outbox
+from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store.models import Message, database
 from ygbridge.tlspolicy import ClientTLS
@@ -61,12 +64,14 @@ def db() -> Iterator[None]:
 class Session:
     def __init__(self) -> None:
         self.db = LaterDB()
-        clock = Clock()
+        self.clock = clock = Clock()
         outbox = Outbox(clock, self.db, Mailstore(self.db, clock), lambda: NODE, lambda _: None)  # type: ignore[arg-type]
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(b"alice", b"pw")
-        portal = Portal(SubmissionRealm(lambda: NODE, outbox, 10_000), [checker])
-        factory = SubmissionFactory(portal, lambda: NODE, 10_000, ClientTLS(CertificateOptions()))
+        portal = Portal(SubmissionRealm(lambda: NODE, outbox), [checker])
+        settings = ServerSettings(clock, Limits(), 10_000)
+        tls = ClientTLS(CertificateOptions())
+        factory = SubmissionFactory(portal, LoginGate(clock, Limits()), lambda: NODE, tls, settings)
         self.protocol = factory.buildProtocol(None)
         self.transport = StringTransport(peerAddress=IPv6Address("TCP", "::1", 40000))
         self.protocol.makeConnection(self.transport)
@@ -107,5 +112,8 @@ def test_every_reply_has_an_enhanced_status_code() -> None:
     lines = [b"NOOP", b"VRFY alice", b"RSET", b"FROB", b"MAIL FROM:<nobody>", b"AUTH PLAIN AGFsaWNlAHg="]
     lines += [b"AUTH CRAM-MD5", AUTH.rstrip(), b"AUTH PLAIN", b"QUIT"]
     replies = session.send(b"".join(line + b"\r\n" for line in lines))
+    for _ in lines:  # the login gate answers each failed AUTH after a delay
+        session.clock.advance(10)
+        replies += session.replies()
     assert len(replies) == len(lines), replies
     assert all(ENHANCED.match(reply) for reply in replies), replies

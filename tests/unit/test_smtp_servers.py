@@ -1,32 +1,14 @@
 """Submission and mesh SMTP servers, driven line by line through StringTransport."""
 
 import ipaddress
-from functools import partial
 
 import pytest
-from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.cred.portal import Portal
-from twisted.internet.address import IPv6Address as TwistedIPv6
-from twisted.internet.protocol import Factory
-from twisted.internet.ssl import CertificateOptions
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from smtpsession import BOB, ME, NODE, PEER, SUBNET_HOST, Node, Session
 
-from tests.unit.fakestore import ImmediateDB, make_user, memory_database
 from ygbridge.addressing import domain_for
-from ygbridge.mailstore import Mailstore
-from ygbridge.outbox import Outbox
-from ygbridge.smtp.mesh import MeshServer
-from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store import queue
 from ygbridge.store.models import Message
-from ygbridge.tlspolicy import ClientTLS
 
-NODE = ipaddress.IPv6Address("203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47")
-PEER = ipaddress.IPv6Address("207:c9a6:2274:54f4:63df:eb39:2d22:3d1")
-SUBNET_HOST = ipaddress.IPv6Address("307:c9a6:2274:54f4::1")
-ME = f"alice@{domain_for(NODE)}"
-BOB = f"bob@{domain_for(PEER)}"
 BODY = (
     f"From: Alice <{ME}>\r\n".encode()
     + b"Message-ID: <m1@x>\r\nSubject: Hi \xc3\xa9\r\n\r\nline\r\n..dot\r\n"
@@ -38,53 +20,6 @@ def _trace(stored: bytes, original: bytes) -> list[bytes]:
     """The names of the trace fields a node put on top of ``original``."""
     assert stored.endswith(original)
     return [line.split(b":")[0] for line in stored[: -len(original)].split(b"\r\n") if line[:1].isalpha()]
-
-
-class Node:
-    """Submission and mesh factories over an in-memory store, with the queue pokes recorded."""
-
-    def __init__(self) -> None:
-        memory_database()
-        for name in ("alice", "carol"):
-            make_user(name)
-        self.clock = Clock()
-        self.clock.advance(1000)
-        self.poked: list[str] = []
-        self.outbox = Outbox(
-            self.clock, ImmediateDB(), Mailstore(ImmediateDB(), self.clock), lambda: NODE, self.poked.append
-        )
-        checker = InMemoryUsernamePasswordDatabaseDontUse()
-        checker.addUser(b"alice", b"pw")
-        portal = Portal(SubmissionRealm(lambda: NODE, self.outbox, 1000), [checker])
-        self.submission = SubmissionFactory(portal, lambda: NODE, 1000, ClientTLS(CertificateOptions()))
-        self.connected: list[str] = []
-        self.mesh = Factory.forProtocol(partial(MeshServer, NODE, self.outbox, 1000, self.connected.append))
-
-    def connect(self, factory: object, source: ipaddress.IPv6Address) -> "Session":
-        protocol = factory.buildProtocol(None)  # type: ignore[attr-defined]
-        transport = StringTransport(peerAddress=TwistedIPv6("TCP", source.compressed, 40000))
-        protocol.makeConnection(transport)
-        return Session(protocol, transport)
-
-
-class Session:
-    def __init__(self, protocol: object, transport: StringTransport) -> None:
-        self.protocol = protocol
-        self.transport = transport
-        self.read()
-
-    def read(self) -> bytes:
-        value = self.transport.value()
-        self.transport.clear()
-        return value
-
-    def say(self, *lines: bytes) -> bytes:
-        for line in lines:
-            self.protocol.dataReceived(line + b"\r\n")  # type: ignore[attr-defined]
-        return self.read()
-
-    def code(self, line: bytes) -> int:
-        return int(self.say(line).splitlines()[-1][:3])
 
 
 @pytest.fixture
@@ -109,7 +44,9 @@ def test_submission_requires_auth(node: Node) -> None:
     session.say(b"EHLO client")
     reply = session.say(f"MAIL FROM:<{ME}>".encode())
     assert reply.startswith(b"530 5.7.0")
-    assert session.say(b"AUTH PLAIN AGFsaWNlAHdyb25n").startswith(b"535")
+    assert session.say(b"AUTH PLAIN AGFsaWNlAHdyb25n") == b""  # a failure is answered after a delay
+    node.clock.advance(10)
+    assert session.read().startswith(b"535")
 
 
 def test_submission_sends_only_as_yourself(node: Node) -> None:

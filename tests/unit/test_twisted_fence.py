@@ -11,8 +11,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[2] / "ygbridge"
 
 #: Private names of the classes ygbridge used to subclass, by the Twisted module that has them.
@@ -111,10 +109,6 @@ def test_ygbridge_uses_no_twisted_private_name() -> None:
     assert _package_findings(smtp=False) == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the SMTP command layer is rewritten on the smtp-wire branch; un-xfail once it is merged",
-)
 def test_smtp_uses_no_twisted_private_name() -> None:
     assert _package_findings(smtp=True) == []
 

@@ -131,11 +131,13 @@ class ImapRealm:
         self._mailstore = mailstore
 
     def requestAvatar(
-        self, avatarId: str | bytes, mind: object, *interfaces: Any
+        self, avatarId: bytes | tuple[()], mind: object, *interfaces: Any
     ) -> Deferred[tuple[Any, ...]]:
         if IImapAccount not in interfaces:
             raise NotImplementedError("the IMAP realm only gives IImapAccount avatars")
-        user = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else avatarId
+        if not isinstance(avatarId, bytes):
+            raise NotImplementedError("the IMAP realm gives avatars to named users only")
+        user = avatarId.decode("utf-8")
         return Deferred.fromCoroutine(self._login(user))
 
     async def _login(self, user: str) -> tuple[Any, ...]:

@@ -191,7 +191,7 @@ def admin_endpoint(reactor: Any, uri: str) -> IStreamClientEndpoint:
     """
     scheme, _, rest = uri.partition("://")
     if scheme.lower() == "unix" and rest:
-        return UNIXClientEndpoint(reactor, rest, timeout=CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
+        return UNIXClientEndpoint(reactor, rest, timeout=CONNECT_TIMEOUT)
     if scheme.lower() == "tcp":
         host, _, port = rest.rpartition(":")
         host = host.removeprefix("[").removesuffix("]")

@@ -46,8 +46,9 @@ class MeshListener(Service):
 
     async def _close(self) -> None:
         port, self._port, self.address = self._port, None, None
-        if port is not None:
-            await port.stopListening()
+        stopped = port.stopListening() if port is not None else None
+        if stopped is not None:
+            await stopped
 
     def stopService(self) -> Any:
         super().stopService()

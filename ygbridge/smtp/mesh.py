@@ -1,77 +1,120 @@
-"""SMTP between nodes: the connection's source address is the sender's identity (DESIGN.md 2)."""
+"""SMTP between nodes: the connection's source address is the sender's identity (docs/mesh.md),
+and each sending node has an hourly quota of messages and bytes."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from functools import partial
 
 import structlog
-from twisted.mail import smtp
+from twisted.internet.interfaces import IAddress
 
 from ygbridge.addressing import MailAddress, domain_for, is_node_address
 from ygbridge.errors import AddressError
 from ygbridge.message import message_id
+from ygbridge.notify import DsnRequest
 from ygbridge.outbox import Outbox
-from ygbridge.smtp.server import MeshESMTP, Path, Transaction, reply
+from ygbridge.quota import HourlyQuota
+from ygbridge.smtp.commands import MailParams, Path, Refused
+from ygbridge.smtp.connection import ServerSettings
+from ygbridge.smtp.protocol import SMTPServerFactory
+from ygbridge.smtp.server import Commit
+from ygbridge.tlspolicy import ClientTLS
 
 log = structlog.get_logger(__name__)
 
 
-class MeshServer(MeshESMTP):
-    """Accepts mail from a node for this node's users only, from senders of that node only."""
+class MeshDelivery:
+    """Mail from the node at ``source``: for this node's users only, from senders of that node only."""
+
+    def __init__(
+        self, node: ipaddress.IPv6Address, source: ipaddress.IPv6Address, outbox: Outbox, quota: HourlyQuota
+    ) -> None:
+        self._node = node
+        self._source = source
+        self._outbox = outbox
+        self._quota = quota
+
+    async def mail(self, path: Path, params: MailParams) -> Commit:
+        source = self._source
+        if not is_node_address(source):
+            raise Refused(550, "5.7.1", f"Mail is accepted only from 200::/8 node addresses, not {source}")
+        if path.text:
+            try:
+                sender = path.address()
+            except AddressError as exc:
+                raise Refused(553, "5.1.7", str(exc)) from None
+            if sender.node != source:
+                raise Refused(
+                    550, "5.7.1", f"Sender {sender} does not belong to the connecting node {source}"
+                )
+        self._quota.check(source.compressed, params.size or 0)
+        return partial(self._commit, path.text, params.smtputf8)
+
+    async def _commit(
+        self, reverse_path: str, smtputf8: bool, recipients: list[MailAddress], body: bytes, dsn: DsnRequest
+    ) -> None:
+        source = self._source
+        self._quota.check(source.compressed, len(body))
+        await self._outbox.deliver_local(
+            [r.local for r in recipients],
+            body,
+            message_id(body),
+            source,
+            reverse_path=reverse_path,
+            dsn=dsn,
+            smtputf8=smtputf8,
+        )
+        self._quota.record(source.compressed, len(body))
+        log.info("mesh.received", source=source.compressed, recipients=len(recipients), size=len(body))
+
+    async def rcpt(self, path: Path) -> MailAddress:
+        recipient = path.address()
+        if recipient.node != self._node:
+            raise Refused(550, "5.7.1", f"Relaying denied: {recipient} is not on this node")
+        if not await self._outbox.local_users([recipient.local]):
+            raise Refused(550, "5.1.1", f"No such user here: {recipient}")
+        return recipient
+
+
+class MeshPort:
+    """Port 25 on the node's own address: no AUTH, no STARTTLS; a node that connects is reachable."""
+
+    tls: ClientTLS | None = None
 
     def __init__(
         self,
         node: ipaddress.IPv6Address,
         outbox: Outbox,
-        max_size: int,
+        quota: HourlyQuota,
         connected: Callable[[str], None],
     ) -> None:
-        super().__init__()
-        self._connected = connected
-        self.host = domain_for(node).encode()
-        self.max_size = max_size
         self._node = node
         self._outbox = outbox
-        self._transaction: Transaction | None = None
+        self._quota = quota
+        self._connected = connected
 
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self._connected(self._source().compressed)
+    def open(self, peer: IAddress) -> MeshDelivery:
+        host = getattr(peer, "host", "::")
+        source = ipaddress.IPv6Address(host.split("%", 1)[0])
+        self._connected(source.compressed)
+        return MeshDelivery(self._node, source, self._outbox, self._quota)
 
-    def _source(self) -> ipaddress.IPv6Address:
-        return ipaddress.IPv6Address(self.transport.getPeer().host.split("%", 1)[0])
+    async def login(self, source: str, user: bytes, password: bytes) -> MeshDelivery:
+        raise Refused(502, "5.5.1", "AUTH is not offered here")
 
-    def validateFrom(self, helo: object, origin: Path) -> Path:
-        source = self._source()
-        if not is_node_address(source):
-            raise reply(550, "5.7.1", f"Mail is accepted only from 200::/8 node addresses, not {source}")
-        if origin.text:
-            try:
-                sender = origin.address()
-            except AddressError as exc:
-                raise reply(553, "5.1.7", str(exc)) from None
-            if sender.node != source:
-                raise reply(
-                    550,
-                    "5.7.1",
-                    f"Sender {sender} does not belong to the connecting node {source}",
-                )
 
-        async def commit(recipients: list[MailAddress], body: bytes) -> None:
-            await self._outbox.deliver_local(
-                [r.local for r in recipients], body, message_id(body), source, reverse_path=origin.text
-            )
-            log.info("mesh.received", source=source.compressed, recipients=len(recipients))
+class MeshFactory(SMTPServerFactory):
+    """Mesh SMTP connections for the node at ``node``."""
 
-        self._transaction = Transaction(self.max_size, commit)
-        return origin
-
-    async def validateTo(self, path: Path) -> Callable[[], smtp.IMessage]:
-        recipient = path.address()
-        if recipient.node != self._node:
-            raise reply(550, "5.7.1", f"Relaying denied: {recipient} is not on this node")
-        if not await self._outbox.local_users([recipient.local]):
-            raise reply(550, "5.1.1", f"No such user here: {recipient}")
-        assert self._transaction is not None
-        return self._transaction.add(recipient)
+    def __init__(
+        self,
+        node: ipaddress.IPv6Address,
+        outbox: Outbox,
+        quota: HourlyQuota,
+        connected: Callable[[str], None],
+        settings: ServerSettings,
+    ) -> None:
+        domain = domain_for(node)
+        super().__init__(MeshPort(node, outbox, quota, connected), settings, lambda: domain)

@@ -5,17 +5,22 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
+from twisted.cred.credentials import UsernamePassword
 from twisted.cred.portal import IRealm, Portal
-from twisted.mail import smtp
-from twisted.mail.imap4 import LOGINCredentials, PLAINCredentials
+from twisted.internet.interfaces import IAddress
 from zope.interface import implementer
 
 from ygbridge.addressing import MailAddress, domain_for
 from ygbridge.errors import AddressError
+from ygbridge.logins import LoginGate
 from ygbridge.outbox import Outbox
-from ygbridge.smtp.server import MeshESMTP, Path, Transaction, reply
-from ygbridge.tlspolicy import ClientTLS, is_encrypted
+from ygbridge.smtp.commands import MailParams, Path, Refused
+from ygbridge.smtp.connection import ServerSettings
+from ygbridge.smtp.protocol import SMTPServerFactory
+from ygbridge.smtp.server import Commit, Delivery, IDelivery
+from ygbridge.tlspolicy import ClientTLS
 
 NodeAddress = Callable[[], ipaddress.IPv6Address | None]
 
@@ -23,138 +28,77 @@ NodeAddress = Callable[[], ipaddress.IPv6Address | None]
 def _own_node(node: NodeAddress) -> ipaddress.IPv6Address:
     address = node()
     if address is None:
-        raise reply(451, "4.4.0", "Not connected to the yggdrasil router yet, try again shortly")
+        raise Refused(451, "4.4.0", "Not connected to the yggdrasil router yet, try again shortly")
     return address
 
 
-@implementer(smtp.IMessageDelivery)
 class SubmissionDelivery:
     """One authenticated user's mail transactions."""
 
-    def __init__(self, user: str, node: NodeAddress, outbox: Outbox, max_size: int) -> None:
+    def __init__(self, user: str, node: NodeAddress, outbox: Outbox) -> None:
         self._user = user
         self._node = node
         self._outbox = outbox
-        self._max_size = max_size
-        self._transaction: Transaction | None = None
 
-    def receivedHeader(self, helo: object, origin: object, recipients: object) -> None:
-        return None
-
-    def validateFrom(self, helo: object, origin: Path) -> Path:
+    async def mail(self, path: Path, params: MailParams) -> Commit:
         own = MailAddress(self._user, _own_node(self._node))
         try:
-            sender = origin.address()
+            sender = path.address()
         except AddressError:
             sender = None
         if sender != own:
-            raise reply(553, "5.7.1", f"You may send only as {own} (or {own.literal})")
-        self._transaction = Transaction(self._max_size, partial(self._outbox.accept, own))
-        return origin
+            raise Refused(553, "5.7.1", f"You may send only as {own} (or {own.literal})")
+        return partial(self._outbox.accept, own, smtputf8=params.smtputf8)
 
-    async def validateTo(self, path: Path) -> Callable[[], smtp.IMessage]:
+    async def rcpt(self, path: Path) -> MailAddress:
         node = _own_node(self._node)
         recipient = path.address()
         if recipient.node == node and not await self._outbox.local_users([recipient.local]):
-            raise reply(550, "5.1.1", f"No such user here: {recipient}")
-        assert self._transaction is not None
-        return self._transaction.add(recipient)
+            raise Refused(550, "5.1.1", f"No such user here: {recipient}")
+        return recipient
 
 
 @implementer(IRealm)
 class SubmissionRealm:
     """Gives each authenticated user a :class:`SubmissionDelivery`."""
 
-    def __init__(self, node: NodeAddress, outbox: Outbox, max_size: int) -> None:
+    def __init__(self, node: NodeAddress, outbox: Outbox) -> None:
         self._node = node
         self._outbox = outbox
-        self._max_size = max_size
 
-    def requestAvatar(self, avatarId: str | bytes, mind: object, *interfaces: type) -> tuple:
-        if smtp.IMessageDelivery not in interfaces:
-            raise NotImplementedError("submission offers IMessageDelivery only")
-        name = avatarId.decode() if isinstance(avatarId, bytes) else avatarId
-        delivery = SubmissionDelivery(name, self._node, self._outbox, self._max_size)
-        return smtp.IMessageDelivery, delivery, lambda: None
+    def requestAvatar(self, avatarId: bytes | tuple[()], mind: object, *interfaces: Any) -> tuple[Any, ...]:
+        if IDelivery not in interfaces or not avatarId:
+            raise NotImplementedError("submission offers IDelivery to logged-in users only")
+        name = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else str(avatarId)
+        return IDelivery, SubmissionDelivery(name, self._node, self._outbox), lambda: None
 
 
-class SubmissionServer(MeshESMTP):
-    """The submission protocol: STARTTLS, passwords only where ``tls`` allows, nothing before AUTH."""
+class SubmissionPort:
+    """STARTTLS and passwords where ``tls`` allows them; nothing is accepted before AUTH."""
 
-    tls: ClientTLS
-    #: Set by STARTTLS until the next read: lines pipelined after it came in clear and are dropped.
-    _cleartext_tail = False
+    def __init__(self, portal: Portal, logins: LoginGate, tls: ClientTLS) -> None:
+        self._portal = portal
+        self._logins = logins
+        self.tls: ClientTLS | None = tls
 
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        # Twisted would offer STARTTLS inside implicit TLS too
-        self.canStartTLS = self.canStartTLS and not is_encrypted(self.transport)
+    def open(self, peer: IAddress) -> None:
+        return None
 
-    def dataReceived(self, data: bytes) -> None:
-        self._cleartext_tail = False
-        super().dataReceived(data)
-
-    def lineReceived(self, line: bytes) -> None:
-        if not self._cleartext_tail:
-            super().lineReceived(line)
-
-    def extensions(self) -> dict[bytes, list[bytes] | None]:
-        ext = super().extensions()
-        if not self.tls.password_allowed(self.transport):
-            del ext[b"AUTH"]  # RFC 4954 section 4: not offered where it must not be used
-        return ext
-
-    def ext_AUTH(self, rest: bytes) -> None:
-        if self.tls.password_allowed(self.transport):
-            super().ext_AUTH(rest)
-        else:
-            self.sendCode(538, b"5.7.11 Encryption required: send STARTTLS first")
-
-    def ext_STARTTLS(self, rest: bytes) -> None:
-        if self.startedTLS or is_encrypted(self.transport):
-            self.sendCode(503, b"5.5.1 TLS is already active")
-        elif not self.canStartTLS:
-            self.sendCode(454, b"4.7.0 TLS not available")
-        elif self.authenticated:
-            self.sendCode(503, b"5.5.1 STARTTLS must come before AUTH")
-        else:
-            self.sendCode(220, b"2.0.0 Ready to start TLS")
-            self.transport.startTLS(self.ctx)
-            self.startedTLS = True
-            # RFC 3207 section 4.2: start afresh, and never obey what was sent in clear after STARTTLS
-            self._from, self._to = None, []
-            self._buffer = b""
-            self._cleartext_tail = True
-
-    def validateFrom(self, helo: object, origin: Path) -> Path:
-        if not self.authenticated or self.delivery is None:
-            raise reply(530, "5.7.0", "Authentication required")
-        return self.delivery.validateFrom(helo, origin)
-
-    def validateTo(self, path: Path) -> object:
-        if self.delivery is None:
-            raise reply(530, "5.7.0", "Authentication required")
-        return self.delivery.validateTo(path)
+    async def login(self, source: str, user: bytes, password: bytes) -> Delivery:
+        credentials = UsernamePassword(user, password)
+        _, avatar, _ = await self._logins.login(self._portal, source, credentials, IDelivery)
+        delivery: Delivery = avatar
+        return delivery
 
 
-class SubmissionFactory(smtp.SMTPFactory):
-    """Builds submission protocols with AUTH PLAIN and LOGIN against ``portal``, STARTTLS with ``tls``."""
+class SubmissionFactory(SMTPServerFactory):
+    """Submission connections: AUTH PLAIN and LOGIN through ``logins``, STARTTLS with ``tls``."""
 
-    protocol = SubmissionServer
+    def __init__(
+        self, portal: Portal, logins: LoginGate, node: NodeAddress, tls: ClientTLS, settings: ServerSettings
+    ) -> None:
+        def hostname() -> str:
+            address = node()
+            return domain_for(address) if address is not None else "localhost"
 
-    def __init__(self, portal: Portal, node: NodeAddress, max_size: int, tls: ClientTLS) -> None:
-        super().__init__(portal)
-        self._node = node
-        self._max_size = max_size
-        self._tls = tls
-
-    def buildProtocol(self, addr: object) -> SubmissionServer:
-        protocol = super().buildProtocol(addr)
-        protocol.challengers = {b"PLAIN": PLAINCredentials, b"LOGIN": LOGINCredentials}
-        protocol.tls = self._tls
-        protocol.ctx = self._tls.context
-        protocol.max_size = self._max_size
-        node = self._node()
-        if node is not None:
-            protocol.host = domain_for(node).encode()
-        return protocol
+        super().__init__(SubmissionPort(portal, logins, tls), settings, hostname)

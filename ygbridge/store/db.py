@@ -1,13 +1,25 @@
-"""Opening the database, schema migrations, and the one thread that runs blocking DB work."""
+"""Opening the database, schema migrations, and the one thread that runs blocking DB work.
+
+A SQLite database and its directory are private to the service's user: the directory is created
+0700 and the database file 0600 (SQLite gives its -wal and -shm files the database file's mode),
+whatever the process umask. Write transactions take SQLite's write lock when they begin, so that
+commands sharing a database (``ygbridge status`` while ``init`` migrates, the service beside
+``user add``) wait for each other for up to :data:`BUSY_TIMEOUT` seconds instead of failing with
+"database is locked".
+"""
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
+import structlog
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
@@ -18,15 +30,23 @@ from ygbridge.errors import ConfigError
 from ygbridge.store.migrations import MIGRATIONS
 from ygbridge.store.models import MODELS, SCHEMA_VERSION, SchemaVersion, database
 
+log = structlog.get_logger(__name__)
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
+#: How long a command waits for another one holding the SQLite database's write lock (seconds).
+BUSY_TIMEOUT = 60.0
+
 SQLITE_PRAGMAS = {
+    "busy_timeout": int(BUSY_TIMEOUT * 1000),  # first: switching to WAL may itself have to wait
     "journal_mode": "wal",
     "synchronous": "normal",
     "foreign_keys": 1,
-    "busy_timeout": 10000,
 }
+
+PG_DUMP_HINT = "ygbridge does not copy a PostgreSQL database itself: back it up with pg_dump -Fc"
+POSTGRESQL_DRIVER_HINT = "PostgreSQL needs its driver: pip install 'ygbridge[postgresql]'"
 
 
 def sqlite_path(url: str, base_dir: Path) -> Path | None:
@@ -37,37 +57,86 @@ def sqlite_path(url: str, base_dir: Path) -> Path | None:
     return path if path.is_absolute() else base_dir / path
 
 
-def connect(url: str, base_dir: Path) -> peewee.Database:
-    """Open the database named by ``url`` (sqlite:///file or postgresql://...) and migrate it."""
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 (its directory 0700) unless it exists."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def open_database(url: str, base_dir: Path) -> peewee.Database:
+    """The database named by ``url`` (sqlite:///file or postgresql://...), not yet connected."""
     path = sqlite_path(url, base_dir)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db: peewee.Database = peewee.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS)
+        create_private_file(path)
+        db: peewee.Database = peewee.SqliteDatabase(
+            str(path), pragmas=SQLITE_PRAGMAS, timeout=BUSY_TIMEOUT, lock_type="IMMEDIATE"
+        )
     elif url.startswith(("postgres://", "postgresql://")):
         parts = urlsplit(url)
+        # libpq's ?host=/var/run/postgresql names a unix socket directory
+        query = dict(parse_qsl(parts.query))
         db = peewee.PostgresqlDatabase(
-            parts.path.lstrip("/"),
+            unquote(parts.path.lstrip("/")),
             user=unquote(parts.username or "") or None,
             password=unquote(parts.password or "") or None,
-            host=parts.hostname,
+            host=query.get("host") or parts.hostname,
             port=parts.port,
         )
     else:
         raise ConfigError(f"[storage] database = {url!r}: expected sqlite:///PATH or postgresql://...")
-    database.initialize(db)
-    try:
-        db.connect(reuse_if_open=True)
-    except peewee.OperationalError as exc:
-        raise ConfigError(f"cannot open database {url}: {exc}") from None
-    migrate(db)
     return db
 
 
-def migrate(db: peewee.Database) -> None:
-    """Bring the schema up to date: run the forward migrations, then create missing tables."""
+def connect(url: str, base_dir: Path) -> peewee.Database:
+    """Open the database named by ``url``, connect, and migrate it (backing it up first)."""
+    db = open_database(url, base_dir)
+    try:
+        database.initialize(db)
+        db.connect(reuse_if_open=True)
+        migrate(db)
+    except peewee.ImproperlyConfigured:
+        raise ConfigError(POSTGRESQL_DRIVER_HINT) from None
+    except peewee.OperationalError as exc:
+        raise ConfigError(f"cannot open database {_without_password(url)}: {exc}") from None
+    return db
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def _schema_version(db: peewee.Database) -> int:
+    """The stored schema version; a new (empty) database counts as current."""
+    row = SchemaVersion.select().first() if db.table_exists(SchemaVersion._meta.table_name) else None
+    return SCHEMA_VERSION if row is None else row.version
+
+
+def migrate(db: peewee.Database, backup_dir: Path | None = None) -> Path | None:
+    """Bring the schema up to date: run the forward migrations, then create missing tables.
+
+    A SQLite database about to be migrated is first copied to
+    ``<database>.schema-<old version>-<time>.bak`` (mode 0600) in ``backup_dir`` (default: beside
+    it); the path of that copy is returned, else None. A PostgreSQL database is not copied: the
+    log says to take a ``pg_dump`` first.
+    """
+    backup = None
+    old = _schema_version(db)
+    if old < SCHEMA_VERSION and isinstance(db, peewee.SqliteDatabase) and db.database != ":memory:":
+        source = Path(db.database)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        backup = (backup_dir or source.parent) / f"{source.name}.schema-{old}-{stamp}.bak"
+        backup_sqlite(db, backup)
+        log.warning("store.migrating", old=old, new=SCHEMA_VERSION, backup=str(backup))
+    elif old < SCHEMA_VERSION and isinstance(db, peewee.PostgresqlDatabase):
+        log.warning("store.migrating", old=old, new=SCHEMA_VERSION, backup=None, hint=PG_DUMP_HINT)
     with db.atomic():
-        row = SchemaVersion.select().first() if db.table_exists(SchemaVersion._meta.table_name) else None
-        current = SCHEMA_VERSION if row is None else row.version  # a new database starts current
+        current = _schema_version(db)  # again, inside the write lock: another command may have migrated
         if current > SCHEMA_VERSION:
             raise ConfigError(
                 f"the database has schema version {current}, newer than this ygbridge "
@@ -76,8 +145,23 @@ def migrate(db: peewee.Database) -> None:
         for version in range(current, SCHEMA_VERSION):
             MIGRATIONS[version](db)
         db.create_tables(MODELS, safe=True)
-        SchemaVersion.delete().execute()
-        SchemaVersion.create(version=SCHEMA_VERSION)
+        if SchemaVersion.select().count() != 1 or current != SCHEMA_VERSION:
+            SchemaVersion.delete().execute()
+            SchemaVersion.create(version=SCHEMA_VERSION)
+    return backup
+
+
+def backup_sqlite(db: peewee.Database, target: Path) -> None:
+    """Copy the open SQLite database ``db`` to ``target`` (a new file, mode 0600) with SQLite's
+    online backup API: a consistent copy while other connections go on reading and writing."""
+    if target.exists():
+        raise ConfigError(f"{target} exists already: name a new file for the backup")
+    create_private_file(target)
+    destination = sqlite3.connect(target)
+    try:
+        db.connection().backup(destination)
+    finally:
+        destination.close()
 
 
 class StoreThread(Service):

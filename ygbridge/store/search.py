@@ -143,6 +143,24 @@ def _flag_bit(flag: str) -> Any:
     return Message.system_flags.bin_and(peewee.SQL(str(flag_bit(flag))))
 
 
+_ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _body_contains(body: Any, text: str) -> Any:
+    """``body`` (a BLOB/bytea expression) holds the UTF-8 bytes of ``text``, ASCII letters in any case.
+
+    SQLite's LIKE does exactly that once the BLOB is cast to TEXT (it never matches a BLOB). On
+    PostgreSQL, a cast would give the bytes' hex form and LIKE is case-sensitive: the bytes are read
+    as Latin-1 (one character per byte, so no encoding error) and ASCII letters are folded on both
+    sides.
+    """
+    if isinstance(database.obj, peewee.PostgresqlDatabase):
+        pattern = text.encode().decode("latin-1").translate(str.maketrans(_ASCII_UPPER, _ASCII_UPPER.lower()))
+        chars = peewee.fn.convert_from(body, "LATIN1")
+        return _contains(peewee.fn.translate(chars, _ASCII_UPPER, _ASCII_UPPER.lower()), pattern)
+    return _contains(peewee.Cast(body, "TEXT"), text)
+
+
 def to_sql(term: Term) -> Any:
     """The SQL condition (a peewee expression over Message) of a search term."""
     match term:
@@ -152,7 +170,7 @@ def to_sql(term: Term) -> Any:
             return _flag_bit(flag) == peewee.SQL("0")
         case HasFlag(flag):
             spaced = peewee.Value(" ").concat(Message.keywords).concat(" ")
-            return _contains(spaced, f" {flag} ")
+            return _contains(peewee.fn.lower(spaced), f" {flag.lower()} ")
         case UidRanges(ranges):
             return _balanced(operator.or_, [Message.uid.between(low, high) for low, high in ranges], _FALSE)
         case Size(larger, octets):
@@ -172,7 +190,7 @@ def to_sql(term: Term) -> Any:
             return peewee.fn.EXISTS(fields)
         case BodyContains(text, whole):
             body = Message.body if whole else peewee.fn.substr(Message.body, Message.header_size + 1)
-            return _contains(peewee.Cast(body, "TEXT"), text)  # SQLite's LIKE never matches a BLOB
+            return _body_contains(body, text)
         case Not(inner):
             return ~to_sql(inner)
         case Or(left, right):

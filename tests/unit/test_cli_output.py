@@ -1,0 +1,69 @@
+"""What the command prints for people and for scripts: status (text and JSON), the QR code."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from ygbridge import cli
+from ygbridge.errors import RouterError
+
+NODE = ipaddress.IPv6Address("203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47")
+
+
+@pytest.fixture(autouse=True)
+def router_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The router is not running (and the reactor, which runs once per process, is never used)."""
+
+    def away(config: object) -> None:
+        raise RouterError("no router at unix:///nonexistent/ygbridge-test.sock")
+
+    monkeypatch.setattr(cli, "_node", away)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ygbridge.ini"
+    path.write_text(
+        "[yggdrasil]\nadmin = unix:///nonexistent/ygbridge-test.sock\n"
+        "[storage]\ndatabase = sqlite:///ygbridge.db\n"
+    )
+    return path
+
+
+def test_status_json_while_the_router_is_away(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--config", str(config_file), "status", "--json"]) == 1
+    out, err = capsys.readouterr()
+    status = json.loads(out)
+    assert status["node"] is None and "ygbridge-test.sock" in status["router_error"]
+    assert status["queue"] == [] and status["identities"] == []
+    assert err == ""
+
+
+def test_status_says_the_router_is_away_once(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--config", str(config_file), "status"]) == 1
+    out, err = capsys.readouterr()
+    assert (out + err).count("ygbridge-test.sock") == 1
+    assert out.startswith("router:   unreachable")
+
+
+def test_login_link_prints_a_qr_code_on_request(
+    config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = str(config_file)
+    assert cli.main(["--config", config, "init"]) == 0
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("secret\n"))
+    assert cli.main(["--config", config, "user", "add", "alice", "--password-stdin"]) == 0
+    plain = capsys.readouterr().out
+    assert "█" not in plain  # not a terminal, no --qr: the link only
+    monkeypatch.setattr(cli, "_node", lambda config: SimpleNamespace(identity=SimpleNamespace(address=NODE)))
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("secret\n"))
+    assert cli.main(["--config", config, "login-link", "alice", "--password-stdin", "--qr"]) == 0
+    out = capsys.readouterr().out
+    assert "dclogin:alice@" in out
+    code = [line for line in out.splitlines() if "█" in line]
+    assert len(code) > 15 and len({len(line) for line in code}) == 1  # a square block of rows
