@@ -351,13 +351,18 @@ class ImapProtocol(Protocol):
             raise BadCommand(f"space expected after {name.decode('ascii')}")
 
     def run(self, tag: bytes, work: Coroutine[Any, Any, bytes], trycreate: bool = False) -> None:
-        """Answer OK with the text ``work`` returns once it is done; read nothing until then."""
-        self._pause()
-        done = Deferred.fromCoroutine(work)
-        done.addCallbacks(
+        """Answer OK with the text ``work`` returns once it is done; read nothing until then.
+
+        Work that finishes at once (answered from memory: STATUS, SELECT of a mailbox already
+        open) is answered at once, without pausing the transport.
+        """
+        done = Deferred.fromCoroutine(work)  # runs until its first wait, nothing is read meanwhile
+        answer = done.addCallbacks(
             lambda text: self.tagged(tag, b"OK", text), self._failed, errbackArgs=(tag, trycreate)
         )
-        done.addBoth(lambda _: self._resume())
+        if not answer.called:
+            self._pause()
+            answer.addBoth(lambda _: self._resume())
 
     def read_line(self, handler: Callable[[bytes], None] | None) -> None:
         """Give the next lines to ``handler`` (IDLE, AUTHENTICATE) until called with None."""
