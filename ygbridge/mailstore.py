@@ -25,6 +25,7 @@ from ygbridge.store import mailboxes, messages, search
 from ygbridge.store.flags import normalize_flags
 from ygbridge.store.mailboxes import DELIMITER, MailboxInfo, canonical_name
 from ygbridge.store.messages import Added, Contents, Counts, StoredMessage, Transferred
+from ygbridge.store.search import Term
 
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
@@ -354,7 +355,7 @@ class Mailstore:
         """UIDs up to ``max_uid`` of the messages a search term matches."""
         return await self._db.run(search.matching_uids, box.id, term, max_uid)
 
-    async def search_text(self, box: MailboxState, term: search.Term, max_uid: int) -> str:
+    async def search_text(self, box: MailboxState, term: Term, max_uid: int) -> str:
         """The same UIDs as :meth:`search`, space separated (UID SEARCH's answer)."""
         return await self._db.run(search.matching_text, box.id, term, max_uid)
 

@@ -155,8 +155,8 @@ class SelectedCommands(ImapProtocol):
                 seq = view.seqs.seq(update.uid)
                 if seq is not None:
                     uid_item = b" UID %d" % update.uid if uid else b""
-                    flags = flags_list(view.flags(update.uid, update.flags))
-                    self.untagged(b"%d FETCH (FLAGS %b%b)" % (seq, flags, uid_item))
+                    shown = flags_list(view.flags(update.uid, update.flags))
+                    self.untagged(b"%d FETCH (FLAGS %b%b)" % (seq, shown, uid_item))
         return b"STORE completed"
 
     # SEARCH

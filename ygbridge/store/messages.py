@@ -329,6 +329,7 @@ def expunge(mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
     deleted = (Message.mailbox == mailbox_id) & (Message.system_flags.bin_and(_DELETED) != 0)
     found = Message.select(Message.uid, Message.system_flags).where(deleted)
     with database.atomic():
+        doomed: list[tuple[int, int]]
         if uids is None:
             doomed = list(found.tuples())
         else:
