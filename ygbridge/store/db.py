@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
-    "synchronous": "normal",
+    "synchronous": "full",  # a commit is on disk before its 250 (WAL: the log is fsynced each commit)
     "foreign_keys": 1,
     "busy_timeout": 10000,
 }
