@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from twisted.application.internet import TimerService
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredQueue, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 
 from ygbridge.addressing import domain_for
 from ygbridge.dsn import DELAYED, EXPIRED, FAILED, RecipientFailure, status_of
@@ -64,7 +65,8 @@ class DeliveryService(TimerService):
         retry_max: float,
         horizon: float,
         delay_warning: float = 0.0,
-        concurrency: int = 8,
+        per_node: int = 4,
+        concurrency: int = 32,
         jitter: Callable[[], float] = random.random,
         diagnose: Diagnose = _no_diagnosis,
     ) -> None:
@@ -78,12 +80,14 @@ class DeliveryService(TimerService):
         self._retry_max = retry_max
         self._horizon = horizon
         self._delay_warning = delay_warning
+        self._per_node = per_node
         self._concurrency = concurrency
+        self._attempts = 0  # in flight, to every node
         self._jitter = jitter
         self._diagnose = diagnose
         self._active: set[str] = set()
         self._again: set[str] = set()  # destinations to retry at once when their drain ends
-        self._sending: dict[str, Deferred[dict[str, Reply]]] = {}  # the attempt in flight per node
+        self._sending: dict[str, set[Deferred[dict[str, Reply]]]] = {}  # attempts in flight per node
 
     def poke(self, destination: str) -> None:
         """Try ``destination``'s due mail now (new mail was queued for it)."""
@@ -97,8 +101,7 @@ class DeliveryService(TimerService):
         """
         if destination in self._active:
             self._again.add(destination)
-            sending = self._sending.get(destination)
-            if sending is not None:
+            for sending in list(self._sending.get(destination, ())):
                 sending.cancel()
         self._start(destination, force=True)
 
@@ -115,7 +118,7 @@ class DeliveryService(TimerService):
             self._start(destination, force=False)
 
     def _start(self, destination: str, force: bool) -> None:
-        if not self.running or destination in self._active or len(self._active) >= self._concurrency:
+        if not self.running or destination in self._active or self._attempts >= self._concurrency:
             return
         self._active.add(destination)
         drained = Deferred.fromCoroutine(self._drain(destination, force))
@@ -131,15 +134,43 @@ class DeliveryService(TimerService):
             self._start(destination, force=True)
 
     async def _drain(self, destination: str, force: bool) -> None:
-        """Send one node's messages, oldest first, until none is due or the node stops answering.
+        """Send one node's messages, oldest first, up to ``per_node`` at a time, until none is due
+        or the node stops answering (then the attempts in flight end and no new one starts).
 
         Once the node has answered, the rest of its queue follows whatever its backoff.
         """
+        finished: DeferredQueue[bool] = DeferredQueue()
+        inflight: set[int] = set()
+        answering = True
         while self.running:
-            message = await self._store.run(queue.next_due, destination, self._clock.seconds(), force)
-            if message is None or not await self._attempt(destination, message):
+            room = min(self._per_node - len(inflight), self._concurrency - self._attempts)
+            if answering and room > 0:
+                messages = await self._store.run(
+                    queue.due_messages, destination, self._clock.seconds(), force, inflight, room
+                )
+                for message in messages:
+                    inflight.add(message.id)
+                    self._attempts += 1
+                    attempt = Deferred.fromCoroutine(self._attempt(destination, message))
+                    attempt.addErrback(self._attempt_failed, destination)
+                    attempt.addBoth(self._attempt_ended, message.id, inflight, finished)
+            if not inflight and not finished.pending:
                 return
-            force = True
+            if not await finished.get():
+                answering = False
+            elif answering:
+                force = True
+
+    def _attempt_failed(self, failure: Failure, destination: str) -> bool:
+        log.error("delivery.attempt_failed", destination=destination, error=failure.getErrorMessage())
+        return False
+
+    def _attempt_ended(
+        self, result: bool, message_id: int, inflight: set[int], finished: DeferredQueue[bool]
+    ) -> None:
+        inflight.discard(message_id)
+        self._attempts -= 1
+        finished.put(result)
 
     async def _attempt(self, destination: str, message: queue.QueuedMessage) -> bool:
         """Try one message; True when the next one may follow at once."""
@@ -212,11 +243,14 @@ class DeliveryService(TimerService):
                 ipaddress.IPv6Address(destination), message.sender, addresses, message.body, message.dsn
             )
         )
-        self._sending[destination] = sending
+        attempts = self._sending.setdefault(destination, set())
+        attempts.add(sending)
         try:
             return await sending
         finally:
-            del self._sending[destination]
+            attempts.discard(sending)
+            if not attempts and self._sending.get(destination) is attempts:
+                del self._sending[destination]
 
     async def _fail(
         self, message: queue.QueuedMessage, failed: list[tuple[int, str, str, str]], destination: str
