@@ -22,6 +22,7 @@ from ygbridge.dsn import DELAYED, EXPIRED, FAILED, RecipientFailure, status_of
 from ygbridge.notify import DELAY, FAILURE, DsnRequest
 from ygbridge.smtp.client import Reply, describe_failure
 from ygbridge.store import queue
+from ygbridge.store.batch import GroupCommit
 from ygbridge.store.db import StoreThread
 
 log = structlog.get_logger(__name__)
@@ -74,6 +75,7 @@ class DeliveryService(TimerService):
         self.clock = clock
         self._clock = clock
         self._store = store
+        self._remove = GroupCommit(store, queue.remove)  # many deliveries, one commit
         self._send = send
         self._report = report
         self._retry_initial = retry_initial
@@ -213,7 +215,7 @@ class DeliveryService(TimerService):
                 message_id=message.message_id,
                 recipients=len(delivered),
             )
-            await self._store.run(queue.remove, message.id, delivered)
+            await self._remove(message.id, delivered)
         if failed:
             await self._fail(message, failed, destination)
         if later:
@@ -270,7 +272,7 @@ class DeliveryService(TimerService):
         told = [f for f in failures if message.dsn.notify(f.recipient).wants(FAILURE)]
         if told:
             await self._report(message, told, FAILED)
-        await self._store.run(queue.remove, message.id, [rid for rid, *_ in failed])
+        await self._remove(message.id, [rid for rid, *_ in failed])
 
     async def _postpone(
         self, destination: str, message: queue.QueuedMessage, recipient_ids: list[int], error: str
