@@ -530,6 +530,7 @@ class Bridge:
         }
         self.run: BridgeRun | None = None
         self.ready: dict[str, Any] | None = None
+        self.wrapper: list[str] = []  # a command twistd runs under (``strace -f -o FILE``)
         self.passwords: dict[str, str] = {}
 
     # -- configuration and CLI
@@ -583,6 +584,7 @@ class Bridge:
         if not self.config_path.exists():
             self.write_config()
         argv = [
+            *self.wrapper,
             find_command("twistd"),
             "-n",
             "--pidfile",
