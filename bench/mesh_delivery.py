@@ -21,6 +21,7 @@ Figures (issue 9):
 from __future__ import annotations
 
 import argparse
+import imaplib
 import os
 import shutil
 import statistics
@@ -81,21 +82,25 @@ def rss_mib(bridge: harness.Bridge) -> float:
     return int(line.split()[1]) / 1024
 
 
-def inbox_count(bridge: harness.Bridge, user: str) -> int:
-    with bridge.imap((user, PASSWORD)) as imap:
-        status, data = imap.status("INBOX", "(MESSAGES)")
-        assert status == "OK", data
-        return int(data[0].split(b"MESSAGES ")[1].rstrip(b")"))
+def inbox_count(imap: imaplib.IMAP4) -> int:
+    status, data = imap.status("INBOX", "(MESSAGES)")
+    assert status == "OK", data
+    return int(data[0].split(b"MESSAGES ")[1].rstrip(b")"))
 
 
-def wait_for(count: Callable[[], int], target: int, timeout: float, what: str) -> float:
-    """Seconds until ``count()`` reaches ``target`` (polled every 20 ms)."""
+def wait_for(count: Callable[[], int], target: int, timeout: float, what: str) -> None:
+    """Until ``count()`` reaches ``target`` (polled every 20 ms)."""
     start = time.monotonic()
-    while count() < target:
+    while (now := count()) < target:
         if time.monotonic() - start > timeout:
-            raise TimeoutError(f"{what}: fewer than {target} after {timeout:.0f}s (now {count()})")
+            raise TimeoutError(f"{what}: {now} of {target} after {timeout:.0f}s")
         time.sleep(0.02)
-    return time.monotonic() - start
+
+
+def wait_inbox(bridge: harness.Bridge, user: str, target: int, timeout: float) -> None:
+    """Until ``user``'s INBOX holds ``target`` messages (STATUS on one logged-in connection)."""
+    with bridge.imap((user, PASSWORD)) as imap:
+        wait_for(lambda: inbox_count(imap), target, timeout, f"{user}'s INBOX")
 
 
 def maildir_count(server: postfix.Postfix, user: str) -> int:
@@ -125,7 +130,8 @@ class Site:
         self.postfix_p.start(ygbridge_nodes=[self.q.address])  # its transport map: Q's domain -> Q
         self.postfix_q.start(ygbridge_nodes=[])
         self.carol, self.dave = self.postfix_p.address_of("carol"), self.postfix_q.address_of("dave")
-        self.in_b = inbox_count(self.b.bridge, "bob")
+        with self.b.bridge.imap(("bob", PASSWORD)) as imap:
+            self.in_b = inbox_count(imap)
 
     def close(self) -> None:
         self.postfix_p.close()
@@ -134,13 +140,15 @@ class Site:
     # -- throughput
 
     def _burst(self, connect: Callable[[], object], sender: str, recipient: str, n: int) -> None:
-        message = make_message(sender, [recipient], "burst", KB10)[0]
+        """``CLIENTS`` clients at once, each submitting ``n`` messages (each its own Message-ID: a
+        node stores a retried message once) on one connection."""
         errors: list[BaseException] = []
 
         def client() -> None:
             try:
                 with connect() as smtp:  # type: ignore[attr-defined]
-                    for _ in range(n):
+                    for i in range(n):
+                        message = make_message(sender, [recipient], f"burst {i}", KB10)[0]
                         send(smtp, sender, [recipient], message)
             except BaseException as exc:
                 errors.append(exc)
@@ -157,8 +165,7 @@ class Site:
         start = time.monotonic()
         self._burst(lambda: self.a.bridge.smtp(("alice", PASSWORD)), self.alice, self.bob, n)
         self.in_b += CLIENTS * n
-        target = self.in_b
-        wait_for(lambda: inbox_count(self.b.bridge, "bob"), target, 1800, "bob's INBOX")
+        wait_inbox(self.b.bridge, "bob", self.in_b, 1800)
         return CLIENTS * n / (time.monotonic() - start)
 
     def postfix_throughput(self, n: int) -> float:
@@ -183,7 +190,7 @@ class Site:
         with self.a.bridge.smtp(("alice", PASSWORD), timeout=600) as smtp:
             send(smtp, self.alice, [self.bob], message)
         self.in_b += 1
-        wait_for(lambda: inbox_count(self.b.bridge, "bob"), self.in_b, 600, "the large message")
+        wait_inbox(self.b.bridge, "bob", self.in_b, 600)
         return len(message) / (time.monotonic() - start) / 1e6
 
     def raw_tcp(self, size: int) -> float:
