@@ -314,6 +314,17 @@ def main() -> None:
                         load(),
                     )
                 )
+            after = {b.node.name: rss_mib(b) for b in (site.a.bridge, site.b.bridge)}
+            for name in idle:
+                rows.append(
+                    (
+                        f"RSS of {name.upper()}, idle -> after {deliveries} deliveries",
+                        f"{idle[name]:.0f} -> {after[name]:.0f} MiB",
+                        "60 MiB idle, +20 %",
+                        f"{after[name] / idle[name]:.2f}",
+                        load(),
+                    )
+                )
             for _ in range(rounds):
                 ours = site.ygbridge_large(large)
                 theirs = site.raw_tcp(large)
@@ -338,17 +349,6 @@ def main() -> None:
                         f"{ours * 1000:.1f} ms",
                         f"{theirs * 1000:.1f} ms",
                         f"{ours / theirs:.2f}",
-                        load(),
-                    )
-                )
-            after = {b.node.name: rss_mib(b) for b in (site.a.bridge, site.b.bridge)}
-            for name in idle:
-                rows.append(
-                    (
-                        f"RSS of {name.upper()}, idle -> after {deliveries} deliveries",
-                        f"{idle[name]:.0f} -> {after[name]:.0f} MiB",
-                        "60 MiB idle, +20 %",
-                        f"{after[name] / idle[name]:.2f}",
                         load(),
                     )
                 )
