@@ -85,6 +85,7 @@ class DeliveryService(TimerService):
         self._per_node = per_node
         self._concurrency = concurrency
         self._attempts = 0  # in flight, to every node
+        self._wake: dict[str, DeferredQueue[bool | None]] = {}  # per drain: attempt ended, or new mail
         self._jitter = jitter
         self._diagnose = diagnose
         self._active: set[str] = set()
@@ -92,7 +93,11 @@ class DeliveryService(TimerService):
         self._sending: dict[str, set[Deferred[dict[str, Reply]]]] = {}  # attempts in flight per node
 
     def poke(self, destination: str) -> None:
-        """Try ``destination``'s due mail now (new mail was queued for it)."""
+        """Try ``destination``'s due mail now (new mail was queued for it): a drain under way
+        looks for it at once, so that it can go on a connection of its own."""
+        wake = self._wake.get(destination)
+        if wake is not None and not wake.pending:
+            wake.put(None)
         self._start(destination, force=False)
 
     def retry_now(self, destination: str) -> None:
@@ -141,7 +146,14 @@ class DeliveryService(TimerService):
 
         Once the node has answered, the rest of its queue follows whatever its backoff.
         """
-        finished: DeferredQueue[bool] = DeferredQueue()
+        finished: DeferredQueue[bool | None] = DeferredQueue()
+        self._wake[destination] = finished
+        try:
+            await self._drain_loop(destination, force, finished)
+        finally:
+            del self._wake[destination]
+
+    async def _drain_loop(self, destination: str, force: bool, finished: DeferredQueue[bool | None]) -> None:
         inflight: set[int] = set()
         answering = True
         while self.running:
@@ -158,9 +170,10 @@ class DeliveryService(TimerService):
                     attempt.addBoth(self._attempt_ended, message.id, inflight, finished)
             if not inflight and not finished.pending:
                 return
-            if not await finished.get():
+            ended = await finished.get()  # None: new mail was queued
+            if ended is False:
                 answering = False
-            elif answering:
+            elif ended and answering:
                 force = True
 
     def _attempt_failed(self, failure: Failure, destination: str) -> bool:
@@ -168,7 +181,7 @@ class DeliveryService(TimerService):
         return False
 
     def _attempt_ended(
-        self, result: bool, message_id: int, inflight: set[int], finished: DeferredQueue[bool]
+        self, result: bool, message_id: int, inflight: set[int], finished: DeferredQueue[bool | None]
     ) -> None:
         inflight.discard(message_id)
         self._attempts -= 1

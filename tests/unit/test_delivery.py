@@ -318,3 +318,19 @@ def test_retry_now_abandons_every_attempt_in_flight() -> None:
     service.retry_now(PEER)
     assert len(peer.sent) == 4 and queue.summary() == []
     service.stopService()
+
+
+def test_new_mail_goes_beside_an_attempt_in_flight() -> None:
+    clock = Clock()
+    first: Deferred = Deferred()
+    peer = FakePeer(first, OK)
+    service = _service(peer, clock)
+    queue.enqueue("a@x.meship", b"1\r\n", "<1@x>", [("b@y.meship", PEER)], 0.0)
+    service.startService()
+    assert len(peer.sent) == 1
+    queue.enqueue("a@x.meship", b"2\r\n", "<2@x>", [("b@y.meship", PEER)], 0.0)
+    service.poke(PEER)  # the drain under way picks it up on a second connection
+    assert [body for _, _, body in peer.sent] == [b"1\r\n", b"2\r\n"]
+    first.callback({"b@y.meship": OK})
+    assert queue.summary() == []
+    service.stopService()
