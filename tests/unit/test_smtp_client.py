@@ -334,3 +334,14 @@ def test_an_ascii_message_does_not_ask_for_smtputf8() -> None:
     peer.send(["b@y.meship"])
     peer.answer(b"220 hi\r\n", b"250-y\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n")
     assert b"SMTPUTF8" not in peer.sent()
+
+
+def test_forget_closes_the_connections_kept_for_a_node() -> None:
+    peer = Peer()
+    first = peer.send(["b@y.meship"])
+    peer.answer(b"220 hi\r\n", PIPELINING_EHLO, b"250 ok\r\n250 ok\r\n354 go\r\n250 stored\r\n")
+    assert first.result["b@y.meship"].ok and peer.client.idle_connections(DEST) == 1
+    peer.client.forget(DEST)
+    assert peer.client.idle_connections() == 0 and peer.connections[0][1].disconnecting
+    peer.send(["c@y.meship"])
+    assert len(peer.connections) == 2  # the next message dials afresh

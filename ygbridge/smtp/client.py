@@ -322,15 +322,17 @@ class SMTPClient:
             return results
 
     def _take(self, destination: ipaddress.IPv6Address) -> Session | None:
+        """The most recently used open connection to ``destination``, if one waits."""
         sessions = self._idle.get(destination.compressed, [])
-        while sessions:
+        found = None
+        while sessions and found is None:
             session = sessions.pop()
             if session.idle is not None and session.idle.active():
                 session.idle.cancel()
-            if session.open:
-                return session
-        self._idle.pop(destination.compressed, None)
-        return None
+            found = session if session.open else None
+        if not sessions:
+            self._idle.pop(destination.compressed, None)
+        return found
 
     def _park(self, destination: ipaddress.IPv6Address, session: Session) -> None:
         """Keep an open session for the next transaction to ``destination``, for a while."""
