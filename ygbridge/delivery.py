@@ -75,7 +75,9 @@ class DeliveryService(TimerService):
         self.clock = clock
         self._clock = clock
         self._store = store
-        self._remove = GroupCommit(store, queue.remove)  # many deliveries, one commit
+        # Many deliveries, one commit, synced with the next one: a removal lost in a power cut
+        # means one repeat, which the receiving node recognises by the message's Message-ID.
+        self._remove = GroupCommit(store, queue.remove, synced=False)
         self._send = send
         self._report = report
         self._retry_initial = retry_initial

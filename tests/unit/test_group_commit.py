@@ -1,6 +1,7 @@
 """Group commit: writes that meet on a busy DB thread share one transaction."""
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -8,7 +9,8 @@ from twisted.internet.defer import Deferred
 from tests.unit.fakestore import memory_database
 from ygbridge.store import queue
 from ygbridge.store.batch import GroupCommit
-from ygbridge.store.models import OutgoingMessage
+from ygbridge.store.db import connect
+from ygbridge.store.models import OutgoingMessage, database
 
 
 class ManualDB:
@@ -73,3 +75,22 @@ def test_a_failing_write_fails_alone() -> None:
     assert failures and failures[0].check(ValueError)
     assert [results[n].result for n in (0, 1, 3)] == [1, 2, 3]
     assert sorted(m.body for m in OutgoingMessage.select()) == [b"0\r\n", b"1\r\n", b"3\r\n"]
+
+
+def test_an_unsynced_write_commits_without_its_own_fsync_and_restores_full(tmp_path: Path) -> None:
+    connect("sqlite:///bridge.db", tmp_path)
+    try:
+        db = ManualDB()
+        seen: list[int] = []
+
+        def write(synced: bool) -> None:
+            seen.append(database.execute_sql("PRAGMA synchronous").fetchone()[0])
+
+        GroupCommit(db, write, synced=False)(False)  # type: ignore[arg-type]
+        GroupCommit(db, write)(True)  # type: ignore[arg-type]
+        db.finish()
+        db.finish()
+        assert seen == [1, 2]  # NORMAL for the unsynced one, FULL (the connection's own) otherwise
+        assert database.execute_sql("PRAGMA synchronous").fetchone()[0] == 2
+    finally:
+        database.close()
