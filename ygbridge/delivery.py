@@ -183,11 +183,15 @@ class DeliveryService(TimerService):
         return False
 
     def _attempt_ended(
-        self, result: bool, message_id: int, inflight: set[int], finished: DeferredQueue[bool | None]
+        self,
+        result: bool | Failure,
+        message_id: int,
+        inflight: set[int],
+        finished: DeferredQueue[bool | None],
     ) -> None:
         inflight.discard(message_id)
         self._attempts -= 1
-        finished.put(result)
+        finished.put(result is True)
 
     async def _attempt(self, destination: str, message: queue.QueuedMessage) -> bool:
         """Try one message; True when the next one may follow at once."""

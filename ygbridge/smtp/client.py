@@ -300,12 +300,11 @@ class SMTPClient:
 
         The sender's DSN request (RFC 3461) goes along when the node advertises DSN."""
         while True:
-            session = self._take(destination)
-            reused = session is not None
-            if session is None:
-                session = await self._open(destination)
-                if isinstance(session, Reply):
-                    return dict.fromkeys(recipients, session)
+            cached = self._take(destination)
+            reused = cached is not None
+            session = cached if cached is not None else await self._open(destination)
+            if isinstance(session, Reply):
+                return dict.fromkeys(recipients, session)
             try:
                 results = await self._transaction(session, destination, sender, recipients, body, dsn)
             except StaleConnection as stale:
