@@ -43,6 +43,8 @@ class Config:
     delay_warning: float = 0.0
     queue_interval: float = 5.0
     max_message_size: int = 32 * 1024 * 1024
+    connections_per_node: int = 4
+    connections: int = 32
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
 
@@ -148,6 +150,11 @@ def load_config(path: str | Path) -> Config:
     ):
         if value := get("delivery", key):
             values[attr] = _duration(value, f"[delivery] {key}")
+    for key in ("connections_per_node", "connections"):
+        if value := get("delivery", key):
+            values[key] = _int(value, f"[delivery] {key}")
+            if values[key] < 1:
+                raise ConfigError(f"[delivery] {key} = {value}: at least 1")
     if size := get("delivery", "max_message_size"):
         values["max_message_size"] = _size(size, "[delivery] max_message_size")
     if level := get("log", "level"):

@@ -13,14 +13,16 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from twisted.application.internet import TimerService
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredQueue, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 
 from ygbridge.addressing import domain_for
 from ygbridge.dsn import DELAYED, EXPIRED, FAILED, RecipientFailure, status_of
 from ygbridge.notify import DELAY, FAILURE, DsnRequest
 from ygbridge.smtp.client import Reply, describe_failure
 from ygbridge.store import queue
+from ygbridge.store.batch import GroupCommit
 from ygbridge.store.db import StoreThread
 
 log = structlog.get_logger(__name__)
@@ -64,7 +66,8 @@ class DeliveryService(TimerService):
         retry_max: float,
         horizon: float,
         delay_warning: float = 0.0,
-        concurrency: int = 8,
+        per_node: int = 4,
+        concurrency: int = 32,
         jitter: Callable[[], float] = random.random,
         diagnose: Diagnose = _no_diagnosis,
     ) -> None:
@@ -72,21 +75,31 @@ class DeliveryService(TimerService):
         self.clock = clock
         self._clock = clock
         self._store = store
+        # Many deliveries, one commit, synced with the next one: a removal lost in a power cut
+        # means one repeat, which the receiving node recognises by the message's Message-ID.
+        self._remove = GroupCommit(store, queue.remove, synced=False)
         self._send = send
         self._report = report
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._horizon = horizon
         self._delay_warning = delay_warning
+        self._per_node = per_node
         self._concurrency = concurrency
+        self._attempts = 0  # in flight, to every node
+        self._wake: dict[str, DeferredQueue[bool | None]] = {}  # per drain: attempt ended, or new mail
         self._jitter = jitter
         self._diagnose = diagnose
         self._active: set[str] = set()
         self._again: set[str] = set()  # destinations to retry at once when their drain ends
-        self._sending: dict[str, Deferred[dict[str, Reply]]] = {}  # the attempt in flight per node
+        self._sending: dict[str, set[Deferred[dict[str, Reply]]]] = {}  # attempts in flight per node
 
     def poke(self, destination: str) -> None:
-        """Try ``destination``'s due mail now (new mail was queued for it)."""
+        """Try ``destination``'s due mail now (new mail was queued for it): a drain under way
+        looks for it at once, so that it can go on a connection of its own."""
+        wake = self._wake.get(destination)
+        if wake is not None and not wake.pending:
+            wake.put(None)
         self._start(destination, force=False)
 
     def retry_now(self, destination: str) -> None:
@@ -97,8 +110,7 @@ class DeliveryService(TimerService):
         """
         if destination in self._active:
             self._again.add(destination)
-            sending = self._sending.get(destination)
-            if sending is not None:
+            for sending in list(self._sending.get(destination, ())):
                 sending.cancel()
         self._start(destination, force=True)
 
@@ -115,7 +127,7 @@ class DeliveryService(TimerService):
             self._start(destination, force=False)
 
     def _start(self, destination: str, force: bool) -> None:
-        if not self.running or destination in self._active or len(self._active) >= self._concurrency:
+        if not self.running or destination in self._active or self._attempts >= self._concurrency:
             return
         self._active.add(destination)
         drained = Deferred.fromCoroutine(self._drain(destination, force))
@@ -131,15 +143,55 @@ class DeliveryService(TimerService):
             self._start(destination, force=True)
 
     async def _drain(self, destination: str, force: bool) -> None:
-        """Send one node's messages, oldest first, until none is due or the node stops answering.
+        """Send one node's messages, oldest first, up to ``per_node`` at a time, until none is due
+        or the node stops answering (then the attempts in flight end and no new one starts).
 
         Once the node has answered, the rest of its queue follows whatever its backoff.
         """
+        finished: DeferredQueue[bool | None] = DeferredQueue()
+        self._wake[destination] = finished
+        try:
+            await self._drain_loop(destination, force, finished)
+        finally:
+            del self._wake[destination]
+
+    async def _drain_loop(self, destination: str, force: bool, finished: DeferredQueue[bool | None]) -> None:
+        inflight: set[int] = set()
+        answering = True
         while self.running:
-            message = await self._store.run(queue.next_due, destination, self._clock.seconds(), force)
-            if message is None or not await self._attempt(destination, message):
+            room = min(self._per_node - len(inflight), self._concurrency - self._attempts)
+            if answering and room > 0:
+                messages = await self._store.run(
+                    queue.due_messages, destination, self._clock.seconds(), force, inflight, room
+                )
+                for message in messages:
+                    inflight.add(message.id)
+                    self._attempts += 1
+                    attempt = Deferred.fromCoroutine(self._attempt(destination, message))
+                    attempt.addErrback(self._attempt_failed, destination)
+                    attempt.addBoth(self._attempt_ended, message.id, inflight, finished)
+            if not inflight and not finished.pending:
                 return
-            force = True
+            ended = await finished.get()  # None: new mail was queued
+            if ended is False:
+                answering = False
+            elif ended and answering:
+                force = True
+
+    def _attempt_failed(self, failure: Failure, destination: str) -> bool:
+        log.error("delivery.attempt_failed", destination=destination, error=failure.getErrorMessage())
+        return False
+
+    def _attempt_ended(
+        self,
+        result: bool | Failure,
+        message_id: int,
+        inflight: set[int],
+        finished: DeferredQueue[bool | None],
+    ) -> None:
+        inflight.discard(message_id)
+        self._attempts -= 1
+        finished.put(result is True)
 
     async def _attempt(self, destination: str, message: queue.QueuedMessage) -> bool:
         """Try one message; True when the next one may follow at once."""
@@ -182,7 +234,7 @@ class DeliveryService(TimerService):
                 message_id=message.message_id,
                 recipients=len(delivered),
             )
-            await self._store.run(queue.remove, message.id, delivered)
+            await self._remove(message.id, delivered)
         if failed:
             await self._fail(message, failed, destination)
         if later:
@@ -212,11 +264,14 @@ class DeliveryService(TimerService):
                 ipaddress.IPv6Address(destination), message.sender, addresses, message.body, message.dsn
             )
         )
-        self._sending[destination] = sending
+        attempts = self._sending.setdefault(destination, set())
+        attempts.add(sending)
         try:
             return await sending
         finally:
-            del self._sending[destination]
+            attempts.discard(sending)
+            if not attempts and self._sending.get(destination) is attempts:
+                del self._sending[destination]
 
     async def _fail(
         self, message: queue.QueuedMessage, failed: list[tuple[int, str, str, str]], destination: str
@@ -236,7 +291,7 @@ class DeliveryService(TimerService):
         told = [f for f in failures if message.dsn.notify(f.recipient).wants(FAILURE)]
         if told:
             await self._report(message, told, FAILED)
-        await self._store.run(queue.remove, message.id, [rid for rid, *_ in failed])
+        await self._remove(message.id, [rid for rid, *_ in failed])
 
     async def _postpone(
         self, destination: str, message: queue.QueuedMessage, recipient_ids: list[int], error: str

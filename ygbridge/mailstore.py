@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from ygbridge.store import mailboxes, messages, search
+from ygbridge.store.batch import GroupCommit
 from ygbridge.store.flags import normalize_flags
 from ygbridge.store.mailboxes import DELIMITER, MailboxInfo, canonical_name
 from ygbridge.store.messages import Added, Contents, Counts, StoredMessage, Transferred
@@ -172,6 +173,7 @@ class Mailstore:
 
     def __init__(self, db: DBRunner, clock: IReactorTime, mailboxes_per_user: int | None = None) -> None:
         self._db = db
+        self._add_message = GroupCommit(db, messages.add_message)  # deliveries that meet: one commit
         self._clock = clock
         self._mailboxes_per_user = mailboxes_per_user
         self._users: dict[str, UserMailboxes] = {}
@@ -230,8 +232,7 @@ class Mailstore:
         message_id: str | None,
         sender_node: str | None,
     ) -> Added | None:
-        added = await self._db.run(
-            messages.add_message,
+        added = await self._add_message(
             user,
             mailbox,
             body,

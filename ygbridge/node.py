@@ -95,6 +95,8 @@ class NodeService(MultiService):
             retry_max=config.retry_max,
             horizon=config.retry_horizon,
             delay_warning=config.delay_warning,
+            per_node=config.connections_per_node,
+            concurrency=config.connections,
             diagnose=self.router.diagnose,
         )
         limits = config.limits
@@ -141,9 +143,7 @@ class NodeService(MultiService):
         site = autoconfig_site(config, lambda: domain_for(a) if (a := self.node_address()) else None)
         for description in config.autoconfig_listen:
             self._listen(description, site)
-        self.reachability = ReachabilityWatcher(
-            self.router, reactor, config.poll_interval, self.delivery.retry_now
-        )
+        self.reachability = ReachabilityWatcher(self.router, reactor, config.poll_interval, self._reappeared)
         self.router.observe(self._identity_seen)
 
     def _listen(self, description: str, factory: Any) -> None:
@@ -178,6 +178,12 @@ class NodeService(MultiService):
         """Mesh SMTP for ``address``; a node that connects is reachable, so its queue is tried."""
         return MeshFactory(address, self.outbox, self._quota, self.delivery.retry_now, self._smtp)
 
+    def _reappeared(self, destination: str) -> None:
+        """A node is reachable again: connections kept from before are suspect, its mail goes now."""
+        if self._client is not None:
+            self._client.forget(ipaddress.IPv6Address(destination))
+        self.delivery.retry_now(destination)
+
     async def _send(
         self,
         destination: ipaddress.IPv6Address,
@@ -192,6 +198,11 @@ class NodeService(MultiService):
     def startService(self) -> None:
         super().startService()
         self._await_first_identity()
+
+    def stopService(self) -> Deferred[None] | None:
+        if self._client is not None:
+            self._client.close()
+        return super().stopService()
 
     def _await_first_identity(self) -> None:
         """Wait for the router; only a router that can never carry mail stops the service."""
@@ -222,7 +233,15 @@ class NodeService(MultiService):
                 error=f"the router's key changed: mail for {domain_for(ipaddress.IPv6Address(previous[1]))} "
                 f"is no longer accepted; every address of this node is now user@{domain}",
             )
-        self._client = SMTPClient(self._reactor, self._reactor, domain, port=self._config.mesh_port)
+        if self._client is not None:
+            self._client.close()
+        self._client = SMTPClient(
+            self._reactor,
+            self._reactor,
+            domain,
+            port=self._config.mesh_port,
+            max_idle=self._config.connections,
+        )
         await self.mesh.serve(identity.address)
         if not self._ready:
             self._ready = True

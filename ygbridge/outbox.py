@@ -25,6 +25,7 @@ from ygbridge.message import has_field, message_id, split_message
 from ygbridge.notify import FULL, NO_REQUEST, SUCCESS, DsnRequest
 from ygbridge.senders import check_node_sender, check_own_sender
 from ygbridge.store import queue, users
+from ygbridge.store.batch import GroupCommit
 from ygbridge.store.db import StoreThread
 from ygbridge.trace import SOFTWARE, received_mesh, received_submission, return_path
 
@@ -50,6 +51,7 @@ class Outbox:
         self._clock = clock
         self._foreign_from = foreign_from
         self._store = store
+        self._enqueue = GroupCommit(store, queue.enqueue)  # submissions that meet share a commit
         self._mailstore = mailstore
         self._node = node
         self._queued = queued
@@ -85,7 +87,7 @@ class Outbox:
         body = received_submission(sender, self._clock.seconds(), smtputf8) + added + body
         remote = [(str(r), r.node.compressed) for r in dict.fromkeys(recipients) if r.node != node]
         if remote:
-            await self._store.run(queue.enqueue, str(sender), body, mid, remote, self._clock.seconds(), dsn)
+            await self._enqueue(str(sender), body, mid, remote, self._clock.seconds(), dsn)
         local = [r for r in recipients if r.node == node]
         stored = await self._store_local(
             [r.local for r in local], return_path(str(sender)) + body if local else body, mid, sender.node
@@ -217,7 +219,7 @@ class Outbox:
             await self._deliver_report(address, report, mid)
         else:  # back over the mesh, from the null sender so that it can never bounce in turn
             destination = address.node.compressed
-            await self._store.run(queue.enqueue, "", report, mid, [(str(address), destination)], now)
+            await self._enqueue("", report, mid, [(str(address), destination)], now)
             self._queued(destination)
 
     async def _deliver_report(self, sender: MailAddress, report: bytes, mid: str) -> None:

@@ -554,6 +554,7 @@ class Bridge:
         }
         self.run: BridgeRun | None = None
         self.ready: dict[str, Any] | None = None
+        self.wrapper: list[str] = []  # a command twistd runs under (``strace -f -o FILE``)
         self.passwords: dict[str, str] = {}
 
     # -- configuration and CLI
@@ -607,6 +608,7 @@ class Bridge:
         if not self.config_path.exists():
             self.write_config()
         argv = [
+            *self.wrapper,
             find_command("twistd"),
             "-n",
             "--pidfile",

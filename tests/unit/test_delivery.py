@@ -40,6 +40,8 @@ class FakePeer:
         self.sent.append((destination.compressed, recipients, body))
         self.attempt_times.append(self.clock.seconds() if self.clock else 0.0)
         outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Deferred):
+            return outcome  # the test fires it
         if outcome is HANG:
             return Deferred()  # an attempt whose packets are dropped: only a timeout would end it
         if isinstance(outcome, Exception):
@@ -280,4 +282,55 @@ def test_delay_warnings_only_where_delay_is_wanted() -> None:
         clock.advance(5)
     [(_, [delayed])] = reports.delays
     assert delayed.recipient == "c@y.meship"
+    service.stopService()
+
+
+def test_up_to_four_attempts_per_node_run_at_once_and_a_failure_stops_new_ones() -> None:
+    clock = Clock()
+    pending: list[Deferred] = [Deferred() for _ in range(5)]
+    peer = FakePeer(*pending, OK)
+    service = _service(peer, clock)
+    for n in range(6):
+        queue.enqueue("a@x.meship", b"%d\r\n" % n, f"<{n}@x>", [("b@y.meship", PEER)], 0.0)
+    service.startService()
+    assert [body for _, _, body in peer.sent] == [b"0\r\n", b"1\r\n", b"2\r\n", b"3\r\n"]
+    pending[1].callback({"b@y.meship": OK})  # one ends: the next message takes its place
+    assert [body for _, _, body in peer.sent][4:] == [b"4\r\n"]
+    pending[0].errback(ConnectionRefusedError("gone"))  # the node stops answering: nothing new starts
+    for waiting in pending[2:]:
+        waiting.callback({"b@y.meship": OK})
+    assert len(peer.sent) == 5
+    assert [m.recipients[0][1] for m in queue.due_messages(PEER, 1e9, force=True, limit=9)] == [
+        "b@y.meship",
+        "b@y.meship",
+    ]  # message 0 (postponed) and 5 (never tried) are left
+    service.stopService()
+
+
+def test_retry_now_abandons_every_attempt_in_flight() -> None:
+    clock = Clock()
+    peer = FakePeer(HANG, HANG, OK, OK)
+    service = _service(peer, clock)
+    for n in range(2):
+        queue.enqueue("a@x.meship", b"%d\r\n" % n, f"<{n}@x>", [("b@y.meship", PEER)], 0.0)
+    service.startService()
+    assert len(peer.sent) == 2
+    service.retry_now(PEER)
+    assert len(peer.sent) == 4 and queue.summary() == []
+    service.stopService()
+
+
+def test_new_mail_goes_beside_an_attempt_in_flight() -> None:
+    clock = Clock()
+    first: Deferred = Deferred()
+    peer = FakePeer(first, OK)
+    service = _service(peer, clock)
+    queue.enqueue("a@x.meship", b"1\r\n", "<1@x>", [("b@y.meship", PEER)], 0.0)
+    service.startService()
+    assert len(peer.sent) == 1
+    queue.enqueue("a@x.meship", b"2\r\n", "<2@x>", [("b@y.meship", PEER)], 0.0)
+    service.poke(PEER)  # the drain under way picks it up on a second connection
+    assert [body for _, _, body in peer.sent] == [b"1\r\n", b"2\r\n"]
+    first.callback({"b@y.meship": OK})
+    assert queue.summary() == []
     service.stopService()

@@ -6,7 +6,8 @@ import pytest
 from twisted.internet import defer, error
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 
 from ygbridge.notify import NO_REQUEST, DsnRequest, Notify
 from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, describe_failure, dot_stuffed
@@ -26,18 +27,62 @@ def test_dot_stuffing_in_pieces_that_end_lines() -> None:
     assert b"".join(pieces) == b"".join(b"..line %d\r\n" % i for i in range(1000)) + b".\r\n"
 
 
+DEST = ipaddress.IPv6Address("200::1")
+BODY = b"Subject: hi\r\n\r\nbody\r\n"
+
+
+class TCPTransport(StringTransport):
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.nodelay = enabled
+
+
+class Peer:
+    """The client's connections to DEST, each over a StringTransport, accepted as they are dialled."""
+
+    def __init__(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.client = SMTPClient(self.reactor, self.reactor, "me.meship", timeout=30, idle=10)
+        self.connections: list[tuple[SMTPClientProtocol, StringTransport]] = []
+
+    def send(
+        self,
+        recipients: list[str],
+        dsn: DsnRequest = NO_REQUEST,
+        body: bytes = BODY,
+        sender: str = "a@x.meship",
+    ) -> Deferred:
+        result = Deferred.fromCoroutine(self.client.send(DEST, sender, recipients, body, dsn))
+        self.accept()
+        return result
+
+    def accept(self) -> None:
+        """Accept the connections the client dialled."""
+        while len(self.reactor.tcpClients) > len(self.connections):
+            factory = self.reactor.tcpClients[len(self.connections)][2]
+            wrapper = factory.buildProtocol(None)
+            transport = TCPTransport()
+            wrapper.makeConnection(transport)
+            self.connections.append((wrapper._wrappedProtocol, transport))
+
+    def answer(self, *replies: bytes, connection: int = -1) -> None:
+        """Feed replies; DATA is pulled from the client's producer as a draining socket would."""
+        protocol, transport = self.connections[connection]
+        for reply in replies:
+            protocol.dataReceived(reply)
+            while transport.producer is not None:
+                transport.producer.resumeProducing()
+
+    def sent(self, connection: int = -1) -> bytes:
+        return self.connections[connection][1].value()
+
+
 def _session(
     recipients: list[str], dsn: DsnRequest = NO_REQUEST
 ) -> tuple[Deferred, SMTPClientProtocol, StringTransport, Clock]:
-    clock = Clock()
-    client = SMTPClient(None, clock, "me.meship", timeout=30)  # type: ignore[arg-type]
-    protocol = SMTPClientProtocol()
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    result = Deferred.fromCoroutine(
-        client._transaction(protocol, "a@x.meship", recipients, b"Subject: hi\r\n\r\nbody\r\n", dsn)
-    )
-    return result, protocol, transport, clock
+    peer = Peer()
+    result = peer.send(recipients, dsn)
+    protocol, transport = peer.connections[0]
+    return result, protocol, transport, peer.reactor
 
 
 def _answer(protocol: SMTPClientProtocol, transport: StringTransport, *replies: bytes) -> None:
@@ -63,7 +108,7 @@ def test_per_recipient_results() -> None:
     )
     sent = transport.value()
     assert b"MAIL FROM:<a@x.meship> SIZE=21 BODY=8BITMIME\r\n" in sent
-    assert sent.endswith(b"DATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+    assert sent.endswith(b"DATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\n")  # kept open for the next
     outcome = result.result
     assert outcome["b@y.meship"].ok and outcome["b@y.meship"].code == 250
     assert outcome["c@y.meship"].permanent and "no such user" in outcome["c@y.meship"].text
@@ -154,3 +199,149 @@ def test_dsn_request_goes_to_a_next_hop_that_advertises_dsn(advertised: bool) ->
         assert b"RCPT TO:<c@y.meship>\r\n" in sent  # nothing asked for c
     else:
         assert b"NOTIFY" not in sent and b"RET=" not in sent and b"ENVID" not in sent
+
+
+PIPELINING_EHLO = b"250-y\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100\r\n"
+
+
+def test_pipelining_sends_the_envelope_and_data_in_one_write() -> None:
+    peer = Peer()
+    result = peer.send(["b@y.meship", "c@y.meship"])
+    peer.answer(b"220 hi\r\n")
+    peer.connections[0][1].clear()
+    peer.answer(PIPELINING_EHLO)
+    assert peer.sent() == (
+        b"MAIL FROM:<a@x.meship> SIZE=21 BODY=8BITMIME\r\nRCPT TO:<b@y.meship>\r\n"
+        b"RCPT TO:<c@y.meship>\r\nDATA\r\n"
+    )
+    peer.answer(b"250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n354 go\r\n250 2.0.0 stored\r\n")
+    outcome = result.result
+    assert outcome["b@y.meship"].permanent and outcome["c@y.meship"].code == 250
+
+
+def test_a_connection_carries_transactions_and_quits_when_idle() -> None:
+    peer = Peer()
+    first = peer.send(["b@y.meship"])
+    peer.answer(b"220 hi\r\n", PIPELINING_EHLO, b"250 ok\r\n250 ok\r\n354 go\r\n250 stored\r\n")
+    assert first.result["b@y.meship"].ok
+    assert peer.client.idle_connections(DEST) == 1
+    peer.connections[0][1].clear()
+    second = peer.send(["c@y.meship"])
+    assert len(peer.connections) == 1  # the same connection, no new greeting or EHLO
+    assert peer.sent().startswith(b"MAIL FROM:<a@x.meship>")
+    peer.answer(b"250 ok\r\n250 ok\r\n354 go\r\n250 stored\r\n")
+    assert second.result["c@y.meship"].ok
+    peer.reactor.advance(9)
+    assert not peer.connections[0][1].disconnecting
+    peer.reactor.advance(2)
+    assert peer.sent().endswith(b"QUIT\r\n") and peer.connections[0][1].disconnecting
+    assert peer.client.idle_connections() == 0
+
+
+def test_a_transaction_that_ended_early_is_reset_before_the_next() -> None:
+    peer = Peer()
+    first = peer.send(["b@y.meship"])
+    peer.answer(b"220 hi\r\n", PIPELINING_EHLO, b"250 ok\r\n550 5.1.1 no\r\n554 no valid recipients\r\n")
+    assert first.result["b@y.meship"].permanent
+    peer.connections[0][1].clear()
+    second = peer.send(["c@y.meship"])
+    assert peer.sent().startswith(b"RSET\r\nMAIL FROM:<a@x.meship>")
+    peer.answer(b"250 reset\r\n250 ok\r\n250 ok\r\n354 go\r\n250 stored\r\n")
+    assert second.result["c@y.meship"].code == 250
+
+
+def test_without_pipelining_commands_wait_for_replies_and_refused_mail_sends_no_rcpt() -> None:
+    peer = Peer()
+    result = peer.send(["b@y.meship"])
+    peer.answer(b"220 hi\r\n", b"250 y\r\n")
+    assert peer.sent().endswith(b"MAIL FROM:<a@x.meship>\r\n")
+    peer.answer(b"451 4.3.0 later\r\n")
+    assert b"RCPT" not in peer.sent() and b"DATA" not in peer.sent()
+    assert result.result["b@y.meship"].code == 451
+
+
+def test_a_cached_connection_closed_by_the_node_is_replaced() -> None:
+    peer = Peer()
+    first = peer.send(["b@y.meship"])
+    peer.answer(b"220 hi\r\n", PIPELINING_EHLO, b"250 ok\r\n250 ok\r\n354 go\r\n250 stored\r\n")
+    assert first.result["b@y.meship"].ok
+    second = peer.send(["c@y.meship"])
+    peer.connections[0][0].connectionLost(Failure(error.ConnectionDone()))  # closed before MAIL's reply
+    peer.accept()  # the fresh connection the client dialled
+    assert len(peer.connections) == 2
+    peer.answer(b"220 hi\r\n", PIPELINING_EHLO, b"250 ok\r\n250 ok\r\n354 go\r\n250 stored\r\n", connection=1)
+    assert second.result["c@y.meship"].ok
+
+
+def test_a_cached_connection_the_node_closes_with_421_is_replaced() -> None:
+    peer = Peer()
+    first = peer.send(["b@y.meship"])
+    peer.answer(b"220 hi\r\n", PIPELINING_EHLO, b"250 ok\r\n250 ok\r\n354 go\r\n250 stored\r\n")
+    assert first.result["b@y.meship"].ok
+    second = peer.send(["c@y.meship"])
+    peer.answer(b"421 4.4.2 idle too long\r\n")
+    peer.accept()
+    assert len(peer.connections) == 2 and peer.connections[0][1].disconnecting
+    peer.answer(b"220 hi\r\n", PIPELINING_EHLO, b"250 ok\r\n250 ok\r\n354 go\r\n250 stored\r\n")
+    assert second.result["c@y.meship"].ok
+
+
+def test_a_lost_fresh_connection_fails_the_attempt() -> None:
+    peer = Peer()
+    result = peer.send(["b@y.meship"])
+    peer.answer(b"220 hi\r\n", PIPELINING_EHLO)
+    peer.connections[0][0].connectionLost(Failure(error.ConnectionDone()))
+    failures: list[Failure] = []
+    result.addErrback(failures.append)
+    assert failures and failures[0].check(error.ConnectionLost)
+
+
+UTF8_HEADERS = "Subject: Grüße\r\n\r\nbody\r\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("sender", "recipient", "body", "status"),
+    [
+        ("a@x.meship", "b@y.meship", UTF8_HEADERS, "5.6.9"),
+        ("jörg@x.meship", "b@y.meship", BODY, "5.6.7"),
+        ("a@x.meship", "bücher@y.meship", BODY, "5.6.7"),
+    ],
+)
+def test_an_internationalised_message_is_refused_for_a_node_without_smtputf8(
+    sender: str, recipient: str, body: bytes, status: str
+) -> None:
+    peer = Peer()
+    result = peer.send([recipient], body=body, sender=sender)
+    peer.answer(b"220 hi\r\n", PIPELINING_EHLO)
+    reply = result.result[recipient]
+    assert reply.permanent and reply.text.startswith(status) and "SMTPUTF8" in reply.text
+    assert b"MAIL" not in peer.sent()
+
+
+def test_an_internationalised_message_asks_for_smtputf8_when_advertised() -> None:
+    peer = Peer()
+    result = peer.send(["bücher@y.meship"], body=UTF8_HEADERS)
+    peer.answer(b"220 hi\r\n", b"250-y\r\n250-PIPELINING\r\n250-SMTPUTF8\r\n250 8BITMIME\r\n")
+    sent = peer.sent()
+    assert b"MAIL FROM:<a@x.meship> SIZE=26 BODY=8BITMIME SMTPUTF8\r\n" in sent
+    assert "RCPT TO:<bücher@y.meship>\r\n".encode() in sent
+    peer.answer(b"250 ok\r\n250 ok\r\n354 go\r\n250 stored\r\n")
+    assert result.result["bücher@y.meship"].ok
+
+
+def test_an_ascii_message_does_not_ask_for_smtputf8() -> None:
+    peer = Peer()
+    peer.send(["b@y.meship"])
+    peer.answer(b"220 hi\r\n", b"250-y\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n")
+    assert b"SMTPUTF8" not in peer.sent()
+
+
+def test_forget_closes_the_connections_kept_for_a_node() -> None:
+    peer = Peer()
+    first = peer.send(["b@y.meship"])
+    peer.answer(b"220 hi\r\n", PIPELINING_EHLO, b"250 ok\r\n250 ok\r\n354 go\r\n250 stored\r\n")
+    assert first.result["b@y.meship"].ok and peer.client.idle_connections(DEST) == 1
+    peer.client.forget(DEST)
+    assert peer.client.idle_connections() == 0 and peer.connections[0][1].disconnecting
+    peer.send(["c@y.meship"])
+    assert len(peer.connections) == 2  # the next message dials afresh

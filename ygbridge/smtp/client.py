@@ -1,23 +1,27 @@
-"""Outbound SMTP to a node's port 25: one transaction, a result per recipient, bounded waits."""
+"""Outbound SMTP to a node's port 25: cached connections, pipelined transactions, a result per
+recipient, bounded waits."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import socket
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import defer, error
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP6ClientEndpoint
-from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IPullProducer, IReactorTCP, IReactorTime
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IDelayedCall, IPullProducer, IReactorTCP, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ygbridge.message import split_message
 from ygbridge.notify import NO_REQUEST, DsnRequest
 
 
@@ -27,6 +31,7 @@ class Reply:
 
     code: int
     text: str
+    lines: tuple[str, ...] = field(default=(), compare=False, repr=False)  # each line's text
 
     @property
     def ok(self) -> bool:
@@ -69,24 +74,50 @@ class SMTPClientProtocol(LineOnlyReceiver):
 
     def __init__(self) -> None:
         self._waiting: deque[Deferred[Reply]] = deque()
+        self._unread: deque[Reply] = deque()  # replies that came before they were waited for
         self._lines: list[str] = []
         self._lost: Failure | None = None
 
     def next_reply(self) -> Deferred[Reply]:
         """The next reply the server sends (the greeting first)."""
         waiter: Deferred[Reply] = Deferred()
-        if self._lost is not None:
+        if self._unread:
+            waiter.callback(self._unread.popleft())
+        elif self._lost is not None:
             waiter.errback(self._lost)
         else:
             self._waiting.append(waiter)
         return waiter
 
+    @property
+    def lost(self) -> Failure | None:
+        """Why the connection closed, once it has."""
+        return self._lost
+
     def command(self, line: bytes) -> Deferred[Reply]:
         """Send one command line and wait for its reply."""
-        waiter = self.next_reply()
+        return self.commands([line])[0]
+
+    def commands(self, lines: list[bytes]) -> list[Deferred[Reply]]:
+        """Send command lines in one write (PIPELINING) and wait for their replies."""
+        waiters = [self.next_reply() for _ in lines]
         if self._lost is None:
-            self.sendLine(line)
-        return waiter
+            self.transport.write(b"".join(line + self.delimiter for line in lines))
+        return waiters
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        self._ack_at_once()
+
+    def _ack_at_once(self) -> None:
+        """Acknowledge what the node sends without the kernel's delayed-ACK wait (TCP_QUICKACK,
+        which Linux clears again by itself): a node that sends its pipelined replies in several
+        small writes under Nagle's algorithm otherwise holds each one back until it is ACKed, up
+        to 40 ms per transaction."""
+        handle = getattr(self.transport, "getHandle", lambda: None)()
+        if handle is not None and hasattr(socket, "TCP_QUICKACK"):
+            with contextlib.suppress(OSError):
+                handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
     def lineReceived(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace")
@@ -97,10 +128,12 @@ class SMTPClientProtocol(LineOnlyReceiver):
             code = int(text[:3])
         except ValueError:
             code = 0
-        reply = Reply(code, " ".join(self._lines).strip())
+        reply = Reply(code, " ".join(self._lines).strip(), tuple(self._lines))
         self._lines = []
         if self._waiting:
             self._waiting.popleft().callback(reply)
+        else:
+            self._unread.append(reply)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.transport.loseConnection()
@@ -157,8 +190,66 @@ class _DataProducer:
             self.done.errback(ConnectionLost("the connection closed during DATA"))
 
 
+def needs_smtputf8(sender: str, recipients: list[str], body: bytes) -> bool:
+    """Whether a message is internationalised (RFC 6531): non-ASCII in its envelope or headers."""
+    envelope = sender.isascii() and all(r.isascii() for r in recipients)
+    return not (envelope and split_message(body)[0].isascii())
+
+
+def _refusal_without_smtputf8(sender: str, recipients: list[str], node: str) -> Reply:
+    """The permanent failure of an internationalised message to a node without SMTPUTF8 (RFC 6531
+    section 3.2: it must not be sent on, and its sender is told)."""
+    if sender.isascii() and all(r.isascii() for r in recipients):
+        return Reply(
+            550,
+            f"5.6.9 {node} does not support SMTPUTF8 (RFC 6531): a message with non-ASCII "
+            "header fields cannot be sent to it",
+        )
+    return Reply(
+        553,
+        f"5.6.7 {node} does not support SMTPUTF8 (RFC 6531): non-ASCII addresses cannot be sent to it",
+    )
+
+
+class StaleConnection(Exception):
+    """The connection closed (or said 421, ``reply``) before the transaction began: a cached one
+    is replaced by a fresh one."""
+
+    def __init__(self, reply: Reply | None = None) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+@dataclass(eq=False)
+class Session:
+    """One open SMTP connection to a node, after EHLO: it carries transaction after transaction."""
+
+    protocol: SMTPClientProtocol
+    extensions: frozenset[str]
+    dirty: bool = False  # the last transaction ended early: RSET before the next one
+    idle: IDelayedCall | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.protocol.lost is None
+
+    def close(self) -> None:
+        """QUIT, without waiting for the answer."""
+        if self.idle is not None and self.idle.active():
+            self.idle.cancel()
+        if self.open:
+            self.protocol.sendLine(b"QUIT")
+            self.protocol.transport.loseConnection()
+
+
 class SMTPClient:
-    """Delivers one message to one node and reports each recipient's outcome."""
+    """Delivers messages to nodes and reports each recipient's outcome.
+
+    Connections are cached per node: a connection that ended its transaction is kept for the next
+    one (RSET first if it ended early) and closed with QUIT after ``idle`` seconds unused. With
+    PIPELINING, MAIL, every RCPT and DATA go in one write; replies are still read one by one.
+    At most ``max_idle`` connections are kept in all: the oldest is closed first.
+    """
 
     def __init__(
         self,
@@ -167,12 +258,35 @@ class SMTPClient:
         helo: str,
         port: int = 25,
         timeout: float = 60.0,
+        idle: float = 30.0,
+        max_idle: int = 64,
     ) -> None:
         self._reactor = reactor
         self._clock = clock
         self._helo = helo.encode()
         self._port = port
         self._timeout = timeout
+        self._idle_time = idle
+        self._max_idle = max_idle
+        self._idle: dict[str, list[Session]] = {}
+
+    def idle_connections(self, destination: ipaddress.IPv6Address | None = None) -> int:
+        """How many open connections wait unused (to ``destination``, or in all)."""
+        if destination is not None:
+            return len(self._idle.get(destination.compressed, []))
+        return sum(len(sessions) for sessions in self._idle.values())
+
+    def forget(self, destination: ipaddress.IPv6Address) -> None:
+        """Close the unused connections to ``destination`` (they may predate its disappearance)."""
+        for session in self._idle.pop(destination.compressed, []):
+            session.close()
+
+    def close(self) -> None:
+        """Close every unused connection."""
+        for sessions in list(self._idle.values()):
+            for session in list(sessions):
+                session.close()
+        self._idle.clear()
 
     async def send(
         self,
@@ -185,57 +299,169 @@ class SMTPClient:
         """Transfer ``body``; a connection failure raises, SMTP refusals come back per recipient.
 
         The sender's DSN request (RFC 3461) goes along when the node advertises DSN."""
+        while True:
+            cached = self._take(destination)
+            reused = cached is not None
+            session = cached if cached is not None else await self._open(destination)
+            if isinstance(session, Reply):
+                return dict.fromkeys(recipients, session)
+            try:
+                results = await self._transaction(session, destination, sender, recipients, body, dsn)
+            except StaleConnection as stale:
+                session.protocol.transport.abortConnection()
+                if reused:
+                    continue
+                if stale.reply is not None:
+                    return dict.fromkeys(recipients, stale.reply)
+                raise ConnectionLost("the connection closed before the node answered") from None
+            except BaseException:
+                session.protocol.transport.abortConnection()
+                raise
+            self._park(destination, session)
+            return results
+
+    def _take(self, destination: ipaddress.IPv6Address) -> Session | None:
+        """The most recently used open connection to ``destination``, if one waits."""
+        sessions = self._idle.get(destination.compressed, [])
+        found = None
+        while sessions and found is None:
+            session = sessions.pop()
+            if session.idle is not None and session.idle.active():
+                session.idle.cancel()
+            found = session if session.open else None
+        if not sessions:
+            self._idle.pop(destination.compressed, None)
+        return found
+
+    def _park(self, destination: ipaddress.IPv6Address, session: Session) -> None:
+        """Keep an open session for the next transaction to ``destination``, for a while."""
+        if not session.open:
+            return
+        key = destination.compressed
+        self._idle.setdefault(key, []).append(session)
+        session.idle = self._clock.callLater(self._idle_time, self._expire, key, session)
+        if self.idle_connections() > self._max_idle:
+            oldest_key, oldest = min(
+                ((k, s) for k, ss in self._idle.items() for s in ss),
+                key=lambda pair: pair[1].idle.getTime() if pair[1].idle is not None else 0.0,
+            )
+            self._expire(oldest_key, oldest)
+
+    def _expire(self, key: str, session: Session) -> None:
+        sessions = self._idle.get(key, [])
+        if session in sessions:
+            sessions.remove(session)
+            if not sessions:
+                del self._idle[key]
+        session.close()
+
+    async def _open(self, destination: ipaddress.IPv6Address) -> Session | Reply:
+        """A new connection after its greeting and EHLO (or HELO); a refusal comes back as a Reply."""
         endpoint = TCP6ClientEndpoint(
             self._reactor, destination.compressed, self._port, timeout=self._timeout
         )
         protocol: SMTPClientProtocol = await endpoint.connect(Factory.forProtocol(SMTPClientProtocol))
-        protocol.transport.setTcpNoDelay(True)  # every write is a whole command or a DATA piece
+        protocol.transport.setTcpNoDelay(True)  # every write is a whole command group or a DATA piece
         try:
-            results = await self._transaction(protocol, sender, recipients, body, dsn)
+            return await self._hello(protocol)
         except BaseException:
             protocol.transport.abortConnection()
             raise
-        protocol.transport.loseConnection()
-        return results
+
+    async def _hello(self, protocol: SMTPClientProtocol) -> Session | Reply:
+        greeting = await self._wait(protocol.next_reply())
+        if not greeting.ok:
+            protocol.transport.loseConnection()
+            return greeting
+        hello = await self._wait(protocol.command(b"EHLO " + self._helo))
+        if not hello.ok:
+            hello = await self._wait(protocol.command(b"HELO " + self._helo))
+            if not hello.ok:
+                protocol.sendLine(b"QUIT")
+                protocol.transport.loseConnection()
+                return hello
+        keywords = frozenset(line.split(" ")[0].split("=")[0].upper() for line in hello.lines[1:])
+        return Session(protocol, keywords)
 
     def _wait(self, waiter: Deferred[Reply]) -> Deferred[Reply]:
         return waiter.addTimeout(self._timeout, self._clock)
 
     async def _transaction(
-        self, protocol: SMTPClientProtocol, sender: str, recipients: list[str], body: bytes, dsn: DsnRequest
+        self,
+        session: Session,
+        destination: ipaddress.IPv6Address,
+        sender: str,
+        recipients: list[str],
+        body: bytes,
+        dsn: DsnRequest,
     ) -> dict[str, Reply]:
-        greeting = await self._wait(protocol.next_reply())
-        if not greeting.ok:
-            return dict.fromkeys(recipients, greeting)
-        hello = await self._wait(protocol.command(b"EHLO " + self._helo))
-        if not hello.ok:
-            hello = await self._wait(protocol.command(b"HELO " + self._helo))
-            if not hello.ok:
-                return dict.fromkeys(recipients, hello)
-        extensions = {word.split("=")[0] for word in hello.text.upper().split()}
+        """One mail transaction on an open session; StaleConnection if it closed before a reply."""
+        extensions, protocol = session.extensions, session.protocol
         params = f" SIZE={len(body)} BODY=8BITMIME" if "8BITMIME" in extensions else ""
+        if needs_smtputf8(sender, recipients, body):
+            if "SMTPUTF8" not in extensions:
+                return dict.fromkeys(
+                    recipients, _refusal_without_smtputf8(sender, recipients, destination.compressed)
+                )
+            params += " SMTPUTF8"
         with_dsn = "DSN" in extensions
         if with_dsn:
             params += dsn.mail_params()
-        mail = await self._wait(protocol.command(f"MAIL FROM:<{sender}>{params}".encode()))
-        if not mail.ok:
-            return dict.fromkeys(recipients, mail)
-        results = {}
+        commands = [f"MAIL FROM:<{sender}>{params}".encode()]
         for recipient in recipients:
             extra = dsn.notify(recipient).params() if with_dsn else ""
-            results[recipient] = await self._wait(protocol.command(f"RCPT TO:<{recipient}>{extra}".encode()))
-        accepted = [r for r, reply in results.items() if reply.ok]
-        if not accepted:
-            protocol.sendLine(b"QUIT")
+            commands.append(f"RCPT TO:<{recipient}>{extra}".encode())
+        commands.append(b"DATA")
+        reset, session.dirty = session.dirty, True  # clean again once the end of DATA is answered
+        replies = _Replies(protocol, [b"RSET", *commands] if reset else commands, "PIPELINING" in extensions)
+        try:
+            try:
+                first = await self._wait(replies.next())
+                mail = await self._wait(replies.next()) if reset and first.code != 421 else first
+            except (ConnectionLost, ConnectionDone):
+                raise StaleConnection() from None
+            if first.code == 421:  # the node is closing the connection
+                raise StaleConnection(first)
+            results = {}
+            for recipient in recipients:
+                reply = await self._wait(replies.next(mail.ok))
+                results[recipient] = reply if mail.ok else mail
+            accepted = [r for r, reply in results.items() if reply.ok]
+            data = await self._wait(replies.next(bool(accepted)))
+            if data.code != 354:
+                results.update(dict.fromkeys(accepted, data))
+                return results
+            producer = _DataProducer(protocol.transport, body if accepted else b"")
+            protocol.transport.registerProducer(producer, False)
+            await producer.done.addTimeout(self._timeout + len(body) / MIN_RATE, self._clock)
+            final = await self._wait(protocol.next_reply())
+            session.dirty = not accepted  # a server that said 354 to no recipient got an empty message
+            results.update(dict.fromkeys(accepted, final))
             return results
-        data = await self._wait(protocol.command(b"DATA"))
-        if data.code != 354:
-            results.update(dict.fromkeys(accepted, data))
-            return results
-        producer = _DataProducer(protocol.transport, body)
-        protocol.transport.registerProducer(producer, False)
-        await producer.done.addTimeout(self._timeout + len(body) / MIN_RATE, self._clock)
-        final = await self._wait(protocol.next_reply())
-        results.update(dict.fromkeys(accepted, final))
-        protocol.sendLine(b"QUIT")
-        return results
+        finally:
+            replies.abandon()
+
+
+class _Replies:
+    """The replies to a transaction's commands, in order. Pipelined, the commands all went in one
+    write; otherwise each is sent when its reply is asked for (or skipped)."""
+
+    def __init__(self, protocol: SMTPClientProtocol, commands: list[bytes], pipelined: bool) -> None:
+        self._protocol = protocol
+        self._commands = deque(commands)
+        self._pending = deque(protocol.commands(commands)) if pipelined else None
+
+    def next(self, send: bool = True) -> Deferred[Reply]:
+        """The next command's reply; ``send`` False skips it when it was not sent yet (a refusal
+        stands in: RCPT after a refused MAIL, DATA after every recipient was refused)."""
+        command = self._commands.popleft()
+        if self._pending is not None:
+            return self._pending.popleft()
+        if not send:
+            return succeed(Reply(503, "5.5.1 not sent: an earlier command was refused"))
+        return self._protocol.command(command)
+
+    def abandon(self) -> None:
+        """The replies nobody will read: their connection's loss is no news."""
+        for waiter in self._pending or ():
+            waiter.addErrback(lambda _: None)

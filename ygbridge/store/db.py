@@ -41,7 +41,7 @@ BUSY_TIMEOUT = 60.0
 SQLITE_PRAGMAS = {
     "busy_timeout": int(BUSY_TIMEOUT * 1000),  # first: switching to WAL may itself have to wait
     "journal_mode": "wal",
-    "synchronous": "normal",
+    "synchronous": "full",  # a commit is on disk before its 250 (WAL: the log is fsynced each commit)
     "foreign_keys": 1,
 }
 

@@ -5,6 +5,7 @@ A message stays queued for a recipient until that recipient is delivered or fina
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import peewee
@@ -81,21 +82,42 @@ def due_destinations(now: float) -> list[str]:
 
 def next_due(destination: str, now: float, force: bool = False) -> QueuedMessage | None:
     """The oldest message with recipients due on ``destination`` (any due one when forced)."""
+    return next(iter(due_messages(destination, now, force)), None)
+
+
+def due_messages(
+    destination: str, now: float, force: bool = False, exclude: Collection[int] = (), limit: int = 1
+) -> list[QueuedMessage]:
+    """Up to ``limit`` oldest messages with recipients due on ``destination`` (any queued one
+    when forced), except those in ``exclude`` (queue ids of attempts in flight)."""
     where = OutgoingRecipient.destination == destination
     if not force:
         where &= OutgoingRecipient.next_attempt <= now
-    rows = list(
+    if exclude:
+        where &= OutgoingRecipient.message.not_in(list(exclude))
+    ids = [
+        row.message_id
+        for row in OutgoingRecipient.select(OutgoingRecipient.message)
+        .where(where)
+        .group_by(OutgoingRecipient.message)
+        .order_by(OutgoingRecipient.message)
+        .limit(limit)
+    ]
+    if not ids:
+        return []
+    rows = (
         OutgoingRecipient.select(OutgoingRecipient, OutgoingMessage)
         .join(OutgoingMessage)
-        .where(
-            OutgoingRecipient.message
-            == OutgoingRecipient.select(peewee.fn.MIN(OutgoingRecipient.message)).where(where)
-        )
-        .where(where)
+        .where(where & OutgoingRecipient.message.in_(ids))
         .order_by(OutgoingRecipient.id)
     )
-    if not rows:
-        return None
+    grouped: dict[int, list[OutgoingRecipient]] = {}
+    for row in rows:
+        grouped.setdefault(row.message_id, []).append(row)
+    return [_queued(grouped[i]) for i in ids]
+
+
+def _queued(rows: list[OutgoingRecipient]) -> QueuedMessage:
     message = rows[0].message
     return QueuedMessage(
         id=message.id,
