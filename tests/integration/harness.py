@@ -884,6 +884,28 @@ class Lab:
         listener.router.config["Listen"].append(uri)
         dialer.router.config["Peers"].append(uri)
 
+    def shape_link(self, a: Node, b: Node, rate: str) -> None:
+        """Limit what ``a`` sends to ``b`` over their veth to ``rate`` (a tc rate such as ``20mbit``)."""
+        for node, ifname in self._veths[frozenset((a.name, b.name))]:
+            if node is a:
+                node.ns.run(
+                    [
+                        "tc",
+                        "qdisc",
+                        "replace",
+                        "dev",
+                        ifname,
+                        "root",
+                        "tbf",
+                        "rate",
+                        rate,
+                        "burst",
+                        "64kb",
+                        "latency",
+                        "1s",
+                    ]
+                )
+
     def set_link(self, a: Node, b: Node, up: bool) -> None:
         """Take the veth pair between ``a`` and ``b`` down (both ends, as a pulled cable) or up."""
         ends = self._veths.get(frozenset((a.name, b.name)))

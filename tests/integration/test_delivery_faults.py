@@ -286,6 +286,7 @@ def test_sigkill_right_after_250_then_restart_delivers_once(make_pair: PairFacto
 def test_sigkill_during_transfer_then_restart_delivers_once(make_pair: PairFactory) -> None:
     """A dies mid-DATA of a 16 MB message: B stores nothing, A's restart delivers it once."""
     pair = make_pair()
+    pair.lab.shape_link(pair.a, pair.b, "40mbit")  # about 3 s for the message: A dies well inside it
     text, mid, mark = big_transfer(pair, "big, interrupted", received=1024 * 1024)
     pair.a.bridge.kill()
     wait_until(
