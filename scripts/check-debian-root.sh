@@ -231,10 +231,12 @@ ip netns exec "$netns" unshare --mount --uts --ipc --pid --fork --kill-child --p
     exec chroot '$dir' /bin/sleep infinity" &
 pids+=($!)
 for _ in $(seq 100); do
-    sleeper=$(pgrep -P "${pids[-1]}" | head -1) && [ -n "$sleeper" ] && [ -d "/proc/$sleeper/root/run/lock" ] && break
+    # Ready once it has changed root (before its chroot, the host's own /run/lock is seen there).
+    sleeper=$(pgrep -P "${pids[-1]}" | head -1) && [ -n "$sleeper" ] &&
+        [ -d "/proc/$sleeper/root/run/lock" ] && [ -e "/proc/$sleeper/root/root/ygbridge/scripts/setup-node.sh" ] && break
     sleep 0.1
 done
-[ -n "$sleeper" ] || fail "the chroot did not start"
+[ -n "$sleeper" ] && [ -e "/proc/$sleeper/root/root/ygbridge/scripts/setup-node.sh" ] || fail "the chroot did not start"
 setup_twice "$sleeper"
 check_node "$sleeper" plain "$password"
 sha256sum -c "$work/router-conf.sum" >/dev/null || fail "setup-node.sh changed the existing router configuration"
