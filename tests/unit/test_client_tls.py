@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from fakestore import ImmediateDB, make_user, memory_database
+from smtpsession import Session
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv4Address
@@ -59,25 +60,16 @@ def _portal(realm: object) -> Portal:
     return Portal(realm, [checker])  # type: ignore[arg-type]
 
 
-class Connection:
+class Connection(Session):
     """A protocol on a TLS-capable (or already encrypted) transport from ``peer``."""
 
     def __init__(self, factory: object, peer: str, implicit_tls: bool = False) -> None:
-        self.transport = TLSStringTransport(peerAddress=IPv4Address("TCP", peer, 40000))
+        transport = TLSStringTransport(peerAddress=IPv4Address("TCP", peer, 40000))
         if implicit_tls:
-            alsoProvides(self.transport, ISSLTransport)
-        self.protocol = factory.buildProtocol(None)  # type: ignore[attr-defined]
-        self.protocol.makeConnection(self.transport)
-        self.greeting = self.read()
-
-    def read(self) -> bytes:
-        value = self.transport.value()
-        self.transport.clear()
-        return value
-
-    def send(self, data: bytes) -> bytes:
-        self.protocol.dataReceived(data)
-        return self.read()
+            alsoProvides(transport, ISSLTransport)
+        protocol = factory.buildProtocol(None)  # type: ignore[attr-defined]
+        protocol.makeConnection(transport)
+        super().__init__(protocol, transport)
 
 
 def submission(peer: str, allow_plaintext: bool = False, implicit_tls: bool = False) -> Connection:
