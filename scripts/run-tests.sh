@@ -2,11 +2,35 @@
 # Run the whole test suite: unit tests, then the end-to-end tests (real yggdrasil routers in
 # network namespaces, real bridges under twistd; those need root, iproute2 and both yggdrasil
 # versions: see .ci/run, which installs everything on a fresh Debian 12 machine).
+# Branch coverage is measured in pytest and in every Python process it starts (the bridges under
+# twistd, the `ygbridge` commands; setup.cfg's [coverage:*] sections) and reported at the end;
+# YGBRIDGE_COVERAGE=0 runs without it.
 # Extra arguments go to pytest, e.g. scripts/run-tests.sh -k walking -x
-# The exit status is pytest's.
+# The exit status is pytest's (or coverage's, if pytest passed and the report failed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-$(command -v python || command -v python3)}
-exec "$python" -m pytest -q -rA -p no:cacheprovider \
-    --timeout=300 --timeout-method=signal --durations=10 \
-    tests "$@"
+pytest=(-m pytest -q -rA -p no:cacheprovider --timeout=300 --timeout-method=signal --durations=10 tests "$@")
+if [ "${YGBRIDGE_COVERAGE:-1}" = 0 ]; then
+    exec "$python" "${pytest[@]}"
+fi
+
+# twistd kills itself with the signal that stopped it, past atexit: this hook saves the data first.
+site=$("$python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+"$python" - scripts/coverage_sigterm.py "$site/ygbridge_coverage_sigterm.pth" <<'PY'
+import sys
+from pathlib import Path
+
+hook, pth = map(Path, sys.argv[1:])
+line = f"import sys; exec({hook.read_text()!r}, {{'__name__': 'ygbridge_coverage_sigterm'}})\n"
+if not pth.exists() or pth.read_text() != line:
+    pth.write_text(line)
+PY
+
+rm -rf build/coverage
+status=0
+"$python" -m coverage run "${pytest[@]}" || status=$?
+"$python" -m coverage combine -q
+echo "=== branch coverage (statements and branches; setup.cfg [coverage:*])"
+"$python" -m coverage report || { [ "$status" != 0 ] || status=$?; }
+exit "$status"
