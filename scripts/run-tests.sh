@@ -6,7 +6,8 @@
 # Python process it starts, the bridges under twistd and the `ygbridge` commands included
 # (setup.cfg's [coverage:*] sections), and reports it at the end; it costs about a third more time.
 # Extra arguments go to pytest, e.g. scripts/run-tests.sh -k walking -x
-# The exit status is pytest's (or, if pytest passed, that of the coverage report).
+# The exit status is pytest's (or, if pytest passed, that of the coverage report, which fails
+# under setup.cfg's fail_under when the whole suite ran).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-$(command -v python || command -v python3)}
@@ -32,5 +33,7 @@ status=0
 "$python" -m coverage run "${pytest[@]}" || status=$?
 "$python" -m coverage combine -q
 echo "=== branch coverage (statements and branches; setup.cfg [coverage:*])"
-"$python" -m coverage report || { [ "$status" != 0 ] || status=$?; }
+report=()
+[ "$#" = 0 ] || report=(--fail-under=0)  # part of the suite: setup.cfg's bound is for the whole
+"$python" -m coverage report "${report[@]}" || { [ "$status" != 0 ] || status=$?; }
 exit "$status"
