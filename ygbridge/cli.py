@@ -51,7 +51,7 @@ def _run(coroutine: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
         done.addBoth(lambda _: reactor.stop())
 
     reactor.callWhenRunning(start)
-    reactor.run(installSignalHandlers=False)
+    reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]  # real reactors take it; IReactorCore omits it
     result = outcome[0]
     if hasattr(result, "raiseException"):
         result.raiseException()

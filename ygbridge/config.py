@@ -152,9 +152,10 @@ def load_config(path: str | Path) -> Config:
             values[attr] = _duration(value, f"[delivery] {key}")
     for key in ("connections_per_node", "connections"):
         if value := get("delivery", key):
-            values[key] = _int(value, f"[delivery] {key}")
-            if values[key] < 1:
+            count = _int(value, f"[delivery] {key}")
+            if count < 1:
                 raise ConfigError(f"[delivery] {key} = {value}: at least 1")
+            values[key] = count
     if size := get("delivery", "max_message_size"):
         values["max_message_size"] = _size(size, "[delivery] max_message_size")
     if level := get("log", "level"):

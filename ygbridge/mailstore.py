@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from ygbridge.store import mailboxes, messages, search
 from ygbridge.store.batch import GroupCommit
+from ygbridge.store.db import DBRunner
 from ygbridge.store.flags import normalize_flags
 from ygbridge.store.mailboxes import DELIMITER, MailboxInfo, canonical_name
 from ygbridge.store.messages import Added, Contents, Counts, StoredMessage, Transferred
@@ -31,12 +32,6 @@ from ygbridge.store.search import Term
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class DBRunner(Protocol):
-    """What runs blocking store functions: :class:`ygbridge.store.db.StoreThread`, or a test fake."""
-
-    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]: ...
 
 
 class MailboxWatcher(Protocol):

@@ -9,13 +9,13 @@ import socket
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol, cast
 
 from twisted.internet import defer, error
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP6ClientEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IDelayedCall, IPullProducer, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPullProducer, IPushProducer, IReactorTCP, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
@@ -66,6 +66,22 @@ def describe_failure(failure: BaseException, destination: ipaddress.IPv6Address)
     return f"delivery to {node} failed: {failure}" if str(failure) else f"delivery to {node} failed"
 
 
+class TCPConnection(Protocol):
+    """What the client uses of its transport: a TCP connection (``ITCPTransport`` and ``IConsumer``)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def loseConnection(self) -> None: ...
+
+    def abortConnection(self) -> None: ...
+
+    def setTcpNoDelay(self, enabled: bool) -> None: ...
+
+    def registerProducer(self, producer: IPullProducer | IPushProducer, streaming: bool) -> None: ...
+
+    def unregisterProducer(self) -> None: ...
+
+
 class SMTPClientProtocol(LineOnlyReceiver):
     """Reads replies in order; :meth:`command` sends a line and waits for its reply."""
 
@@ -90,6 +106,12 @@ class SMTPClientProtocol(LineOnlyReceiver):
         return waiter
 
     @property
+    def connection(self) -> TCPConnection:
+        """The transport, once connected (this client only dials TCP)."""
+        assert self.transport is not None, "not connected yet"
+        return cast(TCPConnection, self.transport)
+
+    @property
     def lost(self) -> Failure | None:
         """Why the connection closed, once it has."""
         return self._lost
@@ -102,7 +124,7 @@ class SMTPClientProtocol(LineOnlyReceiver):
         """Send command lines in one write (PIPELINING) and wait for their replies."""
         waiters = [self.next_reply() for _ in lines]
         if self._lost is None:
-            self.transport.write(b"".join(line + self.delimiter for line in lines))
+            self.connection.write(b"".join(line + self.delimiter for line in lines))
         return waiters
 
     def dataReceived(self, data: bytes) -> None:
@@ -136,7 +158,7 @@ class SMTPClientProtocol(LineOnlyReceiver):
             self._unread.append(reply)
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self.transport.loseConnection()
+        self.connection.loseConnection()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         reason = reason or Failure(ConnectionLost())
@@ -171,7 +193,7 @@ MIN_RATE = 10_000
 class _DataProducer:
     """Writes the DATA payload as the connection drains, so it is never buffered whole."""
 
-    def __init__(self, transport: Any, body: bytes) -> None:
+    def __init__(self, transport: TCPConnection, body: bytes) -> None:
         self._transport = transport
         self._pieces = dot_stuffed(body)
         self.done: Deferred[None] = Deferred()
@@ -239,7 +261,7 @@ class Session:
             self.idle.cancel()
         if self.open:
             self.protocol.sendLine(b"QUIT")
-            self.protocol.transport.loseConnection()
+            self.protocol.connection.loseConnection()
 
 
 class SMTPClient:
@@ -308,14 +330,14 @@ class SMTPClient:
             try:
                 results = await self._transaction(session, destination, sender, recipients, body, dsn)
             except StaleConnection as stale:
-                session.protocol.transport.abortConnection()
+                session.protocol.connection.abortConnection()
                 if reused:
                     continue
                 if stale.reply is not None:
                     return dict.fromkeys(recipients, stale.reply)
                 raise ConnectionLost("the connection closed before the node answered") from None
             except BaseException:
-                session.protocol.transport.abortConnection()
+                session.protocol.connection.abortConnection()
                 raise
             self._park(destination, session)
             return results
@@ -361,24 +383,24 @@ class SMTPClient:
             self._reactor, destination.compressed, self._port, timeout=self._timeout
         )
         protocol: SMTPClientProtocol = await endpoint.connect(Factory.forProtocol(SMTPClientProtocol))
-        protocol.transport.setTcpNoDelay(True)  # every write is a whole command group or a DATA piece
+        protocol.connection.setTcpNoDelay(True)  # every write is a whole command group or a DATA piece
         try:
             return await self._hello(protocol)
         except BaseException:
-            protocol.transport.abortConnection()
+            protocol.connection.abortConnection()
             raise
 
     async def _hello(self, protocol: SMTPClientProtocol) -> Session | Reply:
         greeting = await self._wait(protocol.next_reply())
         if not greeting.ok:
-            protocol.transport.loseConnection()
+            protocol.connection.loseConnection()
             return greeting
         hello = await self._wait(protocol.command(b"EHLO " + self._helo))
         if not hello.ok:
             hello = await self._wait(protocol.command(b"HELO " + self._helo))
             if not hello.ok:
                 protocol.sendLine(b"QUIT")
-                protocol.transport.loseConnection()
+                protocol.connection.loseConnection()
                 return hello
         keywords = frozenset(line.split(" ")[0].split("=")[0].upper() for line in hello.lines[1:])
         return Session(protocol, keywords)
@@ -431,8 +453,8 @@ class SMTPClient:
             if data.code != 354:
                 results.update(dict.fromkeys(accepted, data))
                 return results
-            producer = _DataProducer(protocol.transport, body if accepted else b"")
-            protocol.transport.registerProducer(producer, False)
+            producer = _DataProducer(protocol.connection, body if accepted else b"")
+            protocol.connection.registerProducer(producer, False)
             await producer.done.addTimeout(self._timeout + len(body) / MIN_RATE, self._clock)
             final = await self._wait(protocol.next_reply())
             session.dirty = not accepted  # a server that said 354 to no recipient got an empty message

@@ -14,8 +14,9 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
@@ -164,6 +165,12 @@ def backup_sqlite(db: peewee.Database, target: Path) -> None:
         destination.close()
 
 
+class DBRunner(Protocol):
+    """What runs blocking store functions: :class:`StoreThread`, or a test fake."""
+
+    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]: ...
+
+
 class StoreThread(Service):
     """Runs blocking store functions one at a time on a dedicated thread (after :func:`connect`)."""
 
@@ -181,8 +188,8 @@ class StoreThread(Service):
 
     def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
         """Call ``fn(*args, **kwargs)`` on the DB thread; its result must be plain values."""
-        return deferToThreadPool(self._reactor, self._pool, self._call, fn, *args, **kwargs)
+        return deferToThreadPool(self._reactor, self._pool, self._call, partial(fn, *args, **kwargs))
 
-    def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    def _call(self, work: Callable[[], T]) -> T:
         database.connect(reuse_if_open=True)
-        return fn(*args, **kwargs)
+        return work()
