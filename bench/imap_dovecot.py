@@ -193,6 +193,7 @@ def serve(path: str, port: int, probe: str) -> None:
     from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
     from twisted.cred.portal import Portal
     from twisted.internet import reactor, task
+    from twisted.internet.interfaces import IReactorThreads
 
     from ygbridge.imap.mailbox import ImapRealm
     from ygbridge.imap.server import ImapFactory
@@ -201,7 +202,8 @@ def serve(path: str, port: int, probe: str) -> None:
     from ygbridge.store.db import StoreThread, connect
 
     connect(f"sqlite:///{path}", Path(path).parent)
-    store = StoreThread(reactor)
+    threads = IReactorThreads(reactor)
+    store = StoreThread(threads)
     store.startService()
     mailstore = Mailstore(store, reactor)
     checker = InMemoryUsernamePasswordDatabaseDontUse()
@@ -225,7 +227,7 @@ def serve(path: str, port: int, probe: str) -> None:
     deliveries = task.LoopingCall(deliver)
 
     def load(*_: object) -> None:
-        reactor.callFromThread(lambda: (state.update(worst=0.0), deliveries.start(0.020)))
+        threads.callFromThread(lambda: (state.update(worst=0.0), deliveries.start(0.020)))
 
     def report(*_: object) -> None:
         def write() -> None:
@@ -234,7 +236,7 @@ def serve(path: str, port: int, probe: str) -> None:
             figures = {"worst_lag_ms": state["worst"] * 1000, "deliveries": state["deliveries"]}
             Path(probe).write_text(json.dumps(figures))
 
-        reactor.callFromThread(write)
+        threads.callFromThread(write)
 
     signal.signal(signal.SIGUSR1, load)
     signal.signal(signal.SIGUSR2, report)
@@ -380,9 +382,9 @@ def main() -> None:
             f"{lag['deliveries']:.0f} deliveries and {lag['commands']:.0f} heavy IMAP commands ran"
         )
     finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=30)
+        for process in servers:
+            process.terminate()
+            process.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -219,7 +219,7 @@ class Site:
         """MAIL FROM of one submission (already logged in) -> bob's IDLE seeing it."""
         with self.b.bridge.imap(("bob", PASSWORD)) as imap:
             imap.select("INBOX")
-            tag = imap._new_tag()  # type: ignore[attr-defined]
+            tag = imap._new_tag()
             imap.send(tag + b" IDLE\r\n")
             assert imap.readline().startswith(b"+")
             message, _ = make_message(self.alice, [self.bob], "latency", "ping\n")

@@ -24,7 +24,8 @@ from ygbridge.auth import hash_password, verify_password
 from ygbridge.clientsettings import ClientSettings, listeners
 from ygbridge.config import Config, load_config
 from ygbridge.errors import RouterError, UserError, YgbridgeError
-from ygbridge.router.link import NodeStatus, read_node
+from ygbridge.router.link import read_node
+from ygbridge.router.state import NodeStatus
 from ygbridge.store import queue, users
 from ygbridge.store.db import PG_DUMP_HINT, backup_sqlite, connect
 from ygbridge.store.identity import identity_history

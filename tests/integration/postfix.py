@@ -239,7 +239,7 @@ class Postfix:
 
     def maildir(self, user: str) -> list[bytes]:
         """Every message delivered to ``user``'s Maildir so far (new and cur)."""
-        found = []
+        found: list[bytes] = []
         for sub in ("new", "cur"):
             folder = self.mail / user / sub
             if folder.is_dir():
@@ -268,4 +268,4 @@ class Postfix:
 
 def parse(raw: bytes) -> EmailMessage:
     """A stored message as the standard library's mail parser reads it."""
-    return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
+    return email.message_from_bytes(raw, policy=email.policy.default)
