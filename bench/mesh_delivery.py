@@ -24,6 +24,7 @@ import argparse
 import imaplib
 import os
 import shutil
+import smtplib
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from tests.integration import harness, postfix
@@ -139,14 +141,16 @@ class Site:
 
     # -- throughput
 
-    def _burst(self, connect: Callable[[], object], sender: str, recipient: str, n: int) -> None:
+    def _burst(
+        self, connect: Callable[[], AbstractContextManager[smtplib.SMTP]], sender: str, recipient: str, n: int
+    ) -> None:
         """``CLIENTS`` clients at once, each submitting ``n`` messages (each its own Message-ID: a
         node stores a retried message once) on one connection."""
         errors: list[BaseException] = []
 
         def client() -> None:
             try:
-                with connect() as smtp:  # type: ignore[attr-defined]
+                with connect() as smtp:
                     for i in range(n):
                         message = make_message(sender, [recipient], f"burst {i}", KB10)[0]
                         send(smtp, sender, [recipient], message)

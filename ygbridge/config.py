@@ -161,7 +161,7 @@ def load_config(path: str | Path) -> Config:
     if level := get("log", "level"):
         values["log_level"] = level.lower()
     values["limits"] = _limits(parser)
-    return Config(**values)  # type: ignore[arg-type]
+    return Config(**values)  # type: ignore[arg-type]  # each value parsed to its field's type above
 
 
 def _limits(parser: configparser.ConfigParser) -> Limits:
@@ -179,4 +179,4 @@ def _limits(parser: configparser.ConfigParser) -> Limits:
             if value < 0:
                 raise ConfigError(f"[limits] {key} = {text.strip()!r}: must not be negative")
             values[key] = value
-    return Limits(**values)  # type: ignore[arg-type]
+    return Limits(**values)  # type: ignore[arg-type]  # each value parsed to its field's kind above

@@ -68,6 +68,7 @@ def _parse(title: str, field: bytes) -> list[Address]:
         raise SenderMismatch(f"the {title}: field cannot be read ({exc})") from None
     if any(not isinstance(defect, _HARMLESS) for defect in header.defects):
         raise SenderMismatch(f"the {title}: field cannot be read unambiguously: {_printable(value)}")
+    # typeshed types the registry's headers as BaseHeader; From: and Sender: are AddressHeaders.
     addresses = list(header.addresses)  # type: ignore[attr-defined]
     if any(not address.domain or not address.username for address in addresses):
         raise SenderMismatch(f"the {title}: field has an incomplete address: {_printable(value)}")

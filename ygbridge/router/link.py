@@ -23,6 +23,7 @@ from ygbridge.config import DEFAULT_ADMIN_ENDPOINTS
 from ygbridge.errors import RouterError, RouterUnreachable, TunDisabled
 from ygbridge.router.protocol import AdminProtocol, admin_endpoint
 from ygbridge.router.state import NodeIdentity, NodeStatus, Peer, Session, why_unreachable
+from ygbridge.transport import connection
 
 MAX_RETRY_DELAY = 60.0
 
@@ -163,7 +164,7 @@ class RouterLink(Service):
         except RouterError as exc:
             if self.running:
                 self._failed(exc)
-            protocol.transport.loseConnection()  # type: ignore[union-attr]  # ClientService retries
+            connection(protocol).loseConnection()  # ClientService retries
             return
         if self.identity is not None and identity.key != self.identity.key:
             structlog.get_logger().warning(
@@ -215,5 +216,5 @@ async def read_node(reactor: Any, uris: Sequence[str]) -> NodeStatus:
         peers = await protocol.get_peers()
         sessions = await protocol.get_sessions() if tun.enabled else ()
     finally:
-        protocol.transport.loseConnection()  # type: ignore[union-attr]
+        connection(protocol).loseConnection()
     return NodeStatus(identity, tun, peers, sessions)

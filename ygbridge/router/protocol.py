@@ -36,6 +36,7 @@ from ygbridge.router.state import (
     parse_sessions,
     parse_tun,
 )
+from ygbridge.transport import connection
 
 REQUEST_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
@@ -102,7 +103,7 @@ class AdminProtocol(Protocol):
             return
         self._current = pending = self._queue.popleft()
         message = {"request": pending.name, "arguments": pending.arguments, "keepalive": True}
-        self.transport.write(json.dumps(message).encode("utf-8"))  # type: ignore[union-attr]
+        connection(self).write(json.dumps(message).encode("utf-8"))
         self._timer = self._clock.callLater(self._timeout, self._timed_out)
 
     def dataReceived(self, data: bytes) -> None:
@@ -168,7 +169,7 @@ class AdminProtocol(Protocol):
         self._closed = True
         if pending is not None:
             pending.answer.errback(error)
-        self.transport.abortConnection()  # type: ignore[union-attr]
+        connection(self).abortConnection()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._closed = True

@@ -23,6 +23,7 @@ from zope.interface import implementer
 
 from ygbridge.message import split_message
 from ygbridge.notify import NO_REQUEST, DsnRequest
+from ygbridge.transport import Connection
 
 
 @dataclass(frozen=True)
@@ -66,14 +67,8 @@ def describe_failure(failure: BaseException, destination: ipaddress.IPv6Address)
     return f"delivery to {node} failed: {failure}" if str(failure) else f"delivery to {node} failed"
 
 
-class TCPConnection(Protocol):
+class TCPConnection(Connection, Protocol):
     """What the client uses of its transport: a TCP connection (``ITCPTransport`` and ``IConsumer``)."""
-
-    def write(self, data: bytes) -> None: ...
-
-    def loseConnection(self) -> None: ...
-
-    def abortConnection(self) -> None: ...
 
     def setTcpNoDelay(self, enabled: bool) -> None: ...
 
