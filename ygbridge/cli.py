@@ -22,14 +22,13 @@ import segno
 from ygbridge.addressing import POSTMASTER, MailAddress, domain_for
 from ygbridge.auth import hash_password, verify_password
 from ygbridge.clientsettings import ClientSettings, listeners
-from ygbridge.config import Config, load_config
+from ygbridge.config import DEFAULT_CONFIG, Config, load_config
 from ygbridge.errors import RouterError, UserError, YgbridgeError
 from ygbridge.router.link import NodeStatus, read_node
 from ygbridge.store import queue, users
 from ygbridge.store.db import PG_DUMP_HINT, backup_sqlite, connect
 from ygbridge.store.identity import identity_history
 from ygbridge.store.models import database
-from ygbridge.tap import DEFAULT_CONFIG
 from ygbridge.tls import certificate_files, generate, node_names
 from ygbridge.tls import load as load_certificate
 

@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from ygbridge.config import sqlite_path
 from ygbridge.errors import ConfigError
 from ygbridge.store.migrations import MIGRATIONS
 from ygbridge.store.models import MODELS, SCHEMA_VERSION, SchemaVersion, database
@@ -47,14 +48,6 @@ SQLITE_PRAGMAS = {
 
 PG_DUMP_HINT = "ygbridge does not copy a PostgreSQL database itself: back it up with pg_dump -Fc"
 POSTGRESQL_DRIVER_HINT = "PostgreSQL needs its driver: pip install 'ygbridge[postgresql]'"
-
-
-def sqlite_path(url: str, base_dir: Path) -> Path | None:
-    """The file of a ``sqlite:///`` URL (relative to ``base_dir``), or None for other URLs."""
-    if not url.startswith("sqlite:"):
-        return None
-    path = Path(unquote(urlsplit(url).path[1:] if url.startswith("sqlite:///") else url[7:]))
-    return path if path.is_absolute() else base_dir / path
 
 
 def create_private_file(path: Path) -> None:
