@@ -205,7 +205,7 @@ class RouterLink(Service):
 
 async def read_node(reactor: Any, uris: Sequence[str]) -> NodeStatus:
     """One-off read of the router for the CLI: identity, TUN, peers and sessions over one
-    connection to the first of ``uris`` (or the defaults) that answers."""
+    connection to the first of ``uris`` that answers."""
     factory = Factory.forProtocol(partial(AdminProtocol, reactor))
     _, protocol = await connect_first(admin_endpoints(reactor, uris), factory)
     try:
