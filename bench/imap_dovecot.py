@@ -241,8 +241,8 @@ def serve(path: str, port: int, probe: str) -> None:
     signal.signal(signal.SIGUSR1, load)
     signal.signal(signal.SIGUSR2, report)
     task.LoopingCall(tick).start(0.010)
+    reactor.addSystemEventTrigger("before", "shutdown", store.stopService)
     reactor.run()
-    store.stopService()
 
 
 # The figures

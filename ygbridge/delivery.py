@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from ygbridge.addressing import domain_for
 from ygbridge.dsn import DELAYED, EXPIRED, FAILED, RecipientFailure, status_of
 from ygbridge.notify import DELAY, FAILURE, DsnRequest
-from ygbridge.smtp.client import Reply, describe_failure
+from ygbridge.outcome import Reply, describe_failure
 from ygbridge.store import queue
 from ygbridge.store.batch import GroupCommit
 from ygbridge.store.db import StoreThread

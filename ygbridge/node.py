@@ -37,16 +37,17 @@ from ygbridge.logins import LoginGate
 from ygbridge.mailstore import Mailstore
 from ygbridge.notify import DsnRequest
 from ygbridge.outbox import Outbox
+from ygbridge.outcome import Reply
 from ygbridge.quota import DiskFloor, HourlyQuota
 from ygbridge.router.link import RouterLink
 from ygbridge.router.reachability import ReachabilityWatcher
 from ygbridge.router.state import NodeIdentity
-from ygbridge.smtp.client import Reply, SMTPClient
+from ygbridge.smtp.client import SMTPClient
 from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.listener import MeshListener
 from ygbridge.smtp.mesh import MeshFactory
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
-from ygbridge.store.db import StoreThread, sqlite_path
+from ygbridge.store.db import StoreThread
 from ygbridge.store.identity import record_identity
 from ygbridge.tls import certificate_files
 from ygbridge.tls import load as load_certificate
@@ -60,7 +61,7 @@ EXIT_ROUTER_UNUSABLE = 3
 
 def _smtp_settings(reactor: Any, config: Config) -> ServerSettings:
     """The bounds of both SMTP ports; the disk floor watches the SQLite database's filesystem."""
-    database = sqlite_path(config.database, config.base_dir)
+    database = config.database_file
     disk = DiskFloor(database.parent, config.limits.min_free_disk) if database is not None else None
     return ServerSettings(reactor, config.limits, config.max_message_size, disk)
 

@@ -67,10 +67,12 @@ class Outbox:
         body: bytes,
         dsn: DsnRequest = NO_REQUEST,
         smtputf8: bool = False,
+        tls: bool = False,
     ) -> None:
         """Make a message that ``sender`` (authenticated) submitted durable for every recipient;
         returns once it is committed. ``dsn`` is what the sender asked to be told (RFC 3461);
-        ``smtputf8``: it was submitted with SMTPUTF8 (RFC 6531), which its trace line says.
+        ``smtputf8``: it was submitted with SMTPUTF8 (RFC 6531), ``tls``: over TLS, which its
+        trace line says.
 
         SenderMismatch unless ``From:`` (and ``Sender:``) is the sender's own address; a message
         without ``From:`` gets the sender's. A message without a Message-ID gets one, so that
@@ -84,7 +86,7 @@ class Outbox:
         if mid is None:
             mid = f"<{uuid.uuid4().hex}@{domain_for(sender.node)}>"
             added = f"Message-ID: {mid}\r\n".encode("ascii") + added
-        body = received_submission(sender, self._clock.seconds(), smtputf8) + added + body
+        body = received_submission(sender, self._clock.seconds(), smtputf8, tls) + added + body
         remote = [(str(r), r.node.compressed) for r in dict.fromkeys(recipients) if r.node != node]
         if remote:
             await self._enqueue(str(sender), body, mid, remote, self._clock.seconds(), dsn)

@@ -1,4 +1,4 @@
-"""The visible sender of a message (``From:`` and ``Sender:``) and who may show it (DESIGN.md 2).
+"""The visible sender of a message (``From:`` and ``Sender:``) and who may show it (docs/mesh.md).
 
 The mailboxes are read from the raw header bytes: fields unfolded, then parsed as RFC 5322
 address lists (display names, quoted strings, comments, groups, obsolete routes). Encoded

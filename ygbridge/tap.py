@@ -5,10 +5,8 @@ from __future__ import annotations
 from twisted.application.service import IService
 from twisted.python import usage
 
-from ygbridge.config import Config, load_config
+from ygbridge.config import DEFAULT_CONFIG, Config, load_config
 from ygbridge.errors import ConfigError
-
-DEFAULT_CONFIG = "/etc/ygbridge/ygbridge.ini"
 
 
 class Options(usage.Options):

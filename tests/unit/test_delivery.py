@@ -10,7 +10,7 @@ from tests.unit.fakestore import ImmediateDB, memory_database
 from ygbridge.delivery import DeliveryService, backoff
 from ygbridge.dsn import FAILED, RecipientFailure
 from ygbridge.notify import NO_REQUEST, DsnRequest, Notify
-from ygbridge.smtp.client import Reply
+from ygbridge.outcome import Reply
 from ygbridge.store import queue
 
 PEER = "203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47"

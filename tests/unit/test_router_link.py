@@ -214,9 +214,10 @@ def test_stop_cancels_waiters_and_closes_quietly() -> None:
     assert logs == []
 
 
-def test_no_uris_means_the_default_admin_sockets() -> None:
-    assert [uri for uri, _ in admin_endpoints(MemoryReactorClock(), ())] == list(DEFAULT_ADMIN_ENDPOINTS)
-    link, router, _ = started([])
+def test_the_default_admin_sockets_are_tried_in_order() -> None:
+    defaults = list(DEFAULT_ADMIN_ENDPOINTS)
+    assert [uri for uri, _ in admin_endpoints(MemoryReactorClock(), defaults)] == defaults
+    link, router, _ = started(defaults)
     assert router.attempts == ["/var/run/yggdrasil/yggdrasil.sock"]
     link.stopService()
 

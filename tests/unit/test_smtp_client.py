@@ -10,7 +10,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from ygbridge.notify import NO_REQUEST, DsnRequest, Notify
-from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, describe_failure, dot_stuffed
+from ygbridge.outcome import describe_failure
+from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, dot_stuffed
 
 
 def test_dot_stuffing_and_terminator() -> None:

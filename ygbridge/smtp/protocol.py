@@ -51,8 +51,9 @@ class Port(Protocol):
     def open(self, peer: IAddress) -> Delivery | None:
         """The delivery of a new connection from ``peer``; None while it must log in first."""
 
-    def login(self, source: str, user: bytes, password: bytes) -> Awaitable[Delivery]:
-        """The delivery of a user; fails with UnauthorizedLogin or LoginThrottled."""
+    def login(self, source: str, user: bytes, password: bytes, encrypted: bool) -> Awaitable[Delivery]:
+        """The delivery of a user (``encrypted``: the session runs over TLS, which cannot change
+        after AUTH); fails with UnauthorizedLogin or LoginThrottled."""
 
 
 @dataclass
@@ -326,7 +327,9 @@ class SMTPServer(Connection):
         else:
             raise Refused(504, "5.5.4", "Unrecognized authentication type: use PLAIN or LOGIN")
         try:
-            delivery = await self._port.login(source(self._wire.getPeer()), user, password)
+            delivery = await self._port.login(
+                source(self._wire.getPeer()), user, password, is_encrypted(self._wire)
+            )
         except UnauthorizedLogin:
             raise Refused(535, "5.7.8", "Authentication credentials invalid") from None
         except LoginThrottled:
