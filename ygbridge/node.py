@@ -203,7 +203,8 @@ class NodeService(MultiService):
     def stopService(self) -> Deferred[None] | None:
         if self._client is not None:
             self._client.close()
-        return super().stopService()
+        stopped: Deferred[None] | None = super().stopService()  # MultiService's is unannotated
+        return stopped
 
     def _await_first_identity(self) -> None:
         """Wait for the router; only a router that can never carry mail stops the service."""

@@ -189,8 +189,10 @@ def _recent(box: Mailbox) -> int:
     """How many messages of a mailbox are \\Recent and not yet claimed by a session."""
     if box.recent_from >= box.uidnext:
         return 0
-    return _scalar(
-        'SELECT COUNT(*) FROM "message" WHERE "mailbox_id" = ? AND "uid" >= ?', box.id, box.recent_from
+    return int(
+        _scalar(
+            'SELECT COUNT(*) FROM "message" WHERE "mailbox_id" = ? AND "uid" >= ?', box.id, box.recent_from
+        )
     )
 
 
@@ -293,7 +295,10 @@ def load_summaries(
         columns += ', substr("body", 1, "header_size")'
     p = database.param
     sql = f'SELECT {columns} FROM "message" WHERE "mailbox_id" = {p} AND "uid" BETWEEN {p} AND {p}'
-    return database.execute_sql(sql + ' ORDER BY "uid"', (mailbox_id, low, high)).fetchall()
+    rows: list[tuple[Any, ...]] = database.execute_sql(
+        sql + ' ORDER BY "uid"', (mailbox_id, low, high)
+    ).fetchall()
+    return rows
 
 
 def store_flags(mailbox_id: int, uids: Sequence[int], flags: Iterable[str], mode: int) -> list[FlagUpdate]:
