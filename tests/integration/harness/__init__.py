@@ -25,7 +25,8 @@ The modules, each importable on its own (everything public is also importable fr
 - :mod:`.routers`: yggdrasil binaries by version and ``Router``, one daemon in a namespace;
 - :mod:`.bridges`: ``Bridge`` (ygbridge's config, CLI and twistd service) and ``BridgeRun``;
 - :mod:`.clients`: SMTP and IMAP clients whose sockets live in a namespace;
-- :mod:`.labs`: ``Node`` and ``Lab``, their cleanup at exit, and the sweep of dead runs' namespaces.
+- :mod:`.labs`: ``Node``, ``Lab`` and ``Pair`` (two started nodes), the cleanup at exit, and the
+  sweep of namespaces that dead runs left behind.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from .bridges import (
 )
 from .clients import CLIENT_TIMEOUT, imap_client, insecure_tls, smtp_client
 from .errors import BridgeStartError, HarnessError, ProcessExited
-from .labs import Lab, Node, labs_active_since, remove_stale_namespaces
+from .labs import Lab, Node, Pair, labs_active_since, remove_stale_namespaces
 from .namespaces import Namespace, check_privileges
 from .processes import COMMAND_TIMEOUT, STOP_TIMEOUT, find_command, run_command, stop_process, tail
 from .routers import ROUTER_PORT, YGGDRASIL_VERSIONS, Router, binary_version, yggdrasil_binary
@@ -64,6 +65,7 @@ __all__ = [
     "Lab",
     "Namespace",
     "Node",
+    "Pair",
     "ProcessExited",
     "Router",
     "binary_version",

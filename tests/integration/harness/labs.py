@@ -8,7 +8,9 @@ import ipaddress
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from .bridges import Bridge
 from .errors import HarnessError
@@ -230,3 +232,35 @@ def remove_stale_namespaces() -> list[str]:
         Namespace(name).delete()
         removed.append(name)
     return removed
+
+
+@dataclass
+class Pair:
+    """Two nodes of one lab: ``a`` peers with ``b``, both reach each other over the mesh, and each
+    bridge is set up with its users and started."""
+
+    lab: Lab
+    a: Node
+    b: Node
+
+    def address(self, user: str) -> str:
+        """``user@<domain>`` on the node that has ``user``."""
+        for node in (self.a, self.b):
+            if user in node.bridge.passwords:
+                return node.bridge.address_of(user)
+        raise HarnessError(f"neither {self.a.name} nor {self.b.name} has a user {user!r}")
+
+    @classmethod
+    def start(
+        cls, lab: Lab, a_users: dict[str, str], b_users: dict[str, str], version: str = "0.5.12"
+    ) -> Self:
+        """Nodes ``a`` and ``b`` of ``version`` in ``lab``, linked, routed, with their bridges running."""
+        a, b = lab.add_node("a", version), lab.add_node("b", version)
+        lab.connect(a, b)
+        lab.start_routers()
+        lab.wait_reachable(a, b)
+        a.bridge.setup(users=a_users)
+        b.bridge.setup(users=b_users)
+        a.bridge.start()
+        b.bridge.start()
+        return cls(lab, a, b)
