@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-import pgserver
 import pytest
 from hypothesis import HealthCheck, settings
+
+from ygbridge.testing import postgresql
 
 settings.register_profile("default", max_examples=200, deadline=None)
 settings.register_profile(
@@ -36,9 +37,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
-    if pgserver.server_binaries() is None and not os.environ.get(REQUIRED):
+    if postgresql.server_binaries() is None and not os.environ.get(REQUIRED):
         pytest.skip("no PostgreSQL server installed (apt install postgresql)")
-    with pgserver.running_server() as url:
+    with postgresql.running_server() as url:
         yield url
 
 

@@ -6,12 +6,12 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
-from tests.unit.fakestore import ImmediateDB, memory_database
 from ygbridge.delivery import DeliveryService, backoff
 from ygbridge.dsn import FAILED, RecipientFailure
 from ygbridge.notify import NO_REQUEST, DsnRequest, Notify
 from ygbridge.smtp.client import Reply
 from ygbridge.store import queue
+from ygbridge.testing.store import ImmediateDB, memory_database
 
 PEER = "203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47"
 OK = Reply(250, "2.0.0 stored")
