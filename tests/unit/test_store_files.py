@@ -13,24 +13,15 @@ import peewee
 import pytest
 
 from ygbridge import cli
-from ygbridge.errors import RouterError
 from ygbridge.store import users
 from ygbridge.store.db import SQLITE_PRAGMAS, backup_sqlite, connect, migrate
 from ygbridge.store.models import MODELS, SCHEMA_VERSION, SchemaVersion, database
 
+pytestmark = pytest.mark.usefixtures("router_away")
+
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-@pytest.fixture(autouse=True)
-def router_away(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The router is not running (and the reactor, which runs once per process, is never used)."""
-
-    def away(config: object) -> None:
-        raise RouterError("no router at unix:///nonexistent/ygbridge-test.sock")
-
-    monkeypatch.setattr(cli, "_node", away)
 
 
 @pytest.fixture
@@ -39,16 +30,6 @@ def open_umask() -> Iterator[None]:
     old = os.umask(0)
     yield
     os.umask(old)
-
-
-@pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "ygbridge.ini"
-    path.write_text(
-        "[yggdrasil]\nadmin = unix:///nonexistent/ygbridge-test.sock\n"
-        "[storage]\ndatabase = sqlite:///state/ygbridge.db\n"
-    )
-    return path
 
 
 def test_database_directory_and_files_are_private_whatever_the_umask(
