@@ -74,6 +74,7 @@ class BridgeRun:
             self.changed.notify_all()
 
     def output(self) -> str:
+        """Everything the process has printed so far."""
         with self.changed:
             return "\n".join(self.lines)
 
@@ -166,6 +167,7 @@ class Bridge:
         self.write_config()
 
     def write_config(self) -> None:
+        """Write :attr:`settings` to the INI file the bridge and its CLI read."""
         text = "".join(
             f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()) + "\n"
             for section, values in self.settings.items()
@@ -191,6 +193,7 @@ class Bridge:
         return result
 
     def add_user(self, name: str, password: str) -> None:
+        """``ygbridge user add NAME --password-stdin``; the password is kept for the tests."""
         self.cli("user", "add", name, "--password-stdin", input=password + "\n")
         self.passwords[name] = password
 
@@ -295,6 +298,7 @@ class Bridge:
         return self.cli("status").stdout
 
     def restart(self, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
+        """Stop twistd and start it again; returns the new ``ygbridge.ready`` event."""
         self.stop()
         return self.start(timeout)
 
@@ -302,13 +306,16 @@ class Bridge:
 
     @property
     def domain(self) -> str:
+        """The node's mail domain, as the running bridge announced it when ready."""
         assert self.ready is not None, "bridge not started"
         return str(self.ready["domain"])
 
     def address_of(self, user: str) -> str:
+        """``user@<meshname>.meship`` on this node."""
         return f"{user}@{self.domain}"
 
     def literal_of(self, user: str) -> str:
+        """``user@[IPv6:<node address>]``, the address-literal form of the same mailbox."""
         assert self.node.router.address is not None
         return f"{user}@[IPv6:{self.node.router.address.compressed}]"
 
@@ -333,6 +340,7 @@ class Bridge:
             log.write(text.rstrip("\n") + "\n")
 
     def log(self) -> str:
+        """The bridge's log file: its CLI runs, twistd's output and the harness's notes."""
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:

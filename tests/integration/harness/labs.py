@@ -35,6 +35,7 @@ class Node:
 
     @property
     def address(self) -> ipaddress.IPv6Address:
+        """The node's yggdrasil address (known once its router has started)."""
         assert self.router.address is not None, "router not started"
         return self.router.address
 
@@ -87,6 +88,7 @@ class Lab:
         self.close()
 
     def add_node(self, name: str, version: str = "0.5.12", ifname: str = "auto") -> Node:
+        """A new node: its namespace, a router of ``version`` (TUN ``ifname``), a bridge not yet set up."""
         if name in self.nodes:
             raise HarnessError(f"node {name!r} already exists")
         node = Node(self, name, version, ifname)

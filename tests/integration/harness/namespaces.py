@@ -57,12 +57,15 @@ class Namespace:
         return ns
 
     def argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` prefixed to run inside the namespace."""
         return ["ip", "netns", "exec", self.name, *argv]
 
     def run(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the namespace and wait for it (bounded, see :func:`run_command`)."""
         return run_command(self.argv(argv), **kwargs)
 
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start a daemon inside the namespace, in its own session, killed if the test runner dies."""
         return subprocess.Popen(
             self.argv(argv),
             stdin=subprocess.DEVNULL,
@@ -104,10 +107,12 @@ class Namespace:
         return sum(int(m.group(1)) for s in sockets if (m := re.search(r"bytes_received:(\d+)", s)))
 
     def pids(self) -> list[int]:
+        """The processes running inside the namespace."""
         result = run_command(["ip", "netns", "pids", self.name], check=False, timeout=10)
         return [int(p) for p in result.stdout.split()]
 
     def delete(self) -> None:
+        """Kill whatever still runs inside, then delete the namespace (and the veths in it)."""
         if not self.exists:
             return
         for pid in self.pids():  # stragglers are ours: nobody else uses this namespace

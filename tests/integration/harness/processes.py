@@ -25,6 +25,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 def tail(text: str, limit: int = LOG_TAIL) -> str:
+    """The last ``limit`` characters of ``text`` (a long log), saying how much was cut."""
     return text if len(text) <= limit else f"[... {len(text) - limit} characters cut ...]\n" + text[-limit:]
 
 
@@ -48,6 +49,7 @@ def die_with_parent() -> None:
 def run_command(
     argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT, check: bool = True, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` to its end within ``timeout``; HarnessError if it does not, or (``check``) if it fails."""
     try:
         result = subprocess.run(
             list(argv),

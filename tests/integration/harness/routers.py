@@ -105,6 +105,7 @@ class Router:
         self.config.update({name: fresh[name] for name in KEY_FIELDS if name in fresh})
 
     def start(self, timeout: float = 30.0) -> None:
+        """Write the configuration, start yggdrasil, and wait until its admin socket answers getself."""
         self.config_path.write_text(json.dumps(self.config, indent=2))
         with self.log_path.open("ab") as log:
             self.process = self.node.ns.popen(
@@ -161,13 +162,16 @@ class Router:
         )
 
     def tun(self) -> dict[str, Any]:
+        """The router's TUN state (``gettun``)."""
         return self.ctl("gettun")
 
     def stop(self) -> None:
+        """SIGTERM yggdrasil (SIGKILL after a bounded wait)."""
         if self.process is not None:
             stop_process(self.process)
 
     def log(self) -> str:
+        """What yggdrasil has logged so far."""
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
