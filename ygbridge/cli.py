@@ -79,6 +79,7 @@ def _password(args: argparse.Namespace, confirm: bool = True) -> str:
 
 
 def cmd_init(config: Config, args: argparse.Namespace) -> None:
+    """``init``: create the database (and postmaster) and, unless one is configured, a TLS certificate."""
     if POSTMASTER not in users.list_users():
         users.add_user(POSTMASTER, hash_password(secrets.token_urlsafe(32)), time.time())
     print(f"database ready: {config.database}")
@@ -125,6 +126,7 @@ def _print_client_settings(
 
 
 def cmd_user_add(config: Config, args: argparse.Namespace) -> None:
+    """``user add NAME``: add a user, then print the settings a mail client needs."""
     name = users.check_name(args.name)
     password = _password(args)
     users.add_user(name, hash_password(password), time.time())
@@ -139,6 +141,7 @@ def cmd_user_add(config: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_login_link(config: Config, args: argparse.Namespace) -> None:
+    """``login-link NAME``: print a user's client settings again (the password is checked first)."""
     name = users.check_name(args.name)
     stored = users.password_hash(name)
     if stored is None:
@@ -150,21 +153,25 @@ def cmd_login_link(config: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_user_passwd(config: Config, args: argparse.Namespace) -> None:
+    """``user passwd NAME``: set a new password."""
     users.set_password(args.name, hash_password(_password(args)))
     print(f"password of {users.check_name(args.name)} changed")
 
 
 def cmd_user_del(config: Config, args: argparse.Namespace) -> None:
+    """``user del NAME``: delete a user and all its mail."""
     users.delete_user(args.name)
     print(f"user {users.check_name(args.name)} deleted with all its mail")
 
 
 def cmd_user_list(config: Config, args: argparse.Namespace) -> None:
+    """``user list``: print the user names, one a line."""
     for name in users.list_users():
         print(name)
 
 
 def cmd_address(config: Config, args: argparse.Namespace) -> None:
+    """``address NAME``: print the user's mail address on this node (asks the router)."""
     name = users.check_name(args.name)
     if name not in users.list_users():
         raise UserError(f"no such user: {name}")
@@ -172,6 +179,7 @@ def cmd_address(config: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    """``status``: node identity, peers and queue, as text or ``--json``; 1 if the router is away."""
     try:
         status: NodeStatus | None = _node(config)
         error = None
@@ -224,6 +232,7 @@ def _status_json(status: NodeStatus | None, error: str | None) -> dict[str, Any]
 
 
 def cmd_backup(config: Config, args: argparse.Namespace) -> None:
+    """``backup FILE``: a consistent copy of the SQLite database (PostgreSQL: use pg_dump)."""
     if not isinstance(database.obj, peewee.SqliteDatabase):
         raise UserError(f"{PG_DUMP_HINT}, e.g. pg_dump -Fc -f {args.file} DBNAME (as its owner)")
     target = Path(args.file)

@@ -35,10 +35,12 @@ class Reply:
 
     @property
     def ok(self) -> bool:
+        """A 2xx or 3xx reply."""
         return 200 <= self.code < 400
 
     @property
     def permanent(self) -> bool:
+        """A 5xx reply: retrying will not help."""
         return 500 <= self.code < 600
 
     def __str__(self) -> str:
@@ -231,6 +233,7 @@ class Session:
 
     @property
     def open(self) -> bool:
+        """Whether the connection is still up (so it can carry another message)."""
         return self.protocol.lost is None
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ class ImmediateDB:
     """
 
     def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """``fn(*args, **kwargs)`` now; an already fired (or failed) Deferred of its result."""
         try:
             return succeed(fn(*args, **kwargs))
         except Exception:
