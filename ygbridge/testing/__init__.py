@@ -7,5 +7,7 @@
 - :mod:`.imap`: the IMAP server over the store, and a client driving it through StringTransport;
 - :mod:`.transports`: ``CountingTransport``, for answers too large to keep;
 - :mod:`.messages`: numbered generated messages and an INBOX filled with them;
-- :mod:`.postgresql`: a throwaway PostgreSQL server for the store tests.
+- :mod:`.postgresql`: a throwaway PostgreSQL server for the store tests;
+- :mod:`.router`: ``FakeRouter``, the router's side of the admin socket on a MemoryReactorClock;
+- :mod:`.delivery`: ``FakePeer``, a scripted peer node for the queue runner.
 """
