@@ -21,6 +21,8 @@ DEFAULT_MAILBOXES = {
 
 
 class BaseModel(peewee.Model):
+    """The models' common base: the deferred database, snake_case table names."""
+
     class Meta:
         database = database
         legacy_table_names = False
