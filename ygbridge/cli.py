@@ -69,6 +69,7 @@ def _password(args: argparse.Namespace, confirm: bool = True) -> str:
 
 
 async def cmd_init(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``init``: create the database (and postmaster) and, unless one is configured, a TLS certificate."""
     if POSTMASTER not in users.list_users():
         users.add_user(POSTMASTER, hash_password(secrets.token_urlsafe(32)), reactor.seconds())
     print(f"database ready: {config.database}")
@@ -116,6 +117,7 @@ async def _print_client_settings(
 
 
 async def cmd_user_add(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``user add NAME``: add a user, then print the settings a mail client needs."""
     name = users.check_name(args.name)
     password = _password(args)
     users.add_user(name, hash_password(password), reactor.seconds())
@@ -130,6 +132,7 @@ async def cmd_user_add(reactor: Any, config: Config, args: argparse.Namespace) -
 
 
 async def cmd_login_link(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``login-link NAME``: print a user's client settings again (the password is checked first)."""
     name = users.check_name(args.name)
     stored = users.password_hash(name)
     if stored is None:
@@ -141,21 +144,25 @@ async def cmd_login_link(reactor: Any, config: Config, args: argparse.Namespace)
 
 
 async def cmd_user_passwd(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``user passwd NAME``: set a new password."""
     users.set_password(args.name, hash_password(_password(args)))
     print(f"password of {users.check_name(args.name)} changed")
 
 
 async def cmd_user_del(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``user del NAME``: delete a user and all its mail."""
     users.delete_user(args.name)
     print(f"user {users.check_name(args.name)} deleted with all its mail")
 
 
 async def cmd_user_list(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``user list``: print the user names, one a line."""
     for name in users.list_users():
         print(name)
 
 
 async def cmd_address(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``address NAME``: print the user's mail address on this node (asks the router)."""
     name = users.check_name(args.name)
     if name not in users.list_users():
         raise UserError(f"no such user: {name}")
@@ -163,6 +170,7 @@ async def cmd_address(reactor: Any, config: Config, args: argparse.Namespace) ->
 
 
 async def cmd_status(reactor: Any, config: Config, args: argparse.Namespace) -> int:
+    """``status``: node identity, peers and queue, as text or ``--json``; 1 if the router is away."""
     try:
         status: NodeStatus | None = await _node(reactor, config)
         error = None
@@ -215,6 +223,7 @@ def _status_json(status: NodeStatus | None, error: str | None) -> dict[str, Any]
 
 
 async def cmd_backup(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``backup FILE``: a consistent copy of the SQLite database (PostgreSQL: use pg_dump)."""
     if not isinstance(database.obj, peewee.SqliteDatabase):
         raise UserError(f"{PG_DUMP_HINT}, e.g. pg_dump -Fc -f {args.file} DBNAME (as its owner)")
     target = Path(args.file)

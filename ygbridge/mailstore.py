@@ -39,11 +39,14 @@ class MailboxWatcher(Protocol):
 
     writeable: bool
 
-    def messages_added(self, uids: Sequence[int], recent: bool) -> None: ...
+    def messages_added(self, uids: Sequence[int], recent: bool) -> None:
+        """Messages with these UIDs arrived (``recent``: this session sees them as \\Recent)."""
 
-    def flags_changed(self, flags: Mapping[int, frozenset[str]]) -> None: ...
+    def flags_changed(self, flags: Mapping[int, frozenset[str]]) -> None:
+        """Another session changed the flags of these UIDs."""
 
-    def messages_expunged(self, uids: Sequence[int]) -> None: ...
+    def messages_expunged(self, uids: Sequence[int]) -> None:
+        """Another session expunged these UIDs."""
 
 
 class MailboxState:
@@ -100,12 +103,14 @@ class MailboxState:
         return claimer is not None
 
     def flags_changed(self, flags: Mapping[int, frozenset[str]], origin: object) -> None:
+        """Flags of these UIDs changed: tell every session but ``origin``."""
         if flags:
             self.changed()
             for watcher in self._others(origin):
                 watcher.flags_changed(flags)
 
     def expunged(self, uids: Sequence[int], origin: object) -> None:
+        """These UIDs are gone: forget them and tell every session but ``origin``."""
         if uids:
             self.changed()
         if uids and self.uids is not None:
@@ -147,16 +152,19 @@ class UserMailboxes:
         return at < len(names) and names[at].startswith(below)
 
     def added(self, info: MailboxInfo) -> None:
+        """A mailbox was created."""
         self.mailboxes[info.name] = self._by_id[info.id] = MailboxState(info)
         self._sorted = None
 
     def removed(self, name: str) -> None:
+        """A mailbox was deleted."""
         box = self.mailboxes.pop(canonical_name(name), None)
         if box is not None:
             self._by_id.pop(box.id, None)
         self._sorted = None
 
     def renamed(self, old: str, new: str) -> None:
+        """A mailbox was renamed from ``old`` to ``new``."""
         box = self.mailboxes.pop(old)
         box.name = new
         self.mailboxes[new] = box

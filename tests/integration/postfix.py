@@ -154,8 +154,8 @@ class Postfix:
         for sub in ("queue", "data"):
             (self.dir / sub).mkdir(exist_ok=True)
         self.mail.mkdir(exist_ok=True)
-        harness._run(["chown", f"{MAILBOX_OWNER}:{MAILBOX_OWNER}", str(self.mail)])
-        harness._run(["chown", "postfix", str(self.dir / "data")])
+        harness.run_command(["chown", f"{MAILBOX_OWNER}:{MAILBOX_OWNER}", str(self.mail)])
+        harness.run_command(["chown", "postfix", str(self.dir / "data")])
         settings = self.main_cf()
         (self.config / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
         (self.config / "master.cf").write_text(MASTER_CF)

@@ -1,5 +1,5 @@
 """The ``ygbridge`` command run in the test process: on a clock instead of the reactor (which
-runs once per process), with the router faked so that nothing waits for it."""
+runs once per process), the router faked by the ``router_away`` fixture (conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from ygbridge import cli
-from ygbridge.errors import RouterError
-
-
-async def router_away(reactor: object, config: object) -> None:
-    """Stands in for ``cli._node`` while the router is not running."""
-    raise RouterError("no router at unix:///nonexistent/ygbridge-test.sock")
 
 
 def ygbridge(*argv: str) -> int:

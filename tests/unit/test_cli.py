@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.fakestore import memory_database
 from ygbridge import cli
 from ygbridge.router.state import NodeIdentity, NodeStatus, Peer, TunState
 from ygbridge.store import queue
+from ygbridge.testing.store import memory_database
 
 KEY = bytes.fromhex("99098b4ac8f782f105094bba691c62dee5e63d1ab7b2dfe24c7c31349b4b4ab4")
 ADDRESS = IPv6Address("200:cdec:e96a:6e10:fa1d:f5ed:688b:2dc7")

@@ -8,26 +8,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from clirun import router_away, ygbridge
+from clirun import ygbridge
 
 from ygbridge import cli
 
 NODE = ipaddress.IPv6Address("203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47")
 
 
-@pytest.fixture(autouse=True)
-def router_is_away(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_node", router_away)
-
-
-@pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "ygbridge.ini"
-    path.write_text(
-        "[yggdrasil]\nadmin = unix:///nonexistent/ygbridge-test.sock\n"
-        "[storage]\ndatabase = sqlite:///ygbridge.db\n"
-    )
-    return path
+pytestmark = pytest.mark.usefixtures("router_away")
 
 
 def test_status_json_while_the_router_is_away(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 
 import pytest
-from fakestore import failure_of, result_of
-from imapsession import MAX_MESSAGE_SIZE, MESSAGE, Client, ImapLab, first_client, running_lab
 from twisted.cred.error import UnauthorizedLogin
 
 from ygbridge.imap.mailbox import IImapAccount, ImapAccount, ImapRealm
 from ygbridge.imap.server import ImapServer
 from ygbridge.logins import MAX_DELAY
+from ygbridge.testing.deferreds import failure_of, result_of
+from ygbridge.testing.imap import MAX_MESSAGE_SIZE, MESSAGE, Client, ImapLab, first_client, running_lab
 
 lab = pytest.fixture(running_lab, name="lab")
 client = pytest.fixture(first_client, name="client")

@@ -11,21 +11,17 @@ from pathlib import Path
 
 import peewee
 import pytest
-from clirun import router_away, ygbridge
+from clirun import ygbridge
 
-from ygbridge import cli
 from ygbridge.store import users
 from ygbridge.store.db import SQLITE_PRAGMAS, backup_sqlite, connect, migrate
 from ygbridge.store.models import MODELS, SCHEMA_VERSION, SchemaVersion, database
 
+pytestmark = pytest.mark.usefixtures("router_away")
+
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-@pytest.fixture(autouse=True)
-def router_is_away(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_node", router_away)
 
 
 @pytest.fixture
@@ -34,16 +30,6 @@ def open_umask() -> Iterator[None]:
     old = os.umask(0)
     yield
     os.umask(old)
-
-
-@pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "ygbridge.ini"
-    path.write_text(
-        "[yggdrasil]\nadmin = unix:///nonexistent/ygbridge-test.sock\n"
-        "[storage]\ndatabase = sqlite:///state/ygbridge.db\n"
-    )
-    return path
 
 
 def test_database_directory_and_files_are_private_whatever_the_umask(

@@ -133,6 +133,7 @@ class ImapProtocol(Protocol):
             logout()
 
     def capabilities(self) -> list[bytes]:
+        """The CAPABILITY list for the connection's current state."""
         raise NotImplementedError
 
     def _reset_timeout(self) -> None:
@@ -148,9 +149,11 @@ class ImapProtocol(Protocol):
     # Answers
 
     def untagged(self, text: bytes) -> None:
+        """Write an untagged response line (``* text``)."""
         self.transport.write(b"* " + text + b"\r\n")
 
     def continuation(self, text: bytes) -> None:
+        """Write a continuation request (``+ text``)."""
         self.transport.write(b"+ " + text + b"\r\n")  # the space even without text (RFC 3501 7.5)
 
     def tagged(self, tag: bytes, status: bytes, text: bytes) -> None:

@@ -109,6 +109,7 @@ class Parser:
     # Structure
 
     def at_end(self) -> bool:
+        """Whether every argument byte has been read."""
         return self.pos >= len(self.data)
 
     def end(self) -> None:
@@ -128,10 +129,12 @@ class Parser:
         return False
 
     def expect(self, text: bytes, what: str) -> None:
+        """Read ``text`` here; BadCommand naming ``what`` otherwise."""
         if not self.skip(text):
             raise BadCommand(f"{what} expected")
 
     def sp(self) -> None:
+        """Read the single space between arguments."""
         self.expect(b" ", "space")
 
     def _match(self, pattern: re.Pattern[bytes], what: str) -> bytes:
@@ -155,15 +158,19 @@ class Parser:
     # Atoms, numbers, strings
 
     def tag(self) -> bytes:
+        """Read a command tag."""
         return self._match(_TAG, "tag")
 
     def atom(self, what: str = "atom") -> bytes:
+        """Read an atom (``what`` names it in the error)."""
         return self._match(_ATOM, what)
 
     def number(self, what: str = "number", nonzero: bool = False) -> int:
+        """Read a number (non-zero if ``nonzero``)."""
         return number(self._match(_DIGITS, what), what, nonzero)
 
     def quoted(self) -> bytes:
+        """Read a quoted string; its content with the escapes removed."""
         match = _QUOTED.match(self.data, self.pos)
         if match is None:
             raise BadCommand('unterminated quoted string, or \\ before other than " or \\')
@@ -171,6 +178,7 @@ class Parser:
         return _QUOTED_ESCAPE.sub(rb"\1", match[1])
 
     def literal(self) -> bytes:
+        """Read a literal (``{n}`` CRLF and n bytes, already in the buffer); its bytes."""
         match = _LITERAL.match(self.data, self.pos)
         if match is None:
             raise BadCommand("malformed literal")
@@ -196,6 +204,7 @@ class Parser:
         return self._match(_ASTRING_ATOM, what)
 
     def nstring(self, what: str = "string") -> bytes | None:
+        """Read NIL (None) or a string."""
         if self.peek(b"NIL") and not _ASTRING_ATOM.match(self.data, self.pos + 3):
             self.pos += 3
             return None
@@ -214,9 +223,11 @@ class Parser:
         return decode_mailbox(self._match(_LIST_CHARS, "mailbox pattern"))
 
     def flag(self) -> str:
+        """Read one flag (``\\Seen``, a keyword)."""
         return self._match(_FLAG, "flag (an ASCII atom)").decode("ascii")
 
     def flag_list(self) -> list[str]:
+        """Read a parenthesised list of flags."""
         return self.parenthesised(self.flag, "flags")
 
     def flags(self) -> list[str]:
@@ -239,6 +250,7 @@ class Parser:
             raise BadCommand('malformed date-time, e.g. "05-Mar-2024 10:30:00 +0100"') from None
 
     def sequence_set(self, max_ranges: int) -> SequenceSet:
+        """Read a sequence set of at most ``max_ranges`` ranges."""
         return parse_sequence_set(self._match(_SEQUENCE, "sequence set"), max_ranges)
 
 

@@ -79,15 +79,19 @@ class AdminProtocol(Protocol):
         return pending.answer
 
     def get_self(self) -> Deferred[NodeIdentity]:
+        """The router's identity (getSelf)."""
         return self.request("getSelf").addCallback(parse_self)
 
     def get_tun(self) -> Deferred[TunState]:
+        """The router's TUN state (getTun)."""
         return self.request("getTun").addCallback(parse_tun)
 
     def get_peers(self) -> Deferred[tuple[Peer, ...]]:
+        """The peers that are up (getPeers)."""
         return self.request("getPeers").addCallback(parse_peers)
 
     def get_sessions(self) -> Deferred[tuple[Session, ...]]:
+        """The router's sessions with other nodes (getSessions)."""
         return self.request("getSessions").addCallback(parse_sessions)
 
     def when_closed(self) -> Deferred[None]:

@@ -207,6 +207,7 @@ class Session:
 
     @property
     def open(self) -> bool:
+        """Whether the connection is still up (so it can carry another message)."""
         return self.protocol.lost is None
 
     def close(self) -> None:

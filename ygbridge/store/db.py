@@ -205,7 +205,8 @@ def backup_sqlite(db: peewee.Database, target: Path) -> None:
 class DBRunner(Protocol):
     """What runs blocking store functions: :class:`StoreThread`, or a test fake."""
 
-    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]: ...
+    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """Run ``fn(*args, **kwargs)`` where blocking store calls belong; a Deferred of its result."""
 
 
 class StoreThread(Service):

@@ -24,6 +24,8 @@ DEFAULT_MAILBOXES = {
 
 
 class BaseModel(peewee.Model):
+    """The models' common base: the deferred database, snake_case table names."""
+
     id = peewee.AutoField()  # what peewee adds when a model declares no primary key, made visible
 
     class Meta:
