@@ -27,6 +27,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from ygbridge.errors import ConfigError
+from ygbridge.store.drivers import is_postgresql
 from ygbridge.store.migrations import MIGRATIONS
 from ygbridge.store.models import MODELS, SCHEMA_VERSION, SchemaVersion, database
 
@@ -74,7 +75,7 @@ def open_database(url: str, base_dir: Path) -> peewee.Database:
         db: peewee.Database = peewee.SqliteDatabase(
             str(path), pragmas=SQLITE_PRAGMAS, timeout=BUSY_TIMEOUT, lock_type="IMMEDIATE"
         )
-    elif url.startswith(("postgres://", "postgresql://")):
+    elif is_postgresql(url):
         parts = urlsplit(url)
         # libpq's ?host=/var/run/postgresql names a unix socket directory
         query = dict(parse_qsl(parts.query))
