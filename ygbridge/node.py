@@ -45,6 +45,7 @@ from ygbridge.smtp.client import Reply, SMTPClient
 from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.listener import MeshListener
 from ygbridge.smtp.mesh import MeshFactory
+from ygbridge.smtp.spool import in_threads
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store.db import StoreThread, sqlite_path
 from ygbridge.store.identity import record_identity
@@ -62,7 +63,7 @@ def _smtp_settings(reactor: Any, config: Config) -> ServerSettings:
     """The bounds of both SMTP ports; the disk floor watches the SQLite database's filesystem."""
     database = sqlite_path(config.database, config.base_dir)
     disk = DiskFloor(database.parent, config.limits.min_free_disk) if database is not None else None
-    return ServerSettings(reactor, config.limits, config.max_message_size, disk)
+    return ServerSettings(reactor, config.limits, config.max_message_size, disk, in_threads(reactor))
 
 
 class NodeService(MultiService):
