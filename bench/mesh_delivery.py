@@ -286,7 +286,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 2)")
     parser.add_argument("--latency-samples", type=int, help="per side and round (default 15)")
     parser.add_argument("--large-mib", type=int, help="size of the large message (default 32)")
-    parser.add_argument("--profile", type=Path, help="py-spy raw profiles of both bridges go here")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy raw profiles of both bridges go here (large message: large/)"
+    )
     args = parser.parse_args()
     n = args.messages or (25 if args.short else 2500)
     rounds = args.rounds or (1 if args.short else 2)
@@ -338,8 +340,12 @@ def main() -> None:
                         load(),
                     )
                 )
-            for _ in range(rounds):
+            for r in range(rounds):
+                large_profile = args.profile / "large" if args.profile and r == 0 else None
+                spies = profiled(large_profile, [site.a.bridge, site.b.bridge], 10)
                 ours = site.ygbridge_large(large)
+                for spy in spies:
+                    spy.wait()
                 theirs = site.raw_tcp(large)
                 rows.append(
                     (
