@@ -17,7 +17,6 @@ from twisted.python.failure import Failure
 
 from ygbridge.addressing import domain_for
 from ygbridge.auth import PasswordChecker
-from ygbridge.autoconfig import autoconfig_site
 from ygbridge.config import Config
 from ygbridge.connlimit import (
     IMAP_REFUSAL,
@@ -46,6 +45,7 @@ from ygbridge.smtp.client import SMTPClient
 from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.listener import MeshListener
 from ygbridge.smtp.mesh import MeshFactory
+from ygbridge.smtp.spool import in_threads
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store.db import StoreThread
 from ygbridge.store.identity import record_identity
@@ -63,7 +63,7 @@ def _smtp_settings(reactor: Any, config: Config) -> ServerSettings:
     """The bounds of both SMTP ports; the disk floor watches the SQLite database's filesystem."""
     database = config.database_file
     disk = DiskFloor(database.parent, config.limits.min_free_disk) if database is not None else None
-    return ServerSettings(reactor, config.limits, config.max_message_size, disk)
+    return ServerSettings(reactor, config.limits, config.max_message_size, disk, in_threads(reactor))
 
 
 class NodeService(MultiService):
@@ -141,11 +141,18 @@ class NodeService(MultiService):
         self._ready = False
         self.mesh = MeshListener(reactor, config.mesh_port, self._mesh_factory, mesh_connections)
         self.mesh.setServiceParent(self)
+        if config.autoconfig_listen:
+            self._serve_autoconfig(config)
+        self.reachability = ReachabilityWatcher(self.router, reactor, config.poll_interval, self._reappeared)
+        self.router.observe(self._identity_seen)
+
+    def _serve_autoconfig(self, config: Config) -> None:
+        # imported only when served: twisted.web adds about 3 MiB to the resident memory
+        from ygbridge.autoconfig import autoconfig_site
+
         site = autoconfig_site(config, lambda: domain_for(a) if (a := self.node_address()) else None)
         for description in config.autoconfig_listen:
             self._listen(description, site)
-        self.reachability = ReachabilityWatcher(self.router, reactor, config.poll_interval, self._reappeared)
-        self.router.observe(self._identity_seen)
 
     def _listen(self, description: str, factory: Any) -> None:
         service = StreamServerEndpointService(serverFromString(self._reactor, description), factory)

@@ -21,7 +21,7 @@ from ygbridge.addressing import MailAddress, domain_for
 from ygbridge.dsn import DELIVERED, FAILED, RecipientFailure, failure_report, report_id
 from ygbridge.errors import AddressError, SenderMismatch, UserError
 from ygbridge.mailstore import Mailstore
-from ygbridge.message import has_field, message_id, split_message
+from ygbridge.message import has_field, header_section, message_id
 from ygbridge.notify import FULL, NO_REQUEST, SUCCESS, DsnRequest
 from ygbridge.senders import check_node_sender, check_own_sender
 from ygbridge.store import queue, users
@@ -80,7 +80,7 @@ class Outbox:
         """
         # The fields put on top are joined to the body once: it may be 32 MiB.
         added = b"" if has_field(body, "From") else f"From: <{sender}>\r\n".encode()
-        check_own_sender(added + split_message(body)[0], sender)
+        check_own_sender(added + header_section(body), sender)
         node = self._node()
         mid = message_id(body)
         if mid is None:

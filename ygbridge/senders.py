@@ -24,7 +24,7 @@ from email.headerregistry import Address, HeaderRegistry
 
 from ygbridge.addressing import MailAddress, domain_for, parse_domain
 from ygbridge.errors import AddressError, SenderMismatch
-from ygbridge.message import field_value, header_fields, split_message
+from ygbridge.message import field_value, header_fields, header_section
 
 _REGISTRY = HeaderRegistry()
 #: Defects that leave the parsed addresses unambiguous.
@@ -41,7 +41,7 @@ def visible_mailboxes(body: bytes) -> list[tuple[str, Address]]:
     Raises SenderMismatch when the fields are missing, repeated or cannot be parsed cleanly.
     """
     fields: dict[bytes, list[bytes]] = {b"from": [], b"sender": []}
-    for name, field in header_fields(split_message(body)[0]):
+    for name, field in header_fields(header_section(body)):
         if name in fields:
             fields[name].append(field)
     if len(fields[b"from"]) != 1:

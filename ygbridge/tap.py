@@ -25,6 +25,12 @@ def makeService(options: Options) -> IService:
     """The whole node: store, router link, listeners and the queue runner."""
     from twisted.internet import reactor
 
+    from ygbridge.memory import return_large_blocks
+    from ygbridge.store.drivers import load_only_for
+
+    load_only_for(options.loaded.database)  # before anything imports peewee
+    return_large_blocks()
+
     from ygbridge import logs
     from ygbridge.node import NodeService
     from ygbridge.store.db import connect

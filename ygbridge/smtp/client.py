@@ -20,7 +20,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ygbridge.message import split_message
+from ygbridge.message import header_section
 from ygbridge.notify import NO_REQUEST, DsnRequest
 from ygbridge.outcome import Reply
 from ygbridge.transport import Connection
@@ -121,7 +121,11 @@ class SMTPClientProtocol(LineOnlyReceiver):
             self._waiting.popleft().errback(reason)
 
 
-def dot_stuffed(body: bytes, chunk: int = 65536) -> Iterator[bytes]:
+#: The size of each write of a message body: large writes, few trips through the reactor.
+PIECE = 1024 * 1024
+
+
+def dot_stuffed(body: bytes, chunk: int = PIECE) -> Iterator[bytes]:
     """The DATA payload for ``body`` in pieces of about ``chunk`` bytes, each ending a line:
     CRLF lines, leading dots doubled; the last piece ends in CRLF.CRLF (one write, no
     small trailing segment for Nagle's algorithm to hold back)."""
@@ -139,17 +143,26 @@ def dot_stuffed(body: bytes, chunk: int = 65536) -> Iterator[bytes]:
     yield previous + b".\r\n"
 
 
+def one_chunk(body: bytes, chunk: int = PIECE) -> Iterator[bytes]:
+    """``BDAT <size> LAST`` and ``body`` as it is (RFC 3030: no dot-stuffing, nothing for the
+    node to decode), in pieces of ``chunk`` bytes, the command in the first."""
+    yield b"BDAT %d LAST\r\n" % len(body) + body[:chunk]
+    for start in range(chunk, len(body), chunk):
+        yield body[start : start + chunk]
+
+
 #: The slowest transfer accepted (bytes per second) before DATA is abandoned as stalled.
 MIN_RATE = 10_000
 
 
 @implementer(IPullProducer)
 class _DataProducer:
-    """Writes the DATA payload as the connection drains, so it is never buffered whole."""
+    """Writes a message's payload (DATA or BDAT) as the connection drains, so that it is never
+    buffered whole."""
 
-    def __init__(self, transport: TCPConnection, body: bytes) -> None:
+    def __init__(self, transport: TCPConnection, pieces: Iterator[bytes]) -> None:
         self._transport = transport
-        self._pieces = dot_stuffed(body)
+        self._pieces = pieces
         self.done: Deferred[None] = Deferred()
 
     def resumeProducing(self) -> None:
@@ -169,7 +182,7 @@ class _DataProducer:
 def needs_smtputf8(sender: str, recipients: list[str], body: bytes) -> bool:
     """Whether a message is internationalised (RFC 6531): non-ASCII in its envelope or headers."""
     envelope = sender.isascii() and all(r.isascii() for r in recipients)
-    return not (envelope and split_message(body)[0].isascii())
+    return not (envelope and header_section(body).isascii())
 
 
 def _refusal_without_smtputf8(sender: str, recipients: list[str], node: str) -> Reply:
@@ -225,6 +238,7 @@ class SMTPClient:
     Connections are cached per node: a connection that ended its transaction is kept for the next
     one (RSET first if it ended early) and closed with QUIT after ``idle`` seconds unused. With
     PIPELINING, MAIL, every RCPT and DATA go in one write; replies are still read one by one.
+    A node that offers CHUNKING (RFC 3030) gets the body as one BDAT chunk, without dot-stuffing.
     At most ``max_idle`` connections are kept in all: the oldest is closed first.
     """
 
@@ -388,7 +402,9 @@ class SMTPClient:
         for recipient in recipients:
             extra = dsn.notify(recipient).params() if with_dsn else ""
             commands.append(f"RCPT TO:<{recipient}>{extra}".encode())
-        commands.append(b"DATA")
+        chunking = "CHUNKING" in extensions  # the body goes as one BDAT chunk: a node like this one
+        if not chunking:
+            commands.append(b"DATA")
         reset, session.dirty = session.dirty, True  # clean again once the end of DATA is answered
         replies = _Replies(protocol, [b"RSET", *commands] if reset else commands, "PIPELINING" in extensions)
         try:
@@ -404,11 +420,17 @@ class SMTPClient:
                 reply = await self._wait(replies.next(mail.ok))
                 results[recipient] = reply if mail.ok else mail
             accepted = [r for r, reply in results.items() if reply.ok]
-            data = await self._wait(replies.next(bool(accepted)))
-            if data.code != 354:
-                results.update(dict.fromkeys(accepted, data))
-                return results
-            producer = _DataProducer(protocol.connection, body if accepted else b"")
+            if chunking:
+                if not accepted:
+                    return results  # nothing sent: RSET before the next transaction
+                pieces = one_chunk(body)
+            else:
+                data = await self._wait(replies.next(bool(accepted)))
+                if data.code != 354:
+                    results.update(dict.fromkeys(accepted, data))
+                    return results
+                pieces = dot_stuffed(body if accepted else b"")
+            producer = _DataProducer(protocol.connection, pieces)
             protocol.connection.registerProducer(producer, False)
             await producer.done.addTimeout(self._timeout + len(body) / MIN_RATE, self._clock)
             final = await self._wait(protocol.next_reply())

@@ -217,7 +217,7 @@ class SMTPServer(Connection):
         if self._settings.disk is not None:
             self._settings.disk.check(params.size or 0)
         commit = await delivery.mail(path, params)
-        self._transaction = Transaction(self._settings.max_size, commit, params)
+        self._transaction = Transaction(self._settings.max_size, commit, params, self._settings.offload)
         self._write(Reply(250, "2.1.0", "Sender OK"))
 
     async def _rcpt(self, arg: bytes) -> None:

@@ -36,6 +36,7 @@ from twisted.python.threadpool import ThreadPool
 
 from ygbridge.config import sqlite_path
 from ygbridge.errors import ConfigError
+from ygbridge.store.drivers import is_postgresql
 from ygbridge.store.migrations import MIGRATIONS
 from ygbridge.store.models import MODELS, SCHEMA_VERSION, SchemaVersion, database
 
@@ -112,7 +113,7 @@ def open_database(url: str, base_dir: Path) -> SqliteDatabase | PostgresqlDataba
     if path is not None:
         create_private_file(path)
         db = SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, timeout=BUSY_TIMEOUT, lock_type="IMMEDIATE")
-    elif url.startswith(("postgres://", "postgresql://")):
+    elif is_postgresql(url):
         parts = urlsplit(url)
         # libpq's ?host=/var/run/postgresql names a unix socket directory
         query = dict(parse_qsl(parts.query))
