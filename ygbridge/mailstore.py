@@ -301,9 +301,9 @@ class Mailstore:
         """Every UID of a mailbox now (a copy for the session), and what SELECT shows (``claim``:
         the \\Recent messages become the caller's); a watcher added before the next await hears of
         later changes."""
-        known = box.contents
-        if known is not None and box.uids is not None and not (claim and known.recent):
-            return array("Q", box.uids), known  # nothing changed since, and nothing to claim
+        known = self.known_contents(box, claim)
+        if known is not None:
+            return known
         generation = box.generation
         contents = await self._db.run(messages.mailbox_contents, box.id, claim=claim, uids=box.uids is None)
         if contents.uids is not None:
@@ -315,6 +315,14 @@ class Mailstore:
         elif generation == box.generation:
             box.contents = contents
         return array("Q", box.uids), contents
+
+    def known_contents(self, box: MailboxState, claim: bool) -> tuple[array[int], Contents] | None:
+        """What :meth:`contents` answers from memory, or None if it needs the store: nothing
+        changed since it was read, and nothing to claim."""
+        known = box.contents
+        if known is not None and box.uids is not None and not (claim and known.recent):
+            return array("Q", box.uids), known
+        return None
 
     async def counts(self, box: MailboxState) -> Counts:
         """Message counts for STATUS (from memory when nothing changed since they were read)."""
