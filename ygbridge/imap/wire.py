@@ -41,6 +41,9 @@ _DIGITS = re.compile(rb"\d+")
 _SEQUENCE = re.compile(rb"[0-9:*,]+")
 _SEQ_NUMBER = re.compile(rb"\*|[1-9]\d{0,9}")
 _NEEDS_LITERAL = re.compile(rb"[\x00\r\n\x80-\xff]")
+#: Names that are their own modified UTF-7 form (printable ASCII but "&"): no codec needed.
+_ITSELF_IN_UTF7 = re.compile(rb"[\x20-\x25\x27-\x7e]*")
+_ITSELF_IN_UTF7_TEXT = re.compile(r"[\x20-\x25\x27-\x7e]*")
 
 
 def number(digits: bytes, what: str, nonzero: bool = False) -> int:
@@ -85,11 +88,15 @@ def quoted(data: bytes) -> bytes:
 
 def encode_mailbox(name: str) -> bytes:
     """A mailbox name for a response: modified UTF-7 (RFC 3501 5.1.3), quoted."""
+    if _ITSELF_IN_UTF7_TEXT.fullmatch(name):
+        return quoted(name.encode("ascii"))
     return quoted(name.encode("imap4-utf-7"))
 
 
 def decode_mailbox(name: bytes) -> str:
     """A mailbox name from the wire (modified UTF-7); BadCommand if not validly encoded."""
+    if _ITSELF_IN_UTF7.fullmatch(name):
+        return name.decode("ascii")
     try:
         decoded = name.decode("imap4-utf-7")
     except (UnicodeError, ValueError):
