@@ -97,6 +97,7 @@ class ImapProtocol(Protocol):
         self.idling = False
         self._gone = False
         self._writes = WriteGate()
+        self._batch: list[bytes] | None = None  # what the command being dispatched has written
         self._timer: IDelayedCall | None = None
         # Input: what arrived and how far it has been read
         self._input = bytearray()
@@ -149,18 +150,36 @@ class ImapProtocol(Protocol):
 
     # Answers
 
+    def write(self, data: bytes) -> None:
+        """Send ``data``: what a command answers at once goes out in one transport write."""
+        if self._batch is not None:
+            self._batch.append(data)
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        """Hand what was written so far to the transport (before it closes or starts TLS)."""
+        if self._batch:
+            self.transport.write(b"".join(self._batch))
+            self._batch.clear()
+
+    def drained(self) -> Deferred[None]:
+        """Fires once the transport wants more (what was written so far handed to it first)."""
+        self.flush()
+        return self._writes.wait()
+
     def untagged(self, text: bytes) -> None:
         """Write an untagged response line (``* text``)."""
-        self.transport.write(b"* " + text + b"\r\n")
+        self.write(b"* " + text + b"\r\n")
 
     def continuation(self, text: bytes) -> None:
         """Write a continuation request (``+ text``)."""
-        self.transport.write(b"+ " + text + b"\r\n")  # the space even without text (RFC 3501 7.5)
+        self.write(b"+ " + text + b"\r\n")  # the space even without text (RFC 3501 7.5)
 
     def tagged(self, tag: bytes, status: bytes, text: bytes) -> None:
         """The command's completion (OK, NO or BAD), after the changes it may report."""
         self._report_updates()
-        self.transport.write(b"%b %b %b\r\n" % (tag, status, text))
+        self.write(b"%b %b %b\r\n" % (tag, status, text))
 
     def _report_updates(self) -> None:
         if self.mbox is not None:
@@ -265,7 +284,7 @@ class ImapProtocol(Protocol):
     def _too_long(self, line: bytes | bytearray) -> None:
         tag = command_tag(bytes(self._command or line))
         limit = self.limits.imap_line
-        self.transport.write(b"%b BAD Command line too long (at most %d octets)\r\n" % (tag, limit))
+        self.write(b"%b BAD Command line too long (at most %d octets)\r\n" % (tag, limit))
         self._hang_up(b"BYE Command line too long")
 
     def _hang_up(self, why: bytes) -> None:
@@ -275,6 +294,7 @@ class ImapProtocol(Protocol):
     def close_connection(self) -> None:
         """Close once what was written is sent; read nothing more."""
         self._gone = True
+        self.flush()
         self.transport.loseConnection()
 
     def _literal_announced(self, digits: bytes, sync: bool) -> None:
@@ -287,7 +307,7 @@ class ImapProtocol(Protocol):
         command = bytes(self._command)
         tag = command_tag(command)
         if len(digits) > len(str(MAX_NUMBER)) or int(digits) > MAX_NUMBER:
-            self.transport.write(b"%b BAD Literal length out of range\r\n" % tag)
+            self.write(b"%b BAD Literal length out of range\r\n" % tag)
             self._hang_up(b"BYE Cannot find the end of that literal")
             return
         size = int(digits)
@@ -305,7 +325,7 @@ class ImapProtocol(Protocol):
                 self._command_read()
                 return
             if size > 2 * (self.max_message_size if message else self.limits.imap_literal):
-                self.transport.write(b"%b %b %b\r\n" % (tag, *self._refusal))
+                self.write(b"%b %b %b\r\n" % (tag, *self._refusal))
                 self._hang_up(b"BYE Literal too long to skip")
                 return
         elif sync:
@@ -326,6 +346,14 @@ class ImapProtocol(Protocol):
     # Running commands
 
     def _dispatch(self, command: bytes) -> None:
+        self._batch = []
+        try:
+            self._run_line(command)
+        finally:
+            self.flush()
+            self._batch = None
+
+    def _run_line(self, command: bytes) -> None:
         reader = Parser(command)
         tag = command_tag(command)
         try:

@@ -44,6 +44,7 @@ class TLSImapServer(ImapServer):
             self.tagged(tag, b"NO", b"TLS is already active")
             return
         self.tagged(tag, b"OK", b"Begin TLS negotiation now")
+        self.flush()  # in clear, before TLS starts
         self.transport.startTLS(self.tls.context)
         self.drop_input()  # sent in clear after STARTTLS: never obeyed (RFC 3501 section 6.2.1)
 
