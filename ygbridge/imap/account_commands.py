@@ -1,8 +1,8 @@
 """Commands of the authenticated state (RFC 3501 6.3) over the logged-in ImapAccount.
 
 SELECT and EXAMINE read the mailbox's counters and UID array (kept in memory while the user has
-sessions), SELECT claiming its \\Recent messages; STATUS reads the counters; APPEND answers with
-APPENDUID (RFC 4315).
+sessions), SELECT claiming its \\Recent messages; STATUS reads the counters. Both answer at once,
+without the DB thread, when memory holds what they show. APPEND answers with APPENDUID (RFC 4315).
 """
 
 from __future__ import annotations

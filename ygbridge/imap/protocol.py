@@ -8,7 +8,8 @@ is kept (RFC 7888, RFC 7889). The next command is read only once this one is ans
 client has read the answers so far, so pipelined commands are answered in order and a client
 that does not read cannot make the server hold more than one command's worth of output.
 Changes other sessions made to the selected mailbox are reported before each tagged answer,
-EXPUNGE only where RFC 3501 7.4.1 allows it.
+EXPUNGE only where RFC 3501 7.4.1 allows it. What a command answers before it first waits goes
+to the transport in one write.
 """
 
 from __future__ import annotations
