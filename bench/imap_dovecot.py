@@ -2,7 +2,7 @@
 
 Dovecot (Debian's dovecot-imapd) is started by this script as root in a temporary directory with
 its own config, listening on 127.0.0.1, over a Maildir of the SAME messages (bench/
-imap_large_mailbox.py's generator: 1 in 3 unseen); its index is warmed by one pass of every
+ygbridge.testing.messages' generator: 1 in 3 unseen); its index is warmed by one pass of every
 command before anything is timed. ygbridge runs in a child process of this script: the real
 IMAP server (ygbridge.imap.server), Mailstore and StoreThread on a real reactor and a real
 SQLite file, listening on 127.0.0.1 -- not a whole twistd bridge, which would need a yggdrasil
@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from imap_large_mailbox import START, fill, message
+from ygbridge.testing.messages import START, fill_inbox, numbered_message
 
 #: What Delta Chat asks for when it fetches new messages' headers.
 HEADER_FIELDS = (
@@ -150,7 +150,7 @@ def write_maildir(home: Path, count: int) -> None:
     for n in range(count):
         when = START + n * 60
         path = cur / f"{int(when)}.M{n}P1.bench:2,{'S' if n % 3 else ''}"
-        path.write_bytes(message(n))
+        path.write_bytes(numbered_message(n))
         os.utime(path, (when, when))
 
 
@@ -175,7 +175,7 @@ def start_ygbridge(tmp: Path, count: int) -> tuple[subprocess.Popen[bytes], int,
 
     path = tmp / "ygbridge.db"
     connect(f"sqlite:///{path}", tmp)
-    fill(count)
+    fill_inbox(count)
     database.close()
     port = free_port()
     probe = tmp / "lag.json"
@@ -190,25 +190,19 @@ def serve(path: str, port: int, probe: str) -> None:
     SIGUSR1 starts the load phase (forget the worst lag so far, deliver a message every 20 ms);
     SIGUSR2 writes {"worst_lag_ms", "deliveries"} to ``probe``.
     """
-    from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-    from twisted.cred.portal import Portal
     from twisted.internet import reactor, task
+    from twisted.internet.interfaces import IReactorThreads
 
-    from ygbridge.imap.mailbox import ImapRealm
-    from ygbridge.imap.server import ImapFactory
-    from ygbridge.limits import Limits
     from ygbridge.mailstore import Mailstore
     from ygbridge.store.db import StoreThread, connect
+    from ygbridge.testing.imap import alice_checker, imap_factory
 
     connect(f"sqlite:///{path}", Path(path).parent)
-    store = StoreThread(reactor)
+    threads = IReactorThreads(reactor)
+    store = StoreThread(threads)
     store.startService()
     mailstore = Mailstore(store, reactor)
-    checker = InMemoryUsernamePasswordDatabaseDontUse()
-    checker.addUser(b"alice", PASSWORD.encode())
-    factory = ImapFactory(
-        Portal(ImapRealm(mailstore), [checker]), reactor, limits=Limits(), max_message_size=32 << 20
-    )
+    factory = imap_factory(mailstore, reactor, alice_checker(PASSWORD.encode()), max_message_size=32 << 20)
     reactor.listenTCP(port, factory, interface="127.0.0.1")
     state = {"worst": 0.0, "last": time.monotonic(), "deliveries": 0}
 
@@ -218,14 +212,14 @@ def serve(path: str, port: int, probe: str) -> None:
         state["last"] = now
 
     def deliver() -> None:
-        body = message(100_000 + int(state["deliveries"]))
+        body = numbered_message(100_000 + int(state["deliveries"]))
         mailstore.deliver("alice", body, message_id=None, sender_node=None)
         state["deliveries"] += 1
 
     deliveries = task.LoopingCall(deliver)
 
     def load(*_: object) -> None:
-        reactor.callFromThread(lambda: (state.update(worst=0.0), deliveries.start(0.020)))
+        threads.callFromThread(lambda: (state.update(worst=0.0), deliveries.start(0.020)))
 
     def report(*_: object) -> None:
         def write() -> None:
@@ -234,13 +228,13 @@ def serve(path: str, port: int, probe: str) -> None:
             figures = {"worst_lag_ms": state["worst"] * 1000, "deliveries": state["deliveries"]}
             Path(probe).write_text(json.dumps(figures))
 
-        reactor.callFromThread(write)
+        threads.callFromThread(write)
 
     signal.signal(signal.SIGUSR1, load)
     signal.signal(signal.SIGUSR2, report)
     task.LoopingCall(tick).start(0.010)
+    reactor.addSystemEventTrigger("before", "shutdown", store.stopService)
     reactor.run()
-    store.stopService()
 
 
 # The figures
@@ -272,7 +266,7 @@ def figures(count: int) -> dict[str, Callable[[int], float]]:
     def append(port: int) -> float:
         client = imaplib.IMAP4("127.0.0.1", port)
         client.login("alice", PASSWORD)
-        body = message(7)
+        body = numbered_message(7)
         rounds = 100
         started = time.perf_counter()
         for _ in range(rounds):
@@ -380,9 +374,9 @@ def main() -> None:
             f"{lag['deliveries']:.0f} deliveries and {lag['commands']:.0f} heavy IMAP commands ran"
         )
     finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=30)
+        for process in servers:
+            process.terminate()
+            process.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

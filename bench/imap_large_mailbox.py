@@ -1,10 +1,11 @@
 """IMAP on a large mailbox: time and peak Python memory of SELECT, FETCH, SEARCH and STORE.
 
-Fills INBOX of one user with N messages (default 50,000) in a temporary SQLite file through
-the store's own add_message, then drives one IMAP session through a transport that keeps none of
-what the server writes. Database work runs on this thread (as on the DB thread, but without a
-reactor). Every command runs twice: timed, then under tracemalloc (which slows Python down and
-sees Python's allocations, not SQLite's own page cache); the process's peak RSS is printed too.
+Fills INBOX of one user with N messages (default 50,000; ygbridge.testing.messages) in a
+temporary SQLite file through the store's own add_message, then drives one IMAP session
+(ygbridge.testing.imap) through a transport that keeps none of what the server writes. Database
+work runs on this thread (as on the DB thread, but without a reactor). Every command runs twice:
+timed, then under tracemalloc (which slows Python down and sees Python's allocations, not
+SQLite's own page cache); the process's peak RSS is printed too.
 Prints figures; asserts nothing.
 
     PYTHONPATH=. python bench/imap_large_mailbox.py [--messages N]
@@ -17,82 +18,20 @@ import resource
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.cred.portal import Portal
-from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
-
-from ygbridge.imap.mailbox import ImapRealm
-from ygbridge.imap.server import ImapFactory
-from ygbridge.limits import Limits
-from ygbridge.mailstore import Mailstore
 from ygbridge.store.db import connect
-from ygbridge.store.messages import add_message
 from ygbridge.store.models import database
-from ygbridge.store.users import add_user
-
-T = TypeVar("T")
-START = 1_700_000_000.0
-
-
-class InlineDB:
-    """Runs store functions at once, on this thread (StoreThread.run's signature)."""
-
-    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
-        try:
-            return succeed(fn(*args, **kwargs))
-        except Exception:
-            return fail()
-
-
-class CountingTransport(StringTransport):
-    """Counts what the server writes instead of keeping it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written = 0
-        self.tail = b""
-
-    def write(self, data: bytes) -> None:
-        self.written += len(data)
-        self.tail = (self.tail + data)[-200:]
-
-
-def message(n: int) -> bytes:
-    day = 1 + n % 28
-    return (
-        f"From: Sender {n % 97} <sender{n % 97}@example.meship>\r\n"
-        f"To: alice@node.meship\r\n"
-        f"Subject: Message number {n} about topic {n % 13}\r\n"
-        f"Date: Tue, {day} Nov 2023 10:00:00 +0000\r\n"
-        f"Message-ID: <{n}@example.meship>\r\n"
-        f"\r\n"
-        f"Hello, this is the body of message {n}.\r\n" + "Some more text to make it realistic.\r\n" * 20
-    ).encode()
+from ygbridge.testing.imap import Client, ImapLab
+from ygbridge.testing.messages import START, fill_inbox
+from ygbridge.testing.transports import CountingTransport
 
 
 def fill(count: int) -> float:
+    """Fill alice's INBOX with ``count`` generated messages; the seconds it took."""
     started = time.perf_counter()
-    with database.atomic():
-        add_user("alice", b"unused", START)
-        for n in range(count):
-            flags = ["\\Seen"] if n % 3 else []
-            when = START + n * 60
-            add_message(
-                "alice",
-                "INBOX",
-                message(n),
-                flags=flags,
-                internaldate=when,
-                message_id=None,
-                sender_node=None,
-            )
+    fill_inbox(count)
     return time.perf_counter() - started
 
 
@@ -130,15 +69,9 @@ def main() -> None:
         print(f"filled INBOX with {options.messages} messages in {seconds:.0f} s ({size:.0f} MB database)")
         print(f"process peak RSS after filling: {peak_rss_mb():.0f} MB")
 
-        clock = Clock()
-        clock.advance(START + options.messages * 60)
-        checker = InMemoryUsernamePasswordDatabaseDontUse()
-        checker.addUser(b"alice", b"secret")
-        portal = Portal(ImapRealm(Mailstore(InlineDB(), clock)), [checker])
-        factory = ImapFactory(portal, clock, limits=Limits(), max_message_size=32 * 1024 * 1024)
-        server = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        lab = ImapLab(now=START + options.messages * 60, max_message_size=32 * 1024 * 1024)
         transport = CountingTransport()
-        server.makeConnection(transport)
+        server = Client(lab.factory, transport).server
         server.dataReceived(b"a LOGIN alice secret\r\n")
 
         n = options.messages

@@ -50,7 +50,7 @@ async def run(reactor: Any, parallel: int, directory: Path) -> None:
     refused = sum(1 for ok, _ in results if not ok)
     print(f"{parallel} wrong passwords at once: {refused} refused in {elapsed:.2f} s")
     print(f"peak RSS before {before:.0f} MiB, after {peak_mib():.0f} MiB (+{peak_mib() - before:.0f} MiB)")
-    store.stopService()
+    await store.stopService()
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ the repository root after ``pip install .`` (and .ci/run's installs)::
 Figures (issue 9):
   throughput  4 clients x N messages of 10 KB submitted on A -> all in B's INBOX, against
               Postfix P -> Postfix Q (submitted to P's port 25, all in Q's Maildir)
-  large       one 32 MiB message submitted on A -> in B's INBOX, against raw TCP carrying as many
+  large       one 32 MiB message submitted on A (logged in) -> in B's INBOX, against raw TCP carrying as many
               bytes over the same kind of link (a small Python sender and receiver in A and B)
   latency     p50 of MAIL FROM (logged in) -> the recipient's IDLE `EXISTS` on B, against Postfix
               MAIL FROM -> the file in Q's Maildir
@@ -24,6 +24,7 @@ import argparse
 import imaplib
 import os
 import shutil
+import smtplib
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from tests.integration import harness, postfix
@@ -139,14 +141,16 @@ class Site:
 
     # -- throughput
 
-    def _burst(self, connect: Callable[[], object], sender: str, recipient: str, n: int) -> None:
+    def _burst(
+        self, connect: Callable[[], AbstractContextManager[smtplib.SMTP]], sender: str, recipient: str, n: int
+    ) -> None:
         """``CLIENTS`` clients at once, each submitting ``n`` messages (each its own Message-ID: a
         node stores a retried message once) on one connection."""
         errors: list[BaseException] = []
 
         def client() -> None:
             try:
-                with connect() as smtp:  # type: ignore[attr-defined]
+                with connect() as smtp:
                     for i in range(n):
                         message = make_message(sender, [recipient], f"burst {i}", KB10)[0]
                         send(smtp, sender, [recipient], message)
@@ -190,8 +194,8 @@ class Site:
     def ygbridge_large(self, size: int) -> float:
         body = ("y" * 76 + "\n") * (size // 77)
         message = make_message(self.alice, [self.bob], "large", body)[0]
-        start = time.monotonic()
         with self.a.bridge.smtp(("alice", PASSWORD), timeout=600) as smtp:
+            start = time.monotonic()  # after the login (argon2id), as for latency
             send(smtp, self.alice, [self.bob], message)
         self.in_b += 1
         wait_inbox(self.b.bridge, "bob", self.in_b, 600)
@@ -219,7 +223,7 @@ class Site:
         """MAIL FROM of one submission (already logged in) -> bob's IDLE seeing it."""
         with self.b.bridge.imap(("bob", PASSWORD)) as imap:
             imap.select("INBOX")
-            tag = imap._new_tag()  # type: ignore[attr-defined]
+            tag = imap._new_tag()
             imap.send(tag + b" IDLE\r\n")
             assert imap.readline().startswith(b"+")
             message, _ = make_message(self.alice, [self.bob], "latency", "ping\n")
@@ -286,7 +290,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 2)")
     parser.add_argument("--latency-samples", type=int, help="per side and round (default 15)")
     parser.add_argument("--large-mib", type=int, help="size of the large message (default 32)")
-    parser.add_argument("--profile", type=Path, help="py-spy raw profiles of both bridges go here")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy raw profiles of both bridges go here (large message: large/)"
+    )
     args = parser.parse_args()
     n = args.messages or (25 if args.short else 2500)
     rounds = args.rounds or (1 if args.short else 2)
@@ -338,8 +344,12 @@ def main() -> None:
                         load(),
                     )
                 )
-            for _ in range(rounds):
+            for r in range(rounds):
+                large_profile = args.profile / "large" if args.profile and r == 0 else None
+                spies = profiled(large_profile, [site.a.bridge, site.b.bridge], 10)
                 ours = site.ygbridge_large(large)
+                for spy in spies:
+                    spy.wait()
                 theirs = site.raw_tcp(large)
                 rows.append(
                     (

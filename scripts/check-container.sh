@@ -25,24 +25,16 @@ password=ci-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
 pids=()
 dockerd=
 
-log() { printf '\n=== %s: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
-fail() {
-    echo "check-container: FAILED: $*" >&2
-    [ -z "$dockerd" ] || in_engine docker logs yg 2>&1 | tail -n 30 >&2 || true
-    exit 1
-}
+# shellcheck source=scripts/ci-lib.sh
+. "$here/scripts/ci-lib.sh"
+show_logs() { [ -z "$dockerd" ] || in_engine docker logs yg 2>&1 | tail -n 30; }
 in_engine() { nsenter -t "$dockerd" -m -n -r -w "$@"; }
 
 cleanup() {
-    local pid
     if [ -n "$dockerd" ] && kill -0 "$dockerd" 2>/dev/null; then
         in_engine docker rm -f yg >/dev/null 2>&1 || true
     fi
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$pid" 2>/dev/null || true
-    done
+    stop_pids
     ip netns del "$netns" 2>/dev/null || true
     ip link del "ygd$$" 2>/dev/null || true
     # containerd and its shims may outlive dockerd for a moment
@@ -99,12 +91,11 @@ nsenter --net="/run/netns/$netns" unshare --mount --propagation private sh -c "
     >"$work/dockerd.log" 2>&1 &
 pids+=($!)
 dockerd=${pids[-1]}  # nsenter, unshare and sh each exec the next
-for _ in $(seq 150); do
-    in_engine docker version >/dev/null 2>&1 && break
+engine_answers() {
     kill -0 "$dockerd" 2>/dev/null || fail "dockerd exited: $(tail -5 "$work/dockerd.log")"
-    sleep 0.2
-done
-[ -n "$dockerd" ] || fail "dockerd did not start: $(tail -5 "$work/dockerd.log")"
+    in_engine docker version >/dev/null 2>&1
+}
+wait_for 120 engine_answers || fail "dockerd did not start: $(tail -5 "$work/dockerd.log")"
 in_engine docker version --format 'engine: Docker {{.Server.Version}}'
 
 log "docker build --build-arg BASE=ygbridge-base:bookworm"
@@ -125,20 +116,21 @@ nsenter -t "$dockerd" -m -n -r -w setpriv --reuid=yggdrasil --regid=yggdrasil --
     --inh-caps=+net_admin,+net_bind_service --ambient-caps=+net_admin,+net_bind_service \
     yggdrasil -useconffile /etc/yggdrasil/yggdrasil.conf >"$work/yggdrasil.log" 2>&1 &
 pids+=($!)  # nsenter and setpriv exec: this is the router's PID
-for _ in $(seq 100); do in_engine test -S /var/run/yggdrasil/yggdrasil.sock && break; sleep 0.2; done
+wait_for 60 in_engine test -S /var/run/yggdrasil/yggdrasil.sock || fail "the router made no admin socket"
 gid=$(in_engine getent group yggdrasil | cut -d: -f3)
 in_engine docker run -d --name yg --network host --group-add "$gid" --health-interval 5s \
     -v /var/run/yggdrasil:/var/run/yggdrasil -v ygbridge-data:/var/lib/ygbridge ygbridge >/dev/null
 # At once, while the container's init may still be creating the database: must wait, not fail.
 in_engine docker exec yg ygbridge status >"$work/status" 2>&1 || true
-ready=
-for _ in $(seq 150); do
-    in_engine docker logs yg 2>&1 | grep -q '"ygbridge.ready"' && ready=1 && break
-    [ "$(in_engine docker inspect --format '{{.State.Running}}' yg)" = true ] || break
-    sleep 0.2
-done
-[ -n "$ready" ] || fail "the container did not become ready"
-grep -q 'locked' "$work/status" && fail "status during init: $(cat "$work/status")"
+SECONDS=0
+container_ready() {
+    in_engine docker logs yg 2>&1 | grep -q '"ygbridge.ready"' && return
+    [ "$(in_engine docker inspect --format '{{.State.Running}}' yg)" = true ] || fail "the container exited"
+    return 1
+}
+wait_for 300 container_ready || fail "the container was not ready after ${SECONDS}s"
+echo "ready after ${SECONDS}s"
+grep -q 'database is locked' "$work/status" && fail "status during init: $(cat "$work/status")"
 echo "status during init: $(head -1 "$work/status")"
 in_engine docker logs yg 2>&1 | grep -q 'wrote the default configuration' || fail "no default configuration written"
 uid=$(in_engine docker exec yg id -u)
@@ -152,14 +144,11 @@ log "mail round trip inside the container"
 echo "$password" | in_engine docker exec -i yg ygbridge user add alice --password-stdin | head -1
 address=$(in_engine docker exec yg ygbridge address alice)
 in_engine docker exec -i yg python - alice "$password" "$address" <"$here/tests/system/mail_roundtrip.py"
-health=
-for _ in $(seq 120); do
-    health=$(in_engine docker inspect --format '{{.State.Health.Status}}' yg)
-    [ "$health" = healthy ] && break
-    sleep 0.5
-done
-echo "health: $health"
-[ "$health" = healthy ] || fail "HEALTHCHECK: $health"
+SECONDS=0
+healthy() { [ "$(in_engine docker inspect --format '{{.State.Health.Status}}' yg)" = healthy ]; }
+wait_for 300 healthy ||
+    fail "HEALTHCHECK after ${SECONDS}s: $(in_engine docker inspect --format '{{json .State.Health}}' yg)"
+echo "healthy after ${SECONDS}s"
 
 log "conf/docker-compose.yml (docker-compose $(in_engine docker-compose version --short))"
 in_engine env YGGDRASIL_GID="$gid" docker-compose -f /root/src/conf/docker-compose.yml config >"$work/compose" ||

@@ -24,27 +24,21 @@ proxy=http://$host_ip:3128
 password=ci-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
 pids=()
 
-log() { printf '\n=== %s: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+# shellcheck source=scripts/ci-lib.sh
+. "$here/scripts/ci-lib.sh"
 init=
 sleeper=
-fail() {
-    echo "check-debian-root: FAILED: $*" >&2
+show_logs() {
     if [ -n "$init" ] && kill -0 "$init" 2>/dev/null; then
-        in_root "$init" journalctl --no-pager -n 60 -u yggdrasil -u ygbridge >&2 || true
+        in_root "$init" journalctl --no-pager -n 60 -u yggdrasil -u ygbridge || true
     fi
     if [ -n "$sleeper" ] && kill -0 "$sleeper" 2>/dev/null; then
-        in_root "$sleeper" tail -n 30 /var/log/yggdrasil.log /var/log/ygbridge.log >&2 || true
+        in_root "$sleeper" tail -n 30 /var/log/yggdrasil.log /var/log/ygbridge.log || true
     fi
-    exit 1
 }
 
 cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$pid" 2>/dev/null || true
-    done
+    stop_pids
     ip netns del "$netns" 2>/dev/null || true
     ip link del "ygh$$" 2>/dev/null || true
     for dir in "$work"/*/; do umount -R "$dir" 2>/dev/null || true; done
@@ -172,21 +166,21 @@ boot_root() {
     pids+=("$nspawn")
     # Until boot has finished (systemd-tmpfiles cleans /tmp under a running apt otherwise).
     # nspawn's first child may be a short-lived helper: look for PID 1 again each time.
-    local state=
-    for _ in $(seq 600); do
+    state=
+    booted() {
         init=$(pgrep -P "$nspawn" | head -1 || true)
         kill -0 "$nspawn" 2>/dev/null || fail "systemd-nspawn exited: $(cat "$work/nspawn-$1.log")"
         state=$([ -n "$init" ] && in_root "$init" systemctl is-system-running 2>/dev/null || true)
-        case $state in running | degraded) break ;; esac
-        sleep 0.2
-    done
+        case $state in running | degraded) return 0 ;; *) return 1 ;; esac
+    }
+    wait_for 300 booted "$1" || true
     echo "booted in ${SECONDS}s: $state"
     case $state in running | degraded) ;; *) fail "the root did not boot: $state" ;; esac
 }
 
 power_off() {
     in_root "$init" systemctl poweroff || true
-    for _ in $(seq 150); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.2; done
+    wait_for 60 not_running "$nspawn" || true
     init=
 }
 
@@ -209,12 +203,10 @@ sed -n '/^### By hand/,/^Without systemd/p' "$here/README.md" | sed -n 's/^    /
 sed -n '1p;$p' "$work/byhand.sh"
 [ "$(wc -l <"$work/byhand.sh")" -gt 5 ] || fail "no By hand commands in README.md"
 cp "$work/byhand.sh" "/proc/$init/root/root/byhand.sh"
-for _ in $(seq 100); do in_root "$init" test -S /var/run/yggdrasil/yggdrasil.sock && break; sleep 0.2; done
+wait_for 60 in_root "$init" test -S /var/run/yggdrasil/yggdrasil.sock || fail "Debian's yggdrasil made no admin socket"
 in_root "$init" sh -c 'cd /root/ygbridge && bash -e /root/byhand.sh' || fail "README By hand failed"
-for _ in $(seq 150); do
-    in_root "$init" journalctl -u ygbridge -o cat | grep -q '"ygbridge.ready"' && break
-    sleep 0.2
-done
+service_ready() { in_root "$init" journalctl -u ygbridge -o cat | grep -q '"ygbridge.ready"'; }
+wait_for 120 service_ready || fail "the service set up by hand did not become ready"
 in_root "$init" ln -sf /opt/ygbridge/bin/ygbridge /usr/local/bin/ygbridge
 check_node "$init" systemd "a good password"
 power_off
@@ -230,13 +222,12 @@ ip netns exec "$netns" unshare --mount --uts --ipc --pid --fork --kill-child --p
     mount -t tmpfs -o mode=755 tmpfs '$dir/run' && mkdir -p '$dir/run/lock' &&
     exec chroot '$dir' /bin/sleep infinity" &
 pids+=($!)
-for _ in $(seq 100); do
-    # Ready once it has changed root (before its chroot, the host's own /run/lock is seen there).
+# Ready once it has changed root (before its chroot, the host's own /run/lock is seen there).
+chrooted() {
     sleeper=$(pgrep -P "${pids[-1]}" | head -1) && [ -n "$sleeper" ] &&
-        [ -d "/proc/$sleeper/root/run/lock" ] && [ -e "/proc/$sleeper/root/root/ygbridge/scripts/setup-node.sh" ] && break
-    sleep 0.1
-done
-[ -n "$sleeper" ] && [ -e "/proc/$sleeper/root/root/ygbridge/scripts/setup-node.sh" ] || fail "the chroot did not start"
+        [ -d "/proc/$sleeper/root/run/lock" ] && [ -e "/proc/$sleeper/root/root/ygbridge/scripts/setup-node.sh" ]
+}
+wait_for 60 chrooted || fail "the chroot did not start"
 setup_twice "$sleeper"
 check_node "$sleeper" plain "$password"
 sha256sum -c "$work/router-conf.sum" >/dev/null || fail "setup-node.sh changed the existing router configuration"

@@ -38,7 +38,8 @@ def config_xml(domain: str, host: str, imap: list[Listener], smtp: list[Listener
             ElementTree.SubElement(server, "socketType").text = "SSL" if listener.implicit_tls else "STARTTLS"
             ElementTree.SubElement(server, "authentication").text = "password-cleartext"
             ElementTree.SubElement(server, "username").text = "%EMAILLOCALPART%"
-    return ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
+    document: bytes = ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document
 
 
 class AutoconfigResource(Resource):

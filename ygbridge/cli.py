@@ -1,4 +1,9 @@
-"""The ``ygbridge`` command: database, users, and what the router says about this node."""
+"""The ``ygbridge`` command: database, users, and what the router says about this node.
+
+It runs under :func:`twisted.internet.task.react`: the reactor runs once per process, and the
+commands are coroutines that take it (for the router link and the time). Store functions are
+called directly, on the command's own thread.
+"""
 
 from __future__ import annotations
 
@@ -12,54 +17,39 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn
 
 import peewee
 import segno
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import react
 
 from ygbridge.addressing import POSTMASTER, MailAddress, domain_for
 from ygbridge.auth import hash_password, verify_password
 from ygbridge.clientsettings import ClientSettings, listeners
-from ygbridge.config import Config, load_config
+from ygbridge.config import DEFAULT_CONFIG, Config, load_config
 from ygbridge.errors import RouterError, UserError, YgbridgeError
-from ygbridge.router.link import NodeStatus, read_node
+from ygbridge.router.link import read_node
+from ygbridge.router.state import NodeStatus
 from ygbridge.store import queue, users
 from ygbridge.store.db import PG_DUMP_HINT, backup_sqlite, connect
 from ygbridge.store.identity import identity_history
 from ygbridge.store.models import database
-from ygbridge.tap import DEFAULT_CONFIG
 from ygbridge.tls import certificate_files, generate, node_names
 from ygbridge.tls import load as load_certificate
 
-T = TypeVar("T")
-
 QR_HELP = "also print the dclogin: link as a QR code (the default on a terminal)"
 
-
-def _run(coroutine: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    """Run ``coroutine(reactor)`` on the reactor and return its result (or raise its error)."""
-    from twisted.internet import reactor
-    from twisted.internet.defer import Deferred
-
-    outcome: list[Any] = []
-
-    def start() -> None:
-        done = Deferred.fromCoroutine(coroutine(reactor))
-        done.addBoth(outcome.append)
-        done.addBoth(lambda _: reactor.stop())
-
-    reactor.callWhenRunning(start)
-    reactor.run(installSignalHandlers=False)
-    result = outcome[0]
-    if hasattr(result, "raiseException"):
-        result.raiseException()
-    return result
+#: Exit status when the reader of standard output went away (``| head``), as if killed by SIGPIPE.
+EXIT_BROKEN_PIPE = 128 + 13
+#: Exit status after Ctrl-C, as if killed by SIGINT.
+EXIT_INTERRUPTED = 128 + 2
 
 
-def _node(config: Config) -> NodeStatus:
-    return _run(lambda reactor: read_node(reactor, config.admin))
+async def _node(reactor: Any, config: Config) -> NodeStatus:
+    """What the router says about this node (RouterError while it is away)."""
+    return await read_node(reactor, config.admin)
 
 
 def _password(args: argparse.Namespace, confirm: bool = True) -> str:
@@ -78,23 +68,24 @@ def _password(args: argparse.Namespace, confirm: bool = True) -> str:
     return password
 
 
-def cmd_init(config: Config, args: argparse.Namespace) -> None:
+async def cmd_init(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``init``: create the database (and postmaster) and, unless one is configured, a TLS certificate."""
     if POSTMASTER not in users.list_users():
-        users.add_user(POSTMASTER, hash_password(secrets.token_urlsafe(32)), time.time())
+        users.add_user(POSTMASTER, hash_password(secrets.token_urlsafe(32)), reactor.seconds())
     print(f"database ready: {config.database}")
     files = certificate_files(config)
     if not files.configured and not files.certificate.exists():
-        names, addresses = node_names(_address_if_known(config))
-        generate(files, names, addresses, datetime.datetime.now(datetime.UTC))
+        names, addresses = node_names(await _address_if_known(reactor, config))
+        generate(files, names, addresses, datetime.datetime.fromtimestamp(reactor.seconds(), datetime.UTC))
         print(f"created a self-signed TLS certificate for {', '.join(names + [str(a) for a in addresses])}")
     certificate = load_certificate(files)
     print(f"TLS certificate: {files.certificate} (key {files.key}), SHA-256 {certificate.fingerprint}")
 
 
-def _address_if_known(config: Config) -> ipaddress.IPv6Address | None:
+async def _address_if_known(reactor: Any, config: Config) -> ipaddress.IPv6Address | None:
     """The node's address for its certificate; None (and a warning) while the router is away."""
     try:
-        return _node(config).identity.address
+        return (await _node(reactor, config)).identity.address
     except RouterError as exc:
         print(
             f"ygbridge: warning: {exc}\n  The certificate will not name the node's mesh address; "
@@ -104,12 +95,13 @@ def _address_if_known(config: Config) -> ipaddress.IPv6Address | None:
         return None
 
 
-def _print_client_settings(
-    config: Config, args: argparse.Namespace, name: str, password: str, host: str | None
+async def _print_client_settings(
+    reactor: Any, config: Config, args: argparse.Namespace, name: str, password: str, host: str | None
 ) -> None:
     certificate = load_certificate(certificate_files(config))
+    node = await _node(reactor, config)
     settings = ClientSettings(
-        address=str(MailAddress(name, _node(config).identity.address)),
+        address=str(MailAddress(name, node.identity.address)),
         user=name,
         imap=listeners(config.imap_listen, config.imap_listen_tls),
         smtp=listeners(config.submission_listen, config.submission_listen_tls),
@@ -124,13 +116,14 @@ def _print_client_settings(
         segno.make(settings.dclogin(password), error="l").terminal(out=sys.stdout, compact=True, border=2)
 
 
-def cmd_user_add(config: Config, args: argparse.Namespace) -> None:
+async def cmd_user_add(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``user add NAME``: add a user, then print the settings a mail client needs."""
     name = users.check_name(args.name)
     password = _password(args)
-    users.add_user(name, hash_password(password), time.time())
+    users.add_user(name, hash_password(password), reactor.seconds())
     print(f"user {name} added")
     try:
-        _print_client_settings(config, args, name, password, None)
+        await _print_client_settings(reactor, config, args, name, password, None)
     except YgbridgeError as exc:
         print(
             f"ygbridge: no client settings yet: {exc}\n  `ygbridge login-link {name}` prints them.",
@@ -138,7 +131,8 @@ def cmd_user_add(config: Config, args: argparse.Namespace) -> None:
         )
 
 
-def cmd_login_link(config: Config, args: argparse.Namespace) -> None:
+async def cmd_login_link(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``login-link NAME``: print a user's client settings again (the password is checked first)."""
     name = users.check_name(args.name)
     stored = users.password_hash(name)
     if stored is None:
@@ -146,34 +140,39 @@ def cmd_login_link(config: Config, args: argparse.Namespace) -> None:
     password = _password(args, confirm=False)
     if not verify_password(stored, password):
         raise UserError(f"that is not the password of {name}: a link with it would not log in")
-    _print_client_settings(config, args, name, password, args.host)
+    await _print_client_settings(reactor, config, args, name, password, args.host)
 
 
-def cmd_user_passwd(config: Config, args: argparse.Namespace) -> None:
+async def cmd_user_passwd(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``user passwd NAME``: set a new password."""
     users.set_password(args.name, hash_password(_password(args)))
     print(f"password of {users.check_name(args.name)} changed")
 
 
-def cmd_user_del(config: Config, args: argparse.Namespace) -> None:
+async def cmd_user_del(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``user del NAME``: delete a user and all its mail."""
     users.delete_user(args.name)
     print(f"user {users.check_name(args.name)} deleted with all its mail")
 
 
-def cmd_user_list(config: Config, args: argparse.Namespace) -> None:
+async def cmd_user_list(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``user list``: print the user names, one a line."""
     for name in users.list_users():
         print(name)
 
 
-def cmd_address(config: Config, args: argparse.Namespace) -> None:
+async def cmd_address(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``address NAME``: print the user's mail address on this node (asks the router)."""
     name = users.check_name(args.name)
     if name not in users.list_users():
         raise UserError(f"no such user: {name}")
-    print(MailAddress(name, _node(config).identity.address))
+    print(MailAddress(name, (await _node(reactor, config)).identity.address))
 
 
-def cmd_status(config: Config, args: argparse.Namespace) -> int:
+async def cmd_status(reactor: Any, config: Config, args: argparse.Namespace) -> int:
+    """``status``: node identity, peers and queue, as text or ``--json``; 1 if the router is away."""
     try:
-        status: NodeStatus | None = _node(config)
+        status: NodeStatus | None = await _node(reactor, config)
         error = None
     except RouterError as exc:
         status, error = None, str(exc)
@@ -181,10 +180,10 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         print(json.dumps(_status_json(status, error), indent=2))
     elif status is None:
         print(f"router:   unreachable ({error})")
-        _print_queue()
+        _print_queue(reactor.seconds())
     else:
         _print_node(status)
-        _print_queue()
+        _print_queue(reactor.seconds())
     return 0 if status is not None else 1
 
 
@@ -223,7 +222,8 @@ def _status_json(status: NodeStatus | None, error: str | None) -> dict[str, Any]
     }
 
 
-def cmd_backup(config: Config, args: argparse.Namespace) -> None:
+async def cmd_backup(reactor: Any, config: Config, args: argparse.Namespace) -> None:
+    """``backup FILE``: a consistent copy of the SQLite database (PostgreSQL: use pg_dump)."""
     if not isinstance(database.obj, peewee.SqliteDatabase):
         raise UserError(f"{PG_DUMP_HINT}, e.g. pg_dump -Fc -f {args.file} DBNAME (as its owner)")
     target = Path(args.file)
@@ -251,10 +251,9 @@ def _print_node(status: NodeStatus) -> None:
     _print_identity_changes(identity.key.hex())
 
 
-def _print_queue() -> None:
+def _print_queue(now: float) -> None:
     summary = queue.summary()
     print(f"queue:    {sum(d.recipients for d in summary)} recipient(s) waiting")
-    now = time.time()
     for dest in summary:
         wait = max(0, round(dest.next_attempt - now))
         error = dest.last_error or "none yet"
@@ -320,17 +319,24 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-#: Exit status when the reader of standard output went away (``| head``), as if killed by SIGPIPE.
-EXIT_BROKEN_PIPE = 128 + 13
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point of the console script: the command runs under the reactor, and its status is
+    the exit status of the process."""
+    react(_main, (parser().parse_args(argv),))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script."""
-    args = parser().parse_args(argv)
+async def _main(reactor: Any, args: argparse.Namespace) -> None:
+    command = Deferred.fromCoroutine(run(reactor, args))
+    reactor.addSystemEventTrigger("before", "shutdown", command.cancel)  # Ctrl-C while it waits
+    raise SystemExit(await command)
+
+
+async def run(reactor: Any, args: argparse.Namespace) -> int:
+    """Run the command in ``args``; its exit status. Errors for people are one line on stderr."""
     try:
         config = load_config(args.config)
         connect(config.database, config.base_dir)
-        status = args.run(config, args)
+        status: int | None = await args.run(reactor, config, args)
         sys.stdout.flush()  # here, where a closed pipe can still be handled
     except YgbridgeError as exc:
         print(f"ygbridge: {exc}", file=sys.stderr)
@@ -339,10 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         # The reader stopped reading: say nothing more, and let no later flush fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except KeyboardInterrupt:
-        return 130
+    except (KeyboardInterrupt, CancelledError):
+        return EXIT_INTERRUPTED
     return status or 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

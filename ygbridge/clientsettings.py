@@ -24,6 +24,7 @@ class Listener:
         return "ssl" if self.implicit_tls else "starttls"
 
     def describe(self, host: str) -> str:
+        """How a person should enter this port in a mail client: host, port and security."""
         return f"{host} port {self.port}, {'SSL/TLS' if self.implicit_tls else 'STARTTLS'}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from ygbridge.errors import ConfigError
 from ygbridge.limits import Limits, limit_kinds
@@ -16,6 +17,17 @@ DEFAULT_ADMIN_ENDPOINTS = (
     "tcp://localhost:9001",
 )
 DEFAULT_DATABASE = "sqlite:////var/lib/ygbridge/ygbridge.db"
+#: The configuration file of the ``ygbridge`` command and the twistd plugin (the command also
+#: reads ``$YGBRIDGE_CONFIG``).
+DEFAULT_CONFIG = "/etc/ygbridge/ygbridge.ini"
+
+
+def sqlite_path(url: str, base_dir: Path) -> Path | None:
+    """The file of a ``sqlite:///`` URL (relative to ``base_dir``), or None for other URLs."""
+    if not url.startswith("sqlite:"):
+        return None
+    path = Path(unquote(urlsplit(url).path[1:] if url.startswith("sqlite:///") else url[7:]))
+    return path if path.is_absolute() else base_dir / path
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,11 @@ class Config:
     def base_dir(self) -> Path:
         """Directory that relative paths in the file are resolved against."""
         return self.path.parent if self.path else Path.cwd()
+
+    @property
+    def database_file(self) -> Path | None:
+        """The SQLite database file; None for PostgreSQL."""
+        return sqlite_path(self.database, self.base_dir)
 
 
 def _words(value: str) -> tuple[str, ...]:
@@ -118,6 +135,8 @@ def load_config(path: str | Path) -> Config:
     values: dict[str, object] = {"path": path}
     if admin := get("yggdrasil", "admin"):
         values["admin"] = _words(admin)
+        if not values["admin"]:
+            raise ConfigError("[yggdrasil] admin = none: name an admin endpoint, or leave the key out")
     if poll := get("yggdrasil", "poll_interval"):
         values["poll_interval"] = _duration(poll, "[yggdrasil] poll_interval")
     if port := get("mesh", "port"):
@@ -152,15 +171,16 @@ def load_config(path: str | Path) -> Config:
             values[attr] = _duration(value, f"[delivery] {key}")
     for key in ("connections_per_node", "connections"):
         if value := get("delivery", key):
-            values[key] = _int(value, f"[delivery] {key}")
-            if values[key] < 1:
+            count = _int(value, f"[delivery] {key}")
+            if count < 1:
                 raise ConfigError(f"[delivery] {key} = {value}: at least 1")
+            values[key] = count
     if size := get("delivery", "max_message_size"):
         values["max_message_size"] = _size(size, "[delivery] max_message_size")
     if level := get("log", "level"):
         values["log_level"] = level.lower()
     values["limits"] = _limits(parser)
-    return Config(**values)  # type: ignore[arg-type]
+    return Config(**values)  # type: ignore[arg-type]  # each value parsed to its field's type above
 
 
 def _limits(parser: configparser.ConfigParser) -> Limits:
@@ -178,4 +198,4 @@ def _limits(parser: configparser.ConfigParser) -> Limits:
             if value < 0:
                 raise ConfigError(f"[limits] {key} = {text.strip()!r}: must not be negative")
             values[key] = value
-    return Limits(**values)  # type: ignore[arg-type]
+    return Limits(**values)  # type: ignore[arg-type]  # each value parsed to its field's kind above

@@ -122,10 +122,12 @@ class ConnectionPool:
         self._logged_at: float | None = None
 
     def source(self, addr: IAddress | None) -> str | None:
+        """The source that connections from ``addr`` count against; None if it has no IP."""
         ip = _peer_ip(addr)
         return None if ip is None else self._source_of(ip)
 
     def connections_from(self, source: str) -> int:
+        """How many connections ``source`` holds open now."""
         return self._sources.get(source, 0)
 
     def admit(self, source: str | None) -> bool:

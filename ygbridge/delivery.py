@@ -9,7 +9,8 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import structlog
 from twisted.application.internet import TimerService
@@ -20,7 +21,7 @@ from twisted.python.failure import Failure
 from ygbridge.addressing import domain_for
 from ygbridge.dsn import DELAYED, EXPIRED, FAILED, RecipientFailure, status_of
 from ygbridge.notify import DELAY, FAILURE, DsnRequest
-from ygbridge.smtp.client import Reply, describe_failure
+from ygbridge.outcome import Reply, describe_failure
 from ygbridge.store import queue
 from ygbridge.store.batch import GroupCommit
 from ygbridge.store.db import StoreThread
@@ -28,7 +29,11 @@ from ygbridge.store.db import StoreThread
 log = structlog.get_logger(__name__)
 _REPLY = re.compile(r"^(4\d\d) (.*)")
 
-Send = Callable[[ipaddress.IPv6Address, str, list[str], bytes, DsnRequest], Awaitable[dict[str, Reply]]]
+#: One SMTP transaction (``SMTPClient.send``): a coroutine, or a Deferred, of each recipient's reply.
+Send = Callable[
+    [ipaddress.IPv6Address, str, list[str], bytes, DsnRequest],
+    Coroutine[Any, Any, dict[str, Reply]] | Deferred[dict[str, Reply]],
+]
 Report = Callable[[queue.QueuedMessage, list[RecipientFailure], str], Awaitable[None]]
 Diagnose = Callable[[ipaddress.IPv6Address], Awaitable[str | None]]
 
@@ -259,7 +264,7 @@ class DeliveryService(TimerService):
     async def _transfer(self, destination: str, message: queue.QueuedMessage) -> dict[str, Reply]:
         """One SMTP transaction, cancellable through :meth:`retry_now` while it runs."""
         addresses = [address for _, address in message.recipients]
-        sending = ensureDeferred(
+        sending: Deferred[dict[str, Reply]] = ensureDeferred(
             self._send(
                 ipaddress.IPv6Address(destination), message.sender, addresses, message.body, message.dsn
             )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from ygbridge.store import mailboxes, messages, search
 from ygbridge.store.batch import GroupCommit
+from ygbridge.store.db import DBRunner
 from ygbridge.store.flags import normalize_flags
 from ygbridge.store.mailboxes import DELIMITER, MailboxInfo, canonical_name
 from ygbridge.store.messages import Added, Contents, Counts, StoredMessage, Transferred
@@ -33,22 +34,19 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class DBRunner(Protocol):
-    """What runs blocking store functions: :class:`ygbridge.store.db.StoreThread`, or a test fake."""
-
-    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]: ...
-
-
 class MailboxWatcher(Protocol):
     """An open session on a mailbox (see ``ygbridge.imap.session.SelectedMailbox``)."""
 
     writeable: bool
 
-    def messages_added(self, uids: Sequence[int], recent: bool) -> None: ...
+    def messages_added(self, uids: Sequence[int], recent: bool) -> None:
+        """Messages with these UIDs arrived (``recent``: this session sees them as \\Recent)."""
 
-    def flags_changed(self, flags: Mapping[int, frozenset[str]]) -> None: ...
+    def flags_changed(self, flags: Mapping[int, frozenset[str]]) -> None:
+        """Another session changed the flags of these UIDs."""
 
-    def messages_expunged(self, uids: Sequence[int]) -> None: ...
+    def messages_expunged(self, uids: Sequence[int]) -> None:
+        """Another session expunged these UIDs."""
 
 
 class MailboxState:
@@ -105,12 +103,14 @@ class MailboxState:
         return claimer is not None
 
     def flags_changed(self, flags: Mapping[int, frozenset[str]], origin: object) -> None:
+        """Flags of these UIDs changed: tell every session but ``origin``."""
         if flags:
             self.changed()
             for watcher in self._others(origin):
                 watcher.flags_changed(flags)
 
     def expunged(self, uids: Sequence[int], origin: object) -> None:
+        """These UIDs are gone: forget them and tell every session but ``origin``."""
         if uids:
             self.changed()
         if uids and self.uids is not None:
@@ -152,16 +152,19 @@ class UserMailboxes:
         return at < len(names) and names[at].startswith(below)
 
     def added(self, info: MailboxInfo) -> None:
+        """A mailbox was created."""
         self.mailboxes[info.name] = self._by_id[info.id] = MailboxState(info)
         self._sorted = None
 
     def removed(self, name: str) -> None:
+        """A mailbox was deleted."""
         box = self.mailboxes.pop(canonical_name(name), None)
         if box is not None:
             self._by_id.pop(box.id, None)
         self._sorted = None
 
     def renamed(self, old: str, new: str) -> None:
+        """A mailbox was renamed from ``old`` to ``new``."""
         box = self.mailboxes.pop(old)
         box.name = new
         self.mailboxes[new] = box
@@ -298,9 +301,9 @@ class Mailstore:
         """Every UID of a mailbox now (a copy for the session), and what SELECT shows (``claim``:
         the \\Recent messages become the caller's); a watcher added before the next await hears of
         later changes."""
-        known = box.contents
-        if known is not None and box.uids is not None and not (claim and known.recent):
-            return array("Q", box.uids), known  # nothing changed since, and nothing to claim
+        known = self.known_contents(box, claim)
+        if known is not None:
+            return known
         generation = box.generation
         contents = await self._db.run(messages.mailbox_contents, box.id, claim=claim, uids=box.uids is None)
         if contents.uids is not None:
@@ -312,6 +315,14 @@ class Mailstore:
         elif generation == box.generation:
             box.contents = contents
         return array("Q", box.uids), contents
+
+    def known_contents(self, box: MailboxState, claim: bool) -> tuple[array[int], Contents] | None:
+        """What :meth:`contents` answers from memory, or None if it needs the store: nothing
+        changed since it was read, and nothing to claim."""
+        known = box.contents
+        if known is not None and box.uids is not None and not (claim and known.recent):
+            return array("Q", box.uids), known
+        return None
 
     async def counts(self, box: MailboxState) -> Counts:
         """Message counts for STATUS (from memory when nothing changed since they were read)."""

@@ -14,11 +14,18 @@ def header_block(body: bytes) -> bytes:
     return body[: match.start()] if match else body
 
 
-def split_message(raw: bytes) -> tuple[bytes, bytes]:
-    """(header section including the blank line that ends it, body) of a message or MIME part."""
+def header_section(raw: bytes) -> bytes:
+    """The header section of a message or MIME part, with the blank line that ends it (the
+    body is not copied: it may be 32 MiB)."""
     blank = re.match(rb"\r?\n", raw)
     end = blank or _HEADER_END.search(raw)
-    return (raw, b"") if end is None else (raw[: end.end()], raw[end.end() :])
+    return raw if end is None else raw[: end.end()]
+
+
+def split_message(raw: bytes) -> tuple[bytes, bytes]:
+    """(header section including the blank line that ends it, body) of a message or MIME part."""
+    header = header_section(raw)
+    return header, raw[len(header) :]
 
 
 def header_fields(header: bytes) -> list[tuple[bytes, bytes]]:
@@ -42,7 +49,7 @@ def field_value(field: bytes) -> bytes:
 def header_value(body: bytes, name: str) -> str | None:
     """The unfolded value of the first header ``name`` (case-insensitive), or None."""
     wanted = name.lower().encode("ascii")
-    for field_name, field in header_fields(split_message(body)[0]):
+    for field_name, field in header_fields(header_section(body)):
         if field_name == wanted:
             return field_value(field).decode("utf-8", "replace") or None
     return None
@@ -51,7 +58,7 @@ def header_value(body: bytes, name: str) -> str | None:
 def has_field(body: bytes, name: str) -> bool:
     """Whether the message's header section has a field ``name`` (case-insensitive), even empty."""
     wanted = name.lower().encode("ascii")
-    return any(field_name == wanted for field_name, _ in header_fields(split_message(body)[0]))
+    return any(field_name == wanted for field_name, _ in header_fields(header_section(body)))
 
 
 def message_id(body: bytes) -> str | None:

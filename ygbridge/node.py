@@ -17,7 +17,6 @@ from twisted.python.failure import Failure
 
 from ygbridge.addressing import domain_for
 from ygbridge.auth import PasswordChecker
-from ygbridge.autoconfig import autoconfig_site
 from ygbridge.config import Config
 from ygbridge.connlimit import (
     IMAP_REFUSAL,
@@ -37,16 +36,18 @@ from ygbridge.logins import LoginGate
 from ygbridge.mailstore import Mailstore
 from ygbridge.notify import DsnRequest
 from ygbridge.outbox import Outbox
+from ygbridge.outcome import Reply
 from ygbridge.quota import DiskFloor, HourlyQuota
 from ygbridge.router.link import RouterLink
 from ygbridge.router.reachability import ReachabilityWatcher
 from ygbridge.router.state import NodeIdentity
-from ygbridge.smtp.client import Reply, SMTPClient
+from ygbridge.smtp.client import SMTPClient
 from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.listener import MeshListener
 from ygbridge.smtp.mesh import MeshFactory
+from ygbridge.smtp.spool import in_threads
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
-from ygbridge.store.db import StoreThread, sqlite_path
+from ygbridge.store.db import StoreThread
 from ygbridge.store.identity import record_identity
 from ygbridge.tls import certificate_files
 from ygbridge.tls import load as load_certificate
@@ -60,9 +61,9 @@ EXIT_ROUTER_UNUSABLE = 3
 
 def _smtp_settings(reactor: Any, config: Config) -> ServerSettings:
     """The bounds of both SMTP ports; the disk floor watches the SQLite database's filesystem."""
-    database = sqlite_path(config.database, config.base_dir)
+    database = config.database_file
     disk = DiskFloor(database.parent, config.limits.min_free_disk) if database is not None else None
-    return ServerSettings(reactor, config.limits, config.max_message_size, disk)
+    return ServerSettings(reactor, config.limits, config.max_message_size, disk, in_threads(reactor))
 
 
 class NodeService(MultiService):
@@ -140,11 +141,18 @@ class NodeService(MultiService):
         self._ready = False
         self.mesh = MeshListener(reactor, config.mesh_port, self._mesh_factory, mesh_connections)
         self.mesh.setServiceParent(self)
+        if config.autoconfig_listen:
+            self._serve_autoconfig(config)
+        self.reachability = ReachabilityWatcher(self.router, reactor, config.poll_interval, self._reappeared)
+        self.router.observe(self._identity_seen)
+
+    def _serve_autoconfig(self, config: Config) -> None:
+        # imported only when served: twisted.web adds about 3 MiB to the resident memory
+        from ygbridge.autoconfig import autoconfig_site
+
         site = autoconfig_site(config, lambda: domain_for(a) if (a := self.node_address()) else None)
         for description in config.autoconfig_listen:
             self._listen(description, site)
-        self.reachability = ReachabilityWatcher(self.router, reactor, config.poll_interval, self._reappeared)
-        self.router.observe(self._identity_seen)
 
     def _listen(self, description: str, factory: Any) -> None:
         service = StreamServerEndpointService(serverFromString(self._reactor, description), factory)
@@ -202,7 +210,8 @@ class NodeService(MultiService):
     def stopService(self) -> Deferred[None] | None:
         if self._client is not None:
             self._client.close()
-        return super().stopService()
+        stopped: Deferred[None] | None = super().stopService()  # MultiService's is unannotated
+        return stopped
 
     def _await_first_identity(self) -> None:
         """Wait for the router; only a router that can never carry mail stops the service."""

@@ -133,4 +133,5 @@ def encode_events(notify: Notify) -> str | None:
 
 
 def decode_events(text: str | None) -> frozenset[str]:
+    """The set of event names stored as comma-separated text (empty for None or '')."""
     return frozenset(text.split(",")) if text else frozenset()

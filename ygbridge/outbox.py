@@ -21,7 +21,7 @@ from ygbridge.addressing import MailAddress, domain_for
 from ygbridge.dsn import DELIVERED, FAILED, RecipientFailure, failure_report, report_id
 from ygbridge.errors import AddressError, SenderMismatch, UserError
 from ygbridge.mailstore import Mailstore
-from ygbridge.message import has_field, message_id, split_message
+from ygbridge.message import has_field, header_section, message_id
 from ygbridge.notify import FULL, NO_REQUEST, SUCCESS, DsnRequest
 from ygbridge.senders import check_node_sender, check_own_sender
 from ygbridge.store import queue, users
@@ -67,10 +67,12 @@ class Outbox:
         body: bytes,
         dsn: DsnRequest = NO_REQUEST,
         smtputf8: bool = False,
+        tls: bool = False,
     ) -> None:
         """Make a message that ``sender`` (authenticated) submitted durable for every recipient;
         returns once it is committed. ``dsn`` is what the sender asked to be told (RFC 3461);
-        ``smtputf8``: it was submitted with SMTPUTF8 (RFC 6531), which its trace line says.
+        ``smtputf8``: it was submitted with SMTPUTF8 (RFC 6531), ``tls``: over TLS, which its
+        trace line says.
 
         SenderMismatch unless ``From:`` (and ``Sender:``) is the sender's own address; a message
         without ``From:`` gets the sender's. A message without a Message-ID gets one, so that
@@ -78,13 +80,13 @@ class Outbox:
         """
         # The fields put on top are joined to the body once: it may be 32 MiB.
         added = b"" if has_field(body, "From") else f"From: <{sender}>\r\n".encode()
-        check_own_sender(added + split_message(body)[0], sender)
+        check_own_sender(added + header_section(body), sender)
         node = self._node()
         mid = message_id(body)
         if mid is None:
             mid = f"<{uuid.uuid4().hex}@{domain_for(sender.node)}>"
             added = f"Message-ID: {mid}\r\n".encode("ascii") + added
-        body = received_submission(sender, self._clock.seconds(), smtputf8) + added + body
+        body = received_submission(sender, self._clock.seconds(), smtputf8, tls) + added + body
         remote = [(str(r), r.node.compressed) for r in dict.fromkeys(recipients) if r.node != node]
         if remote:
             await self._enqueue(str(sender), body, mid, remote, self._clock.seconds(), dsn)

@@ -1,4 +1,4 @@
-"""The visible sender of a message (``From:`` and ``Sender:``) and who may show it (DESIGN.md 2).
+"""The visible sender of a message (``From:`` and ``Sender:``) and who may show it (docs/mesh.md).
 
 The mailboxes are read from the raw header bytes: fields unfolded, then parsed as RFC 5322
 address lists (display names, quoted strings, comments, groups, obsolete routes). Encoded
@@ -24,7 +24,7 @@ from email.headerregistry import Address, HeaderRegistry
 
 from ygbridge.addressing import MailAddress, domain_for, parse_domain
 from ygbridge.errors import AddressError, SenderMismatch
-from ygbridge.message import field_value, header_fields, split_message
+from ygbridge.message import field_value, header_fields, header_section
 
 _REGISTRY = HeaderRegistry()
 #: Defects that leave the parsed addresses unambiguous.
@@ -41,7 +41,7 @@ def visible_mailboxes(body: bytes) -> list[tuple[str, Address]]:
     Raises SenderMismatch when the fields are missing, repeated or cannot be parsed cleanly.
     """
     fields: dict[bytes, list[bytes]] = {b"from": [], b"sender": []}
-    for name, field in header_fields(split_message(body)[0]):
+    for name, field in header_fields(header_section(body)):
         if name in fields:
             fields[name].append(field)
     if len(fields[b"from"]) != 1:
@@ -68,6 +68,7 @@ def _parse(title: str, field: bytes) -> list[Address]:
         raise SenderMismatch(f"the {title}: field cannot be read ({exc})") from None
     if any(not isinstance(defect, _HARMLESS) for defect in header.defects):
         raise SenderMismatch(f"the {title}: field cannot be read unambiguously: {_printable(value)}")
+    # typeshed types the registry's headers as BaseHeader; From: and Sender: are AddressHeaders.
     addresses = list(header.addresses)  # type: ignore[attr-defined]
     if any(not address.domain or not address.username for address in addresses):
         raise SenderMismatch(f"the {title}: field has an incomplete address: {_printable(value)}")

@@ -5,10 +5,8 @@ from __future__ import annotations
 from twisted.application.service import IService
 from twisted.python import usage
 
-from ygbridge.config import Config, load_config
+from ygbridge.config import DEFAULT_CONFIG, Config, load_config
 from ygbridge.errors import ConfigError
-
-DEFAULT_CONFIG = "/etc/ygbridge/ygbridge.ini"
 
 
 class Options(usage.Options):
@@ -26,6 +24,12 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     """The whole node: store, router link, listeners and the queue runner."""
     from twisted.internet import reactor
+
+    from ygbridge.memory import return_large_blocks
+    from ygbridge.store.drivers import load_only_for
+
+    load_only_for(options.loaded.database)  # before anything imports peewee
+    return_large_blocks()
 
     from ygbridge import logs
     from ygbridge.node import NodeService

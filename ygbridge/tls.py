@@ -20,7 +20,6 @@ from zope.interface import implementer
 from ygbridge.addressing import domain_for
 from ygbridge.config import Config
 from ygbridge.errors import ConfigError
-from ygbridge.store.db import sqlite_path
 
 CERTIFICATE_FILE = "ygbridge-cert.pem"
 KEY_FILE = "ygbridge-key.pem"
@@ -74,7 +73,7 @@ def certificate_files(config: Config) -> CertificateFiles:
         certificate = config.base_dir / config.tls_certificate
         key = config.base_dir / (config.tls_key or config.tls_certificate)
         return CertificateFiles(certificate, key, configured=True)
-    database = sqlite_path(config.database, config.base_dir)
+    database = config.database_file
     directory = database.parent if database is not None else config.base_dir
     return CertificateFiles(directory / CERTIFICATE_FILE, directory / KEY_FILE, configured=False)
 

@@ -20,21 +20,23 @@ def _date(now: float) -> str:
     return format_datetime(datetime.fromtimestamp(now, UTC))
 
 
-def _with(smtputf8: bool, authenticated: bool) -> str:
+def _with(smtputf8: bool, tls: bool, authenticated: bool) -> str:
     """The ``with`` protocol: ESMTP, or UTF8SMTP when SMTPUTF8 was used (RFC 6531 section 3.7.3);
+    "S" when the session ran over TLS (RFC 3848; STARTTLS or implicit TLS, RFC 8314 section 4.3),
     "A" when the client authenticated (RFC 3848)."""
-    return ("UTF8SMTP" if smtputf8 else "ESMTP") + ("A" if authenticated else "")
+    return ("UTF8SMTP" if smtputf8 else "ESMTP") + ("S" if tls else "") + ("A" if authenticated else "")
 
 
-def received_submission(user: MailAddress, now: float, smtputf8: bool = False) -> bytes:
-    """The ``Received:`` line for a message submitted by ``user`` (authenticated) on its own node.
+def received_submission(user: MailAddress, now: float, smtputf8: bool = False, tls: bool = False) -> bytes:
+    """The ``Received:`` line for a message submitted by ``user`` (authenticated) on its own node;
+    ``tls``: over TLS.
 
     The ``from`` clause names the user's node, not the client: the LAN stays private.
     """
     domain = domain_for(user.node)
     return (
         f"Received: from {domain} (authenticated user {user.local})\r\n"
-        f"\tby {domain} ({SOFTWARE}) with {_with(smtputf8, authenticated=True)};\r\n"
+        f"\tby {domain} ({SOFTWARE}) with {_with(smtputf8, tls, authenticated=True)};\r\n"
         f"\t{_date(now)}\r\n"
     ).encode()
 
@@ -46,7 +48,7 @@ def received_mesh(
     return (
         f"Received: from {domain_for(source)}\r\n"
         f"\t({literal_for(source)})\r\n"
-        f"\tby {domain_for(node)} ({SOFTWARE}) with {_with(smtputf8, authenticated=False)};\r\n"
+        f"\tby {domain_for(node)} ({SOFTWARE}) with {_with(smtputf8, tls=False, authenticated=False)};\r\n"
         f"\t{_date(now)}\r\n"
     ).encode("ascii")
 

@@ -215,7 +215,7 @@ def idle_until(
 
     imaplib (Python < 3.14) has no IDLE, so this speaks the protocol on imaplib's socket.
     """
-    tag = imap._new_tag()  # type: ignore[attr-defined]
+    tag = imap._new_tag()
     sock = imap.socket()
     previous = sock.gettimeout()
     deadline = time.monotonic() + timeout

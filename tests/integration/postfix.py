@@ -154,8 +154,8 @@ class Postfix:
         for sub in ("queue", "data"):
             (self.dir / sub).mkdir(exist_ok=True)
         self.mail.mkdir(exist_ok=True)
-        harness._run(["chown", f"{MAILBOX_OWNER}:{MAILBOX_OWNER}", str(self.mail)])
-        harness._run(["chown", "postfix", str(self.dir / "data")])
+        harness.run_command(["chown", f"{MAILBOX_OWNER}:{MAILBOX_OWNER}", str(self.mail)])
+        harness.run_command(["chown", "postfix", str(self.dir / "data")])
         settings = self.main_cf()
         (self.config / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
         (self.config / "master.cf").write_text(MASTER_CF)
@@ -239,7 +239,7 @@ class Postfix:
 
     def maildir(self, user: str) -> list[bytes]:
         """Every message delivered to ``user``'s Maildir so far (new and cur)."""
-        found = []
+        found: list[bytes] = []
         for sub in ("new", "cur"):
             folder = self.mail / user / sub
             if folder.is_dir():
@@ -268,4 +268,4 @@ class Postfix:
 
 def parse(raw: bytes) -> EmailMessage:
     """A stored message as the standard library's mail parser reads it."""
-    return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
+    return email.message_from_bytes(raw, policy=email.policy.default)

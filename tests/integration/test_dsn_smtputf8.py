@@ -7,8 +7,7 @@ recipient; the notifications are read from alice's INBOX on A over IMAP.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -28,31 +27,21 @@ TIMEOUT = 60.0
 BODY_MARK = "body-only marker: 7f3c"
 
 
-@dataclass
-class Mesh:
-    a: harness.Node
-    b: harness.Node
+class Mesh(harness.Pair):
+    """Nodes A and B with their users' addresses."""
 
     @property
     def alice(self) -> str:
-        return self.a.bridge.address_of("alice")
+        return self.address("alice")
 
     @property
     def bob(self) -> str:
-        return self.b.bridge.address_of("bob")
+        return self.address("bob")
 
 
 @pytest.fixture(scope="module")
-def mesh(product: None, module_lab: harness.Lab) -> Iterator[Mesh]:
-    a, b = module_lab.add_node("a", "0.5.12"), module_lab.add_node("b", "0.5.12")
-    module_lab.connect(a, b)
-    module_lab.start_routers()
-    module_lab.wait_reachable(a, b)
-    a.bridge.setup(users={"alice": PASSWORDS["alice"]})
-    b.bridge.setup(users={"bob": PASSWORDS["bob"]})
-    a.bridge.start()
-    b.bridge.start()
-    yield Mesh(a, b)
+def mesh(product: None, module_lab: harness.Lab) -> Mesh:
+    return Mesh.start(module_lab, {"alice": PASSWORDS["alice"]}, {"bob": PASSWORDS["bob"]})
 
 
 def _submit(

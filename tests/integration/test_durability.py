@@ -46,11 +46,12 @@ def _has_reply(data: str, code: str) -> bool:
 
 
 def _synced_before_acceptance(events: list[tuple[str, str]], port: int, database: Path) -> bool:
-    """Whether, between the last `354` on ``port`` and the `250` after it, the database (or its
-    write-ahead log) was synced."""
+    """Whether, between the reply before the message's `250 ... Message accepted` on ``port``
+    (`354` after DATA; after BDAT, which has no reply of its own, the last RCPT's) and that
+    `250`, the database (or its write-ahead log) was synced."""
     replies = [i for i, (kind, _) in enumerate(events) if kind == f"reply:{port}"]
-    go = max(i for i in replies if _has_reply(events[i][1], "354"))
-    accepted = min(i for i in replies if i > go and _has_reply(events[i][1], "250"))
+    accepted = min(i for i in replies if "Message accepted" in events[i][1])
+    go = max(i for i in replies if i < accepted)
     return any(
         kind == "sync" and Path(path).name.startswith(database.name) for kind, path in events[go:accepted]
     )

@@ -89,7 +89,7 @@ def imap_at(site: Site, host: str) -> imaplib.IMAP4:
     with site.a.ns.entered():
         client = imaplib.IMAP4(host, IMAP_PORT, timeout=harness.CLIENT_TIMEOUT)
     if "STARTTLS" in client.capabilities:
-        client.starttls(harness._insecure_tls())
+        client.starttls(harness.insecure_tls())
     return client
 
 

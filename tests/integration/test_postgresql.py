@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from ygbridge.testing import postgresql
+
 from . import harness
 from .messages import check_delivered, fetch_body, make_message, send, wait_for_message
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
-import pgserver  # noqa: E402  (the unit tests' throwaway server)
 
 PASSWORD = "pg-Secret-1"
 TIMEOUT = 60.0
@@ -24,9 +21,9 @@ def nodes(
     product: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[harness.Node, harness.Node]]:
     """Node a on PostgreSQL, node b on SQLite, peered."""
-    if pgserver.server_binaries() is None and not os.environ.get("YGBRIDGE_TEST_POSTGRESQL"):
+    if postgresql.server_binaries() is None and not os.environ.get("YGBRIDGE_TEST_POSTGRESQL"):
         pytest.skip("no PostgreSQL server installed (apt install postgresql)")
-    with pgserver.running_server() as url, harness.Lab(tmp_path_factory.mktemp("pg")) as lab:
+    with postgresql.running_server() as url, harness.Lab(tmp_path_factory.mktemp("pg")) as lab:
         a, b = lab.add_node("a", "0.5.12"), lab.add_node("b", "0.5.12")
         lab.connect(a, b)
         lab.start_routers()

@@ -8,8 +8,10 @@ assertions are on behaviour and memory, never on time.
 from __future__ import annotations
 
 import contextlib
+import imaplib
 import json
 import os
+import smtplib
 import subprocess
 import sys
 import threading
@@ -61,15 +63,15 @@ def nodes(product: None, module_lab: harness.Lab) -> Iterator[Lab]:
 
 
 @contextlib.contextmanager
-def mesh_client(nodes: Lab) -> Iterator[harness.smtplib.SMTP]:
+def mesh_client(nodes: Lab) -> Iterator[smtplib.SMTP]:
     """An SMTP client on M talking to B's port 25 over the mesh (EHLO done)."""
     with nodes.m.ns.entered():
-        client = harness.smtplib.SMTP(str(nodes.b.address), harness.MESH_PORT, timeout=30)
+        client = smtplib.SMTP(str(nodes.b.address), harness.MESH_PORT, timeout=30)
     try:
         client.ehlo("m.test")
         yield client
     finally:
-        with contextlib.suppress(harness.smtplib.SMTPException, OSError):
+        with contextlib.suppress(smtplib.SMTPException, OSError):
             client.quit()
         client.close()
 
@@ -146,7 +148,7 @@ class LineAttack:
         self._reader.join(30)
 
 
-def _deliver_during_idle(nodes: Lab, imap: harness.imaplib.IMAP4, subject: str) -> float:
+def _deliver_during_idle(nodes: Lab, imap: imaplib.IMAP4, subject: str) -> float:
     """Seconds from alice's submission on A until bob's IDLE on B shows it; checks it is readable."""
     message, message_id = make_message(nodes.a.bridge.address_of("alice"), [nodes.bob], subject, "hi")
 

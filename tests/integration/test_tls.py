@@ -163,6 +163,7 @@ def test_submission_on_the_mesh_address_wants_starttls_before_auth(nodes: Nodes)
     with node.bridge.imap(("alice", PASSWORD)) as imap:
         stored = fetch_body(imap, wait_for_message(imap, mid, timeout=30))
         check_delivered(stored, message, received=1, return_path=alice)
+    assert b" with ESMTPSA;" in stored.split(b"\r\n\r\n", 1)[0]  # RFC 3848: over TLS, authenticated
 
 
 def test_submission_on_loopback_takes_auth_in_clear(nodes: Nodes) -> None:

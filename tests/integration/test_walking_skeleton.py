@@ -9,8 +9,6 @@ from __future__ import annotations
 import imaplib
 import ipaddress
 import smtplib
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
@@ -30,36 +28,25 @@ BODY = (
 DELIVERY_TIMEOUT = 60.0
 
 
-@dataclass
-class Mesh:
-    lab: harness.Lab
-    a: harness.Node
-    b: harness.Node
+class Mesh(harness.Pair):
+    """Nodes A and B with their users' addresses."""
 
     @property
     def alice(self) -> str:
-        return self.a.bridge.address_of("alice")
+        return self.address("alice")
 
     @property
     def carol(self) -> str:
-        return self.a.bridge.address_of("carol")
+        return self.address("carol")
 
     @property
     def bob(self) -> str:
-        return self.b.bridge.address_of("bob")
+        return self.address("bob")
 
 
 @pytest.fixture(scope="module")
-def mesh(product: None, module_lab: harness.Lab) -> Iterator[Mesh]:
-    a, b = module_lab.add_node("a", "0.5.12"), module_lab.add_node("b", "0.5.12")
-    module_lab.connect(a, b)
-    module_lab.start_routers()
-    module_lab.wait_reachable(a, b)
-    a.bridge.setup(users={"alice": PASSWORDS["alice"], "carol": PASSWORDS["carol"]})
-    b.bridge.setup(users={"bob": PASSWORDS["bob"]})
-    a.bridge.start()
-    b.bridge.start()
-    yield Mesh(module_lab, a, b)
+def mesh(product: None, module_lab: harness.Lab) -> Mesh:
+    return Mesh.start(module_lab, {n: PASSWORDS[n] for n in ("alice", "carol")}, {"bob": PASSWORDS["bob"]})
 
 
 def login(name: str) -> tuple[str, str]:

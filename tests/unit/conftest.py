@@ -1,14 +1,19 @@
-"""Hypothesis profiles (quick by default, ``HYPOTHESIS_PROFILE=thorough`` for CI's long run) and the
-store backends: the store, search and IMAP tests run on SQLite and on a real PostgreSQL."""
+"""Hypothesis profiles (quick by default, ``HYPOTHESIS_PROFILE=thorough`` for CI's long run), the
+store backends (the store, search and IMAP tests run on SQLite and on a real PostgreSQL), and the
+command-line tests' configuration file and absent router."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
-import pgserver
 import pytest
 from hypothesis import HealthCheck, settings
+
+from ygbridge import cli
+from ygbridge.errors import RouterError
+from ygbridge.testing import postgresql
 
 settings.register_profile("default", max_examples=200, deadline=None)
 settings.register_profile(
@@ -36,9 +41,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
-    if pgserver.server_binaries() is None and not os.environ.get(REQUIRED):
+    if postgresql.server_binaries() is None and not os.environ.get(REQUIRED):
         pytest.skip("no PostgreSQL server installed (apt install postgresql)")
-    with pgserver.running_server() as url:
+    with postgresql.running_server() as url:
         yield url
 
 
@@ -47,3 +52,24 @@ def store_backend(request: pytest.FixtureRequest) -> str:
     """``sqlite``, or the URL of the test PostgreSQL database."""
     backend = getattr(request, "param", "sqlite")
     return "sqlite" if backend == "sqlite" else str(request.getfixturevalue("postgresql_url"))
+
+
+@pytest.fixture
+def router_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The router is not running (and the reactor, which runs once per process, is never used)."""
+
+    async def away(reactor: object, config: object) -> None:
+        raise RouterError("no router at unix:///nonexistent/ygbridge-test.sock")
+
+    monkeypatch.setattr(cli, "_node", away)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    """A configuration naming an absent router, with the database in ``state/`` beside it."""
+    path = tmp_path / "ygbridge.ini"
+    path.write_text(
+        "[yggdrasil]\nadmin = unix:///nonexistent/ygbridge-test.sock\n"
+        "[storage]\ndatabase = sqlite:///state/ygbridge.db\n"
+    )
+    return path

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fakestore import ImmediateDB, make_user, memory_database
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv6Address as TwistedIPv6
@@ -26,6 +25,7 @@ from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.mesh import MeshFactory
 from ygbridge.smtp.protocol import SMTPServerFactory
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
+from ygbridge.testing.store import ImmediateDB, make_user, memory_database
 from ygbridge.tlspolicy import ClientTLS
 
 NODE = ipaddress.IPv6Address("203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47")

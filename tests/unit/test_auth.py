@@ -5,7 +5,6 @@ from typing import Any
 
 import nacl.pwhash
 import pytest
-from fakestore import ImmediateDB, alice_database, failure_of, result_of
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
@@ -16,6 +15,8 @@ from ygbridge.auth import PasswordChecker, hash_password, login_name, needs_reha
 from ygbridge.errors import LoginThrottled, UserError
 from ygbridge.limits import Limits
 from ygbridge.store import users
+from ygbridge.testing.deferreds import failure_of, result_of
+from ygbridge.testing.store import ImmediateDB, alice_database
 
 NODE = ipaddress.IPv6Address("203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47")
 OTHER = ipaddress.IPv6Address("207:c9a6:2274:54f4:63df:eb39:2d22:3d1")

@@ -1,17 +1,20 @@
 """The `ygbridge` command: what `status` prints about the router, and a reader that goes away."""
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
 
-from tests.unit.fakestore import memory_database
 from ygbridge import cli
 from ygbridge.router.state import NodeIdentity, NodeStatus, Peer, TunState
 from ygbridge.store import queue
+from ygbridge.testing.store import memory_database
 
 KEY = bytes.fromhex("99098b4ac8f782f105094bba691c62dee5e63d1ab7b2dfe24c7c31349b4b4ab4")
 ADDRESS = IPv6Address("200:cdec:e96a:6e10:fa1d:f5ed:688b:2dc7")
@@ -98,9 +101,49 @@ def test_queue_lines_name_the_last_error_in_words(capsys: pytest.CaptureFixture[
     queue.enqueue("a@x.meship", b"m\r\n", None, [("c@z.meship", "203::2")], 0)
     [(rid, _)] = queue.next_due("203::1", 1.0).recipients  # type: ignore[union-attr]
     queue.postpone([rid], "peer down: incompatible version (no answer from 203::1 in time)", 1e12)
-    cli._print_queue()
+    cli._print_queue(time.time())
     out = capsys.readouterr().out
     assert "queue:    2 recipient(s) waiting\n" in out
     assert "  203::1  1 waiting, next try in " in out
     assert "last error: peer down: incompatible version (no answer from 203::1 in time)\n" in out
     assert "  203::2  1 waiting, next try in 0s, last error: none yet\n" in out
+
+
+def test_an_error_is_one_line_and_exit_status_1(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ygbridge.cli", "--config", str(tmp_path / "absent.ini"), "user", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("ygbridge: cannot read configuration") and result.stderr.count("\n") == 1
+
+
+def test_ctrl_c_while_the_router_is_asked_is_exit_status_130(tmp_path: Path) -> None:
+    path = tmp_path / "router.sock"
+    config = tmp_path / "c.ini"
+    config.write_text(
+        f"[storage]\ndatabase = sqlite:///{tmp_path / 'db.sqlite'}\n[yggdrasil]\nadmin = unix://{path}\n"
+    )
+    with socket.socket(socket.AF_UNIX) as router:
+        router.bind(str(path))
+        router.listen(1)
+        router.settimeout(60)
+        command = subprocess.Popen(
+            [sys.executable, "-m", "ygbridge.cli", "--config", str(config), "status"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            connection, _ = router.accept()
+            with connection:
+                connection.settimeout(60)
+                assert b"getSelf" in connection.recv(4096)  # asked, under the running reactor: no answer
+                command.send_signal(signal.SIGINT)
+                out, err = command.communicate(timeout=60)
+        finally:
+            command.kill()
+    assert command.returncode == cli.EXIT_INTERRUPTED, (out, err)
+    assert b"Traceback" not in err

@@ -8,35 +8,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from clirun import ygbridge
 
 from ygbridge import cli
-from ygbridge.errors import RouterError
 
 NODE = ipaddress.IPv6Address("203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47")
 
 
-@pytest.fixture(autouse=True)
-def router_away(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The router is not running (and the reactor, which runs once per process, is never used)."""
-
-    def away(config: object) -> None:
-        raise RouterError("no router at unix:///nonexistent/ygbridge-test.sock")
-
-    monkeypatch.setattr(cli, "_node", away)
-
-
-@pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "ygbridge.ini"
-    path.write_text(
-        "[yggdrasil]\nadmin = unix:///nonexistent/ygbridge-test.sock\n"
-        "[storage]\ndatabase = sqlite:///ygbridge.db\n"
-    )
-    return path
+pytestmark = pytest.mark.usefixtures("router_away")
 
 
 def test_status_json_while_the_router_is_away(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["--config", str(config_file), "status", "--json"]) == 1
+    assert ygbridge("--config", str(config_file), "status", "--json") == 1
     out, err = capsys.readouterr()
     status = json.loads(out)
     assert status["node"] is None and "ygbridge-test.sock" in status["router_error"]
@@ -45,7 +28,7 @@ def test_status_json_while_the_router_is_away(config_file: Path, capsys: pytest.
 
 
 def test_status_says_the_router_is_away_once(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["--config", str(config_file), "status"]) == 1
+    assert ygbridge("--config", str(config_file), "status") == 1
     out, err = capsys.readouterr()
     assert (out + err).count("ygbridge-test.sock") == 1
     assert out.startswith("router:   unreachable")
@@ -55,14 +38,18 @@ def test_login_link_prints_a_qr_code_on_request(
     config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = str(config_file)
-    assert cli.main(["--config", config, "init"]) == 0
+    assert ygbridge("--config", config, "init") == 0
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO("secret\n"))
-    assert cli.main(["--config", config, "user", "add", "alice", "--password-stdin"]) == 0
+    assert ygbridge("--config", config, "user", "add", "alice", "--password-stdin") == 0
     plain = capsys.readouterr().out
     assert "█" not in plain  # not a terminal, no --qr: the link only
-    monkeypatch.setattr(cli, "_node", lambda config: SimpleNamespace(identity=SimpleNamespace(address=NODE)))
+
+    async def node(reactor: object, config: object) -> object:
+        return SimpleNamespace(identity=SimpleNamespace(address=NODE))
+
+    monkeypatch.setattr(cli, "_node", node)
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO("secret\n"))
-    assert cli.main(["--config", config, "login-link", "alice", "--password-stdin", "--qr"]) == 0
+    assert ygbridge("--config", config, "login-link", "alice", "--password-stdin", "--qr") == 0
     out = capsys.readouterr().out
     assert "dclogin:alice@" in out
     code = [line for line in out.splitlines() if "█" in line]

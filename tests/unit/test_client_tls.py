@@ -7,7 +7,6 @@ import ipaddress
 from collections.abc import Iterator
 
 import pytest
-from fakestore import ImmediateDB, make_user, memory_database
 from smtpsession import Session
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
@@ -26,7 +25,8 @@ from ygbridge.mailstore import Mailstore
 from ygbridge.outbox import Outbox
 from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
-from ygbridge.store.models import database
+from ygbridge.store.models import Message, database
+from ygbridge.testing.store import ImmediateDB, make_user, memory_database
 from ygbridge.tlspolicy import ClientTLS
 
 NODE = ipaddress.IPv6Address("203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47")
@@ -140,6 +140,34 @@ def test_submission_drops_commands_pipelined_in_clear_after_starttls() -> None:
     assert reply == b"220 2.0.0 Ready to start TLS\r\n"
     assert connection.send(b"NOOP\r\n") == b"250 2.0.0 OK\r\n"  # what came over TLS counts
     assert connection.send(b"MAIL FROM:<x@y>\r\n").startswith(b"530 5.7.0 ")  # not logged in
+
+
+def _submit(connection: Connection) -> str:
+    """Send alice a message from alice (after EHLO and AUTH); the ``with`` of its ``Received:``."""
+    address = f"alice@[IPv6:{NODE}]".encode()
+    reply = connection.send(
+        b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\nSubject: hi\r\n\r\nhi\r\n.\r\n" % (address, address)
+    )
+    assert reply.endswith(b"250 2.0.0 Message accepted\r\n"), reply
+    received = Message.select().get().body.split(b"\r\n\r\n")[0]
+    return received.split(b" with ", 1)[1].split(b";", 1)[0].decode()
+
+
+@pytest.mark.parametrize(
+    ("peer", "starttls", "implicit_tls", "protocol"),
+    [(LOOPBACK, False, False, "ESMTPA"), (LAN, True, False, "ESMTPSA"), (LAN, False, True, "ESMTPSA")],
+)
+def test_the_received_line_says_whether_the_submission_ran_over_tls(
+    peer: str, starttls: bool, implicit_tls: bool, protocol: str
+) -> None:
+    """RFC 3848 (and RFC 8314 section 4.3 for implicit TLS): ESMTPSA over TLS, ESMTPA without."""
+    connection = submission(peer, implicit_tls=implicit_tls)
+    if starttls:
+        connection.send(b"EHLO client\r\nSTARTTLS\r\n")
+    assert connection.send(b"EHLO client\r\n" + SMTP_PLAIN + b"\r\n").endswith(
+        b"235 2.7.0 Authentication successful\r\n"
+    )
+    assert _submit(connection) == protocol
 
 
 # IMAP

@@ -10,7 +10,6 @@ from ygbridge.cli import parser
 from ygbridge.config import DEFAULT_ADMIN_ENDPOINTS, load_config
 from ygbridge.errors import ConfigError
 from ygbridge.limits import Limits, limit_kinds
-from ygbridge.store.db import sqlite_path
 
 EXAMPLE = Path(__file__).parents[2] / "conf" / "ygbridge.ini"
 
@@ -44,7 +43,7 @@ def test_values_and_relative_database_path(tmp_path: Path) -> None:
         7200,
         10 * 1024 * 1024,
     )
-    assert sqlite_path(config.database, config.base_dir) == tmp_path / "data" / "mail.db"
+    assert config.database_file == tmp_path / "data" / "mail.db"
 
 
 @pytest.mark.parametrize(
@@ -53,6 +52,7 @@ def test_values_and_relative_database_path(tmp_path: Path) -> None:
         ("[mesh]\nport = twenty-five\n", "[mesh] port"),
         ("[delivery]\nretry_max = soon\n", "retry_max"),
         ("nonsense", "INI"),
+        ("[yggdrasil]\nadmin = none\n", "[yggdrasil] admin"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, text: str, message: str) -> None:

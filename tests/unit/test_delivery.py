@@ -1,56 +1,19 @@
 """The queue runner against an in-memory store, a fake peer and a Clock."""
 
-import ipaddress
-
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
-from tests.unit.fakestore import ImmediateDB, memory_database
 from ygbridge.delivery import DeliveryService, backoff
 from ygbridge.dsn import FAILED, RecipientFailure
-from ygbridge.notify import NO_REQUEST, DsnRequest, Notify
-from ygbridge.smtp.client import Reply
+from ygbridge.notify import DsnRequest, Notify
+from ygbridge.outcome import Reply
 from ygbridge.store import queue
+from ygbridge.testing.delivery import HANG, FakePeer
+from ygbridge.testing.store import ImmediateDB, memory_database
 
 PEER = "203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47"
 OK = Reply(250, "2.0.0 stored")
-HANG = object()
-
-
-class FakePeer:
-    """Answers each send with the next scripted outcome (a reply per recipient, or an exception)."""
-
-    def __init__(self, *outcomes: object) -> None:
-        self.clock: Clock | None = None
-        self.attempt_times: list[float] = []
-        self.outcomes = list(outcomes)
-        self.sent: list[tuple[str, list[str], bytes]] = []
-        self.dsn: list[DsnRequest] = []
-
-    def send(
-        self,
-        destination: ipaddress.IPv6Address,
-        sender: str,
-        recipients: list[str],
-        body: bytes,
-        dsn: DsnRequest = NO_REQUEST,
-    ) -> Deferred:
-        self.dsn.append(dsn)
-        self.sent.append((destination.compressed, recipients, body))
-        self.attempt_times.append(self.clock.seconds() if self.clock else 0.0)
-        outcome = self.outcomes.pop(0)
-        if isinstance(outcome, Deferred):
-            return outcome  # the test fires it
-        if outcome is HANG:
-            return Deferred()  # an attempt whose packets are dropped: only a timeout would end it
-        if isinstance(outcome, Exception):
-            d: Deferred = Deferred()
-            d.errback(outcome)
-            return d
-        d = Deferred()
-        d.callback(outcome if isinstance(outcome, dict) else dict.fromkeys(recipients, outcome))
-        return d
 
 
 class Reports:

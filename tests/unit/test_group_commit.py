@@ -6,11 +6,11 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from tests.unit.fakestore import memory_database
 from ygbridge.store import queue
 from ygbridge.store.batch import GroupCommit
 from ygbridge.store.db import connect
 from ygbridge.store.models import OutgoingMessage, database
+from ygbridge.testing.store import memory_database
 
 
 class ManualDB:

@@ -1,7 +1,7 @@
 """Recording the router identity a node serves, to notice a changed key."""
 
-from tests.unit.fakestore import memory_database
 from ygbridge.store.identity import identity_history, record_identity
+from ygbridge.testing.store import memory_database
 
 
 def test_first_and_unchanged_identities_are_not_changes() -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 
 import pytest
-from fakestore import failure_of, result_of
-from imapsession import MAX_MESSAGE_SIZE, MESSAGE, Client, ImapLab, first_client, running_lab
 from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.testing import StringTransport
 
 from ygbridge.imap.mailbox import IImapAccount, ImapAccount, ImapRealm
 from ygbridge.imap.server import ImapServer
 from ygbridge.logins import MAX_DELAY
+from ygbridge.testing.deferreds import failure_of, result_of
+from ygbridge.testing.imap import MAX_MESSAGE_SIZE, MESSAGE, Client, ImapLab, first_client, running_lab
 
 lab = pytest.fixture(running_lab, name="lab")
 client = pytest.fixture(first_client, name="client")
@@ -317,3 +318,33 @@ def test_a_failing_command_still_gets_its_tagged_answer(
     assert client.send(b"u UNSELECT\r\nn NOOP\r\n") == (
         b"u BAD Server error, please try again later\r\nn OK NOOP completed\r\n"
     )
+
+
+class _WriteLog(StringTransport):
+    """A StringTransport that also keeps each write apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super().write(data)
+
+
+def test_status_and_select_from_memory_answer_as_the_store_does_in_one_write(lab: ImapLab) -> None:
+    lab.deliver()
+    lab.deliver(flags=["\\Seen"])
+    transport = _WriteLog()
+    client = Client(lab.factory, transport)
+    client.login()
+    assert client.server.account is not None
+    inbox = client.server.account.mailbox("INBOX")
+    client.send(b"s SELECT INBOX\r\n")  # claims the \Recent messages: what was read is stale
+    commands = (b"t STATUS INBOX (MESSAGES UNSEEN RECENT)\r\n", b"s SELECT INBOX\r\n")
+    from_store = [client.send(command) for command in commands]
+    assert inbox.counts is not None and lab.mailstore.known_contents(inbox, claim=True) is not None
+    for command, answer in zip(commands, from_store, strict=True):
+        transport.writes.clear()
+        assert client.send(command) == answer
+        assert len(transport.writes) == 1

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fakestore import alice_database
-from imapsession import MAX_MESSAGE_SIZE, Client, ImapLab
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import fail
 
 from ygbridge.errors import LoginThrottled
 from ygbridge.limits import Limits
+from ygbridge.testing.imap import MAX_MESSAGE_SIZE, Client, ImapLab
+from ygbridge.testing.store import alice_database
 
 LIMITS = Limits(imap_line=1000, imap_literal=100, sequence_ranges=50, search_nesting=5, search_keys=60)
 

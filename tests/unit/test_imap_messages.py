@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from imapsession import MESSAGE, Client, ImapLab, first_client, running_lab
 from twisted.internet.testing import StringTransport
 
 from ygbridge.imap import selected_commands
 from ygbridge.imap.message import select_fields
 from ygbridge.message import header_fields, split_message
+from ygbridge.testing.imap import MESSAGE, Client, ImapLab, first_client, running_lab
 
 lab = pytest.fixture(running_lab, name="lab")
 client = pytest.fixture(first_client, name="client")

@@ -11,15 +11,15 @@ import os
 import re
 
 import pytest
-from fakestore import alice_database
 from hypothesis import given
 from hypothesis import strategies as st
-from imapsession import ImapLab
 from structlog.testing import capture_logs
 
 from ygbridge.errors import BadCommand
 from ygbridge.imap.wire import MAX_NUMBER, parse_sequence_set
 from ygbridge.limits import Limits
+from ygbridge.testing.imap import ImapLab
+from ygbridge.testing.store import alice_database
 
 #: The thorough run (10,000 cases a test) takes minutes a test: more than the default timeout.
 pytestmark = pytest.mark.timeout(3600 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 300)

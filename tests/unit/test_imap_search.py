@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from imapsession import Client, ImapLab, running_lab
 
 from ygbridge.store import messages
+from ygbridge.testing.imap import Client, ImapLab, running_lab
 
 lab = pytest.fixture(running_lab, name="lab")
 

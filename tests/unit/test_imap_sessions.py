@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from imapsession import Client, ImapLab, first_client, running_lab
+
+from ygbridge.testing.imap import Client, ImapLab, first_client, running_lab
 
 lab = pytest.fixture(running_lab, name="lab")
 client = pytest.fixture(first_client, name="client")

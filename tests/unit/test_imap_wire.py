@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-from fakestore import make_user
-from imapsession import Client, ImapLab, first_client, running_lab
 
 from ygbridge.errors import BadCommand
 from ygbridge.imap.fetchitems import FetchItem, Section, parse_fetch_items
@@ -25,6 +23,8 @@ from ygbridge.imap.wire import (
     quoted,
 )
 from ygbridge.logins import MAX_DELAY
+from ygbridge.testing.imap import Client, ImapLab, first_client, running_lab
+from ygbridge.testing.store import make_user
 
 lab = pytest.fixture(running_lab, name="lab")
 client = pytest.fixture(first_client, name="client")

@@ -7,7 +7,6 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pytest
-from fakestore import CREATED, ImmediateDB, add_message, alice_database, failure_of, result_of
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
@@ -24,6 +23,8 @@ from ygbridge.store.models import (
     User,
     database,
 )
+from ygbridge.testing.deferreds import failure_of, result_of
+from ygbridge.testing.store import CREATED, ImmediateDB, add_message, alice_database
 
 NOW = CREATED + 100
 T = TypeVar("T")

@@ -5,7 +5,6 @@ import ipaddress
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from tests.unit.fakestore import ImmediateDB, make_user, memory_database
 from ygbridge.addressing import MailAddress, domain_for
 from ygbridge.errors import SenderMismatch
 from ygbridge.mailstore import Mailstore
@@ -13,6 +12,7 @@ from ygbridge.notify import SUCCESS, DsnRequest, Notify
 from ygbridge.outbox import WARN, Outbox
 from ygbridge.store import queue
 from ygbridge.store.models import Message
+from ygbridge.testing.store import ImmediateDB, make_user, memory_database
 
 NODE = ipaddress.IPv6Address("203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47")
 PEER = ipaddress.IPv6Address("207:c9a6:2274:54f4:63df:eb39:2d22:3d1")

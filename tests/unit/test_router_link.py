@@ -17,17 +17,16 @@ from router_samples import (
     V0512_TUN_DISABLED,
 )
 from structlog.testing import capture_logs
-from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectError, ConnectionDone
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from ygbridge.config import DEFAULT_ADMIN_ENDPOINTS
 from ygbridge.errors import ConfigError, RouterConnectionLost, RouterError, RouterUnreachable, TunDisabled
 from ygbridge.router.link import MAX_RETRY_DELAY, RouterLink, admin_endpoints, read_node
-from ygbridge.router.protocol import AdminProtocol
 from ygbridge.router.state import NodeStatus
+from ygbridge.testing.router import FakeRouter
 
 T = TypeVar("T")
 URIS = ["unix:///run/ygbr-test/a.sock", "unix:///run/ygbr-test/b.sock"]
@@ -40,44 +39,11 @@ def outcome(deferred: Deferred[T]) -> T | Failure | None:
     return seen[0] if seen else None
 
 
-class Router:
-    """Plays the router's side of the admin sockets a MemoryReactorClock was asked to open."""
-
-    def __init__(self, reactor: MemoryReactorClock) -> None:
-        self.reactor = reactor
-        self.answered = 0
-
-    @property
-    def attempts(self) -> list[str]:
-        return [client[0] for client in self.reactor.unixClients]
-
-    def refuse(self, reason: str = "No such file or directory") -> None:
-        """Fail the latest connection attempt."""
-        _, factory, *_ = self.reactor.unixClients[-1]
-        factory.clientConnectionFailed(None, Failure(ConnectError(2, reason)))
-
-    def accept(self) -> tuple[AdminProtocol, StringTransport]:
-        """Complete the latest connection attempt."""
-        address, factory, *_ = self.reactor.unixClients[-1]
-        protocol = factory.buildProtocol(UNIXAddress(address))
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        self.answered = 0
-        return protocol, transport
-
-    def answer(self, protocol: AdminProtocol, transport: StringTransport, *answers: bytes) -> None:
-        """Answer the requests written so far, in order, checking that each one was sent."""
-        for answer in answers:
-            self.answered += 1
-            assert transport.value().count(b'"request"') >= self.answered, "answer before request"
-            protocol.dataReceived(answer)
-
-
-def started(uris: list[str] = URIS) -> tuple[RouterLink, Router, MemoryReactorClock]:
+def started(uris: list[str] = URIS) -> tuple[RouterLink, FakeRouter, MemoryReactorClock]:
     reactor = MemoryReactorClock()
     link = RouterLink(reactor, uris, clock=reactor)
     link.startService()
-    return link, Router(reactor), reactor
+    return link, FakeRouter(reactor), reactor
 
 
 def test_reads_identity_from_the_first_socket_that_answers() -> None:
@@ -214,16 +180,17 @@ def test_stop_cancels_waiters_and_closes_quietly() -> None:
     assert logs == []
 
 
-def test_no_uris_means_the_default_admin_sockets() -> None:
-    assert [uri for uri, _ in admin_endpoints(MemoryReactorClock(), ())] == list(DEFAULT_ADMIN_ENDPOINTS)
-    link, router, _ = started([])
+def test_the_default_admin_sockets_are_tried_in_order() -> None:
+    defaults = list(DEFAULT_ADMIN_ENDPOINTS)
+    assert [uri for uri, _ in admin_endpoints(MemoryReactorClock(), defaults)] == defaults
+    link, router, _ = started(defaults)
     assert router.attempts == ["/var/run/yggdrasil/yggdrasil.sock"]
     link.stopService()
 
 
 def test_read_node_over_one_connection() -> None:
     reactor = MemoryReactorClock()
-    router = Router(reactor)
+    router = FakeRouter(reactor)
     status = Deferred.fromCoroutine(read_node(reactor, URIS))
     router.refuse()
     protocol, transport = router.accept()
@@ -236,7 +203,7 @@ def test_read_node_over_one_connection() -> None:
 
 def test_read_node_does_not_ask_sessions_without_tun() -> None:
     reactor = MemoryReactorClock()
-    router = Router(reactor)
+    router = FakeRouter(reactor)
     status = Deferred.fromCoroutine(read_node(reactor, URIS[:1]))
     protocol, transport = router.accept()
     router.answer(protocol, transport, V0512_SELF, V0512_TUN_DISABLED, V0512_PEERS)
@@ -247,7 +214,7 @@ def test_read_node_does_not_ask_sessions_without_tun() -> None:
 
 def test_read_node_names_every_uri_when_none_answers() -> None:
     reactor = MemoryReactorClock()
-    router = Router(reactor)
+    router = FakeRouter(reactor)
     status = Deferred.fromCoroutine(read_node(reactor, URIS))
     router.refuse()
     router.refuse("Connection refused")
@@ -259,7 +226,7 @@ def test_read_node_names_every_uri_when_none_answers() -> None:
 
 def test_read_node_closes_the_connection_when_a_request_fails() -> None:
     reactor = MemoryReactorClock()
-    router = Router(reactor)
+    router = FakeRouter(reactor)
     status = Deferred.fromCoroutine(read_node(reactor, URIS[:1]))
     protocol, transport = router.accept()
     router.answer(protocol, transport, b'{"status": "error", "error": "busy", "request": null}')

@@ -92,6 +92,8 @@ def test_received_lines_are_rfc5321_and_name_no_client() -> None:
         f"from {DA} (authenticated user alice) by {DA} (ygbridge) with ESMTPA; "
         "Tue, 14 Nov 2023 22:13:20 +0000"
     )
+    assert b"with ESMTPSA;" in received_submission(MailAddress("alice", A), 0, tls=True)
+    assert b"with UTF8SMTPSA;" in received_submission(MailAddress("alice", A), 0, smtputf8=True, tls=True)
     mesh = " ".join(str(_fields(received_mesh(B, A, 1_700_000_000))["Received"]).split())
     assert mesh == f"from {DB} ([IPv6:{B}]) by {DA} (ygbridge) with ESMTP; Tue, 14 Nov 2023 22:13:20 +0000"
     assert all(len(line) <= 78 for line in (submitted + received_mesh(B, A, 0)).split(b"\r\n"))

@@ -10,7 +10,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from ygbridge.notify import NO_REQUEST, DsnRequest, Notify
-from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, describe_failure, dot_stuffed
+from ygbridge.outcome import describe_failure
+from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, dot_stuffed, one_chunk
 
 
 def test_dot_stuffing_and_terminator() -> None:
@@ -25,6 +26,14 @@ def test_dot_stuffing_in_pieces_that_end_lines() -> None:
     assert len(pieces) > 50 and all(piece.endswith(b"\r\n") for piece in pieces)
     assert pieces[-1].endswith(b"\r\n.\r\n") and len(pieces[-1]) > 3  # the end travels with data
     assert b"".join(pieces) == b"".join(b"..line %d\r\n" % i for i in range(1000)) + b".\r\n"
+
+
+def test_one_bdat_chunk_carries_the_body_as_it_is_in_pieces() -> None:
+    body = b".dot\r\n" * 100 + b"no line end"
+    pieces = list(one_chunk(body, chunk=64))
+    assert pieces[0].startswith(b"BDAT %d LAST\r\n.dot" % len(body)) and len(pieces) == 10
+    assert b"".join(pieces) == b"BDAT %d LAST\r\n" % len(body) + body
+    assert list(one_chunk(b"")) == [b"BDAT 0 LAST\r\n"]
 
 
 DEST = ipaddress.IPv6Address("200::1")
@@ -217,6 +226,32 @@ def test_pipelining_sends_the_envelope_and_data_in_one_write() -> None:
     peer.answer(b"250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n354 go\r\n250 2.0.0 stored\r\n")
     outcome = result.result
     assert outcome["b@y.meship"].permanent and outcome["c@y.meship"].code == 250
+
+
+CHUNKING_EHLO = b"250-y\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n"
+
+
+def test_a_node_with_chunking_gets_the_body_as_one_bdat_chunk_after_the_envelope() -> None:
+    peer = Peer()
+    body = b"Subject: hi\r\n\r\n.leading dot, no final line end"
+    result = peer.send(["b@y.meship"], body=body)
+    peer.answer(b"220 hi\r\n")
+    peer.connections[0][1].clear()
+    peer.answer(CHUNKING_EHLO)
+    assert peer.sent().endswith(b"RCPT TO:<b@y.meship>\r\n")  # no DATA
+    peer.connections[0][1].clear()
+    peer.answer(b"250 ok\r\n250 ok\r\n")
+    assert peer.sent() == b"BDAT %d LAST\r\n" % len(body) + body
+    peer.answer(b"250 2.0.0 stored\r\n")
+    assert result.result["b@y.meship"].code == 250
+    peer.connections[0][1].clear()
+    second = peer.send(["c@y.meship"])
+    assert peer.sent().startswith(b"MAIL FROM:")  # ended cleanly: no RSET
+    peer.answer(b"250 ok\r\n550 5.1.1 no\r\n")
+    assert b"BDAT" not in peer.sent() and second.result["c@y.meship"].permanent
+    peer.connections[0][1].clear()
+    peer.send(["d@y.meship"])
+    assert peer.sent().startswith(b"RSET\r\nMAIL FROM:")  # nothing was sent: reset first
 
 
 def test_a_connection_carries_transactions_and_quits_when_idle() -> None:

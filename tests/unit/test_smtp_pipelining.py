@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fakestore import make_user, memory_database
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv6Address
@@ -27,6 +26,7 @@ from ygbridge.outbox import Outbox
 from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store.models import Message, database
+from ygbridge.testing.store import make_user, memory_database
 from ygbridge.tlspolicy import ClientTLS
 
 NODE = ipaddress.IPv6Address("203:2ed1:2aa3:1e92:cef6:7380:ca01:ce47")

@@ -425,11 +425,12 @@ def test_a_spool_that_fails_refuses_the_message_with_452(monkeypatch: pytest.Mon
     session = _mesh(node)
     session.say(MESH_FROM, TO_ME, b"DATA")
 
-    def full(data: bytes) -> int:
+    def full(batch: list[bytes]) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(session.protocol._transaction._spool, "write", full)
-    assert session.send(b"Subject: x\r\n\r\nhi\r\n.\r\n").startswith(b"452 4.3.1 Insufficient system storage")
+    monkeypatch.setattr(session.protocol._transaction._spool, "_write_file", full)
+    body = b"Subject: x\r\n\r\n" + b"spilled past the spool's memory\r\n" * 40_000
+    assert session.send(body + b".\r\n").startswith(b"452 4.3.1 Insufficient system storage")
     assert session.say(b"NOOP") == b"250 2.0.0 OK\r\n" and _stored() == []
 
 

@@ -11,26 +11,17 @@ from pathlib import Path
 
 import peewee
 import pytest
+from clirun import ygbridge
 
-from ygbridge import cli
-from ygbridge.errors import RouterError
 from ygbridge.store import users
 from ygbridge.store.db import SQLITE_PRAGMAS, backup_sqlite, connect, migrate
 from ygbridge.store.models import MODELS, SCHEMA_VERSION, SchemaVersion, database
 
+pytestmark = pytest.mark.usefixtures("router_away")
+
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-@pytest.fixture(autouse=True)
-def router_away(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The router is not running (and the reactor, which runs once per process, is never used)."""
-
-    def away(config: object) -> None:
-        raise RouterError("no router at unix:///nonexistent/ygbridge-test.sock")
-
-    monkeypatch.setattr(cli, "_node", away)
 
 
 @pytest.fixture
@@ -39,16 +30,6 @@ def open_umask() -> Iterator[None]:
     old = os.umask(0)
     yield
     os.umask(old)
-
-
-@pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "ygbridge.ini"
-    path.write_text(
-        "[yggdrasil]\nadmin = unix:///nonexistent/ygbridge-test.sock\n"
-        "[storage]\ndatabase = sqlite:///state/ygbridge.db\n"
-    )
-    return path
 
 
 def test_database_directory_and_files_are_private_whatever_the_umask(
@@ -67,7 +48,7 @@ def test_database_directory_and_files_are_private_whatever_the_umask(
 def test_init_writes_a_private_certificate_and_key(
     config_file: Path, open_umask: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["--config", str(config_file), "init"]) == 0
+    assert ygbridge("--config", str(config_file), "init") == 0
     state = config_file.parent / "state"
     created = {f.name: mode(f) for f in state.iterdir()}
     assert created == {
@@ -84,7 +65,7 @@ def test_user_add_without_a_terminal_gives_a_hint_not_a_traceback(
     config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
-    assert cli.main(["--config", str(config_file), "user", "add", "bob"]) == 1
+    assert ygbridge("--config", str(config_file), "user", "add", "bob") == 1
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [
         "ygbridge: no terminal to ask for the password: give it on standard input with --password-stdin"
@@ -122,10 +103,10 @@ def test_backup_is_a_private_consistent_copy(tmp_path: Path, open_umask: None) -
 
 def test_backup_command(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = config_file.parent / "backup.db"
-    assert cli.main(["--config", str(config_file), "backup", str(target)]) == 0
+    assert ygbridge("--config", str(config_file), "backup", str(target)) == 0
     assert "backed up" in capsys.readouterr().out
     assert mode(target) == 0o600
-    assert cli.main(["--config", str(config_file), "backup", str(target)]) == 1
+    assert ygbridge("--config", str(config_file), "backup", str(target)) == 1
     assert "exists already" in capsys.readouterr().err
 
 

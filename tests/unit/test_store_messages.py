@@ -6,7 +6,6 @@ from datetime import date
 
 import peewee
 import pytest
-from fakestore import CREATED, add_message, alice_database, make_user
 
 from ygbridge.store import messages, search
 from ygbridge.store.db import migrate
@@ -14,6 +13,7 @@ from ygbridge.store.flags import normalize_flags, pack_flags, unpack_flags
 from ygbridge.store.indexing import index_message
 from ygbridge.store.mailboxes import find_mailbox
 from ygbridge.store.models import SCHEMA_VERSION, HeaderField, Mailbox, Message, SchemaVersion, User, database
+from ygbridge.testing.store import CREATED, add_message, alice_database, make_user
 
 NOW = CREATED + 100
 

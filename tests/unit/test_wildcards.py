@@ -6,13 +6,14 @@ import random
 import re
 
 import pytest
-from fakestore import ImmediateDB, alice_database, result_of
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from ygbridge.imap.mailbox import ImapAccount
 from ygbridge.imap.wildcards import MailboxPattern
 from ygbridge.mailstore import Mailstore
+from ygbridge.testing.deferreds import result_of
+from ygbridge.testing.store import ImmediateDB, alice_database
 
 
 def reference(pattern: str, name: str) -> bool:

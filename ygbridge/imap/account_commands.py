@@ -1,8 +1,8 @@
 """Commands of the authenticated state (RFC 3501 6.3) over the logged-in ImapAccount.
 
 SELECT and EXAMINE read the mailbox's counters and UID array (kept in memory while the user has
-sessions), SELECT claiming its \\Recent messages; STATUS reads the counters; APPEND answers with
-APPENDUID (RFC 4315).
+sessions), SELECT claiming its \\Recent messages; STATUS reads the counters. Both answer at once,
+without the DB thread, when memory holds what they show. APPEND answers with APPENDUID (RFC 4315).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from typing import Any
 from ygbridge.errors import BadCommand, MessageTooBig
 from ygbridge.imap.mailbox import ImapAccount
 from ygbridge.imap.protocol import LOGGED_IN, SELECTED, ImapProtocol, command
+from ygbridge.imap.session import SelectedMailbox
 from ygbridge.imap.wire import Parser, encode_mailbox
 from ygbridge.store.flags import SYSTEM_FLAGS
 from ygbridge.store.mailboxes import DELIMITER
+from ygbridge.store.messages import Contents, Counts
 
 _STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN")
 
@@ -47,13 +49,21 @@ class AccountCommands(ImapProtocol):
         name = args.mailbox()
         args.end()
         self._close_mailbox()  # even if the new one cannot be opened (RFC 3501 6.3.1)
-        self.run(tag, self._open(name, writeable))
+        known = self._account.select_now(name, writeable, self._changes_arrived)
+        if known is None:
+            self.run(tag, self._open(name, writeable))
+        else:
+            self.tagged(tag, b"OK", self._opened(*known, writeable))
 
     async def _open(self, name: str, writeable: bool) -> bytes:
         view, contents = await self._account.select(name, writeable, self._changes_arrived)
         if self._gone:
             view.close()
             return b""
+        return self._opened(view, contents, writeable)
+
+    def _opened(self, view: SelectedMailbox, contents: Contents, writeable: bool) -> bytes:
+        """Select ``view``: its untagged responses, and the tagged answer's text."""
         self.mbox, self.state = view, "select"
         flags = " ".join([*SYSTEM_FLAGS, *sorted(contents.keywords)]).encode("utf-8")
         self.untagged(b"FLAGS (%b)" % flags)
@@ -84,10 +94,17 @@ class AccountCommands(ImapProtocol):
         unknown = [item for item in items if item not in _STATUS_ITEMS]
         if unknown or not items:
             raise BadCommand("STATUS items are " + " ".join(item.decode("ascii") for item in _STATUS_ITEMS))
-        self.run(tag, self._status(name, items))
+        counts = self._account.status_now(name)
+        if counts is None:
+            self.run(tag, self._status(name, items))
+        else:
+            self.tagged(tag, b"OK", self._counted(name, items, counts))
 
     async def _status(self, name: str, items: list[bytes]) -> bytes:
-        counts = await self._account.status(name)
+        return self._counted(name, items, await self._account.status(name))
+
+    def _counted(self, name: str, items: list[bytes], counts: Counts) -> bytes:
+        """STATUS's untagged response, and the tagged answer's text."""
         values = {
             b"MESSAGES": counts.messages,
             b"RECENT": counts.recent,

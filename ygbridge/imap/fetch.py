@@ -6,10 +6,11 @@ re-cased or re-folded. ENVELOPE and the nested lists use twisted.mail's public h
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from typing import Any
 
-from twisted.mail.imap4 import collapseNestedLists, getEnvelope
+from twisted.mail import imap4
+from twisted.mail.imap4 import getEnvelope
 
 from ygbridge.imap.dates import format_date_time
 from ygbridge.imap.fetchitems import FetchItem, Section
@@ -20,6 +21,8 @@ from ygbridge.store.flags import unpack_flags
 _NEEDS_BODY = {"BODY", "BODYSTRUCTURE", "ENVELOPE", "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
 #: Items besides BODY[...] whose fetching sets \Seen.
 _SETS_SEEN = {"RFC822", "RFC822.TEXT"}
+#: Twisted's (unannotated) serialiser of a nested list into an IMAP parenthesised list.
+collapseNestedLists: Callable[[list[Any]], bytes] = imap4.collapseNestedLists
 
 
 def flags_list(flags: Iterable[str]) -> bytes:

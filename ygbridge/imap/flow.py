@@ -37,6 +37,7 @@ class WriteGate:
         self.resumeProducing()  # the connection is gone: let the writer finish (its writes are dropped)
 
     def wait(self) -> Deferred[None]:
+        """A Deferred that fires when the transport wants more data (at once if it is not paused)."""
         if not self._paused:
             return succeed(None)
         waiting: Deferred[None] = Deferred()

@@ -75,8 +75,24 @@ class ImapAccount:
         view = SelectedMailbox(box, uids, claimed, writeable, on_change)  # same turn: see Mailstore
         return view, contents
 
+    def select_now(
+        self, name: str, writeable: bool, on_change: Callable[[], None]
+    ) -> tuple[SelectedMailbox, Contents] | None:
+        """:meth:`select` when memory answers it (nothing to claim, nothing changed since it was
+        read), without a trip to the DB thread; None if it needs one."""
+        box = self.mailbox(name)
+        known = self.mailstore.known_contents(box, claim=writeable)
+        if known is None:
+            return None
+        uids, contents = known
+        return SelectedMailbox(box, uids, None, writeable, on_change), contents
+
     async def status(self, name: str) -> Counts:
         return await self.mailstore.counts(self.mailbox(name))
+
+    def status_now(self, name: str) -> Counts | None:
+        """:meth:`status` when memory answers it; None if it needs the DB thread."""
+        return self.mailbox(name).counts
 
     async def append(self, name: str, body: bytes, flags: Iterable[str], internaldate: float | None) -> Added:
         """APPEND a message to mailbox ``name``."""

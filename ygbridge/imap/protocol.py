@@ -8,7 +8,8 @@ is kept (RFC 7888, RFC 7889). The next command is read only once this one is ans
 client has read the answers so far, so pipelined commands are answered in order and a client
 that does not read cannot make the server hold more than one command's worth of output.
 Changes other sessions made to the selected mailbox are reported before each tagged answer,
-EXPUNGE only where RFC 3501 7.4.1 allows it.
+EXPUNGE only where RFC 3501 7.4.1 allows it. What a command answers before it first waits goes
+to the transport in one write.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class ImapProtocol(Protocol):
         self.idling = False
         self._gone = False
         self._writes = WriteGate()
+        self._batch: list[bytes] | None = None  # what the command being dispatched has written
         self._timer: IDelayedCall | None = None
         # Input: what arrived and how far it has been read
         self._input = bytearray()
@@ -133,13 +135,15 @@ class ImapProtocol(Protocol):
             logout()
 
     def capabilities(self) -> list[bytes]:
+        """The CAPABILITY list for the connection's current state."""
         raise NotImplementedError
 
     def _reset_timeout(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
         period = self.UNAUTH_TIMEOUT if self.state == "unauth" else self.POSTAUTH_TIMEOUT
-        self._timer = self.clock.callLater(period, self._timed_out)
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(period)  # cheaper than a new call: a later time only moves it lazily
+        else:
+            self._timer = self.clock.callLater(period, self._timed_out)
 
     def _timed_out(self) -> None:
         self.untagged(b"BYE Autologout; connection idle too long")
@@ -147,16 +151,36 @@ class ImapProtocol(Protocol):
 
     # Answers
 
+    def write(self, data: bytes) -> None:
+        """Send ``data``: what a command answers at once goes out in one transport write."""
+        if self._batch is not None:
+            self._batch.append(data)
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        """Hand what was written so far to the transport (before it closes or starts TLS)."""
+        if self._batch:
+            self.transport.write(b"".join(self._batch))
+            self._batch.clear()
+
+    def drained(self) -> Deferred[None]:
+        """Fires once the transport wants more (what was written so far handed to it first)."""
+        self.flush()
+        return self._writes.wait()
+
     def untagged(self, text: bytes) -> None:
-        self.transport.write(b"* " + text + b"\r\n")
+        """Write an untagged response line (``* text``)."""
+        self.write(b"* " + text + b"\r\n")
 
     def continuation(self, text: bytes) -> None:
-        self.transport.write(b"+ " + text + b"\r\n")  # the space even without text (RFC 3501 7.5)
+        """Write a continuation request (``+ text``)."""
+        self.write(b"+ " + text + b"\r\n")  # the space even without text (RFC 3501 7.5)
 
     def tagged(self, tag: bytes, status: bytes, text: bytes) -> None:
         """The command's completion (OK, NO or BAD), after the changes it may report."""
         self._report_updates()
-        self.transport.write(b"%b %b %b\r\n" % (tag, status, text))
+        self.write(b"%b %b %b\r\n" % (tag, status, text))
 
     def _report_updates(self) -> None:
         if self.mbox is not None:
@@ -261,7 +285,7 @@ class ImapProtocol(Protocol):
     def _too_long(self, line: bytes | bytearray) -> None:
         tag = command_tag(bytes(self._command or line))
         limit = self.limits.imap_line
-        self.transport.write(b"%b BAD Command line too long (at most %d octets)\r\n" % (tag, limit))
+        self.write(b"%b BAD Command line too long (at most %d octets)\r\n" % (tag, limit))
         self._hang_up(b"BYE Command line too long")
 
     def _hang_up(self, why: bytes) -> None:
@@ -271,6 +295,7 @@ class ImapProtocol(Protocol):
     def close_connection(self) -> None:
         """Close once what was written is sent; read nothing more."""
         self._gone = True
+        self.flush()
         self.transport.loseConnection()
 
     def _literal_announced(self, digits: bytes, sync: bool) -> None:
@@ -283,7 +308,7 @@ class ImapProtocol(Protocol):
         command = bytes(self._command)
         tag = command_tag(command)
         if len(digits) > len(str(MAX_NUMBER)) or int(digits) > MAX_NUMBER:
-            self.transport.write(b"%b BAD Literal length out of range\r\n" % tag)
+            self.write(b"%b BAD Literal length out of range\r\n" % tag)
             self._hang_up(b"BYE Cannot find the end of that literal")
             return
         size = int(digits)
@@ -301,7 +326,7 @@ class ImapProtocol(Protocol):
                 self._command_read()
                 return
             if size > 2 * (self.max_message_size if message else self.limits.imap_literal):
-                self.transport.write(b"%b %b %b\r\n" % (tag, *self._refusal))
+                self.write(b"%b %b %b\r\n" % (tag, *self._refusal))
                 self._hang_up(b"BYE Literal too long to skip")
                 return
         elif sync:
@@ -322,6 +347,14 @@ class ImapProtocol(Protocol):
     # Running commands
 
     def _dispatch(self, command: bytes) -> None:
+        self._batch = []
+        try:
+            self._run_line(command)
+        finally:
+            self.flush()
+            self._batch = None
+
+    def _run_line(self, command: bytes) -> None:
         reader = Parser(command)
         tag = command_tag(command)
         try:

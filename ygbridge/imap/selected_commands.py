@@ -85,7 +85,7 @@ class SelectedCommands(ImapProtocol):
             await self._fetch_summaries(view, spans, query, uid)
             return b"FETCH completed"
         for uids in view.seqs.batches(spans, HEADER_BATCH if needs_header_only(query) else BATCH):
-            await self._writes.wait()
+            await self.drained()
             await self._fetch_batch(view, uids, query, uid)
         return b"FETCH completed"
 
@@ -100,12 +100,12 @@ class SelectedCommands(ImapProtocol):
         batch = HEADER_BATCH if headers else SUMMARY_BATCH
         for span in spans:
             for start in range(span.start, span.stop, batch):
-                await self._writes.wait()
+                await self.drained()
                 uids = view.seqs.uids(range(start, min(span.stop, start + batch)))
                 found = await self.account.mailstore.summaries(
                     view.box, uids[0], uids[-1], details=details, headers=headers
                 )
-                self.transport.write(summary_responses(start + 1, uids, found, query, uid, view.recent))
+                self.write(summary_responses(start + 1, uids, found, query, uid, view.recent))
 
     async def _fetch_batch(
         self, view: SelectedMailbox, uids: array[int], query: list[FetchItem], uid: bool
@@ -126,10 +126,10 @@ class SelectedCommands(ImapProtocol):
                 assert seq is not None
                 if stored.uid in view.recent:
                     stored = replace(stored, flags=view.flags(stored.uid, stored.flags))
-                self.transport.write(fetch_response(seq, ImapMessage(stored), query, uid, stored.uid in seen))
+                self.write(fetch_response(seq, ImapMessage(stored), query, uid, stored.uid in seen))
             uids = uids[bisect_right(uids, loaded[-1].uid) :] if loaded else array("Q")
             if uids:
-                await self._writes.wait()
+                await self.drained()
 
     # STORE
 
@@ -149,7 +149,7 @@ class SelectedCommands(ImapProtocol):
         view = self._selected(writing=True)
         assert self.account is not None
         for uids in view.seqs.batches(view.seqs.spans(ids, uid), BATCH):
-            await self._writes.wait()
+            await self.drained()
             updates = await self.account.mailstore.store_flags(view.box, uids, flags, sign, origin=view)
             for update in [] if silent else updates:
                 seq = view.seqs.seq(update.uid)
@@ -173,15 +173,15 @@ class SelectedCommands(ImapProtocol):
         store = self.account.mailstore
         if uid:  # the store's text is the answer
             text = await store.search_text(view.box, term, view.seqs.last_uid)
-            self.transport.write(b"* SEARCH" + (b" " + text.encode("ascii") if text else b"") + b"\r\n")
+            self.write(b"* SEARCH" + (b" " + text.encode("ascii") if text else b"") + b"\r\n")
             return b"SEARCH completed"
         found = await store.search(view.box, term, view.seqs.last_uid)
         seqs = (view.seqs.seq(found_uid) for found_uid in found)
         numbers = (seq for seq in seqs if seq is not None)
-        self.transport.write(b"* SEARCH")
+        self.write(b"* SEARCH")
         while chunk := list(islice(numbers, 5000)):  # a long answer is never held whole
-            self.transport.write((" " + " ".join(map(str, chunk))).encode("ascii"))
-        self.transport.write(b"\r\n")
+            self.write((" " + " ".join(map(str, chunk))).encode("ascii"))
+        self.write(b"\r\n")
         return b"SEARCH completed"
 
     # COPY, MOVE (RFC 6851) with COPYUID (RFC 4315)

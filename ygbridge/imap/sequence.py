@@ -49,6 +49,7 @@ class SequenceMap:
         return self._uids[-1] if self._uids else 0
 
     def uid(self, seq: int) -> int:
+        """The UID of message sequence number ``seq`` (1-based)."""
         return self._uids[seq - 1]
 
     def seq(self, uid: int) -> int | None:

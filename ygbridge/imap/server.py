@@ -65,6 +65,7 @@ class ImapServer(AccountCommands, SelectedCommands):
         return True
 
     def capabilities(self) -> list[bytes]:
+        """IMAP4rev1, AUTH=PLAIN where a password may be sent, the extensions and APPENDLIMIT."""
         auth = [b"AUTH=PLAIN"] if self.password_allowed() else []
         return [b"IMAP4rev1", *auth, *EXTENSIONS, b"APPENDLIMIT=%d" % self.max_message_size]
 

@@ -25,6 +25,7 @@ class RecentUids:
         self.ranges: list[tuple[int, int]] = []
 
     def add(self, low: int, high: int) -> None:
+        """Mark UIDs ``low`` to ``high`` as \\Recent in this session (they arrive in ascending order)."""
         if self.ranges and low <= self.ranges[-1][1] + 1:
             self.ranges[-1] = (self.ranges[-1][0], max(high, self.ranges[-1][1]))
         else:

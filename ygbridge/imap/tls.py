@@ -24,9 +24,11 @@ class TLSImapServer(ImapServer):
     tls: ClientTLS
 
     def password_allowed(self) -> bool:
+        """Whether this connection may send a password (encrypted, or plaintext allowed from its source)."""
         return self.tls.password_allowed(self.transport)
 
     def capabilities(self) -> list[bytes]:
+        """The plain ones, with STARTTLS before login and LOGINDISABLED where no password may be sent."""
         capabilities = super().capabilities()
         extra = []
         if self.state == "unauth" and not is_encrypted(self.transport):
@@ -42,6 +44,7 @@ class TLSImapServer(ImapServer):
             self.tagged(tag, b"NO", b"TLS is already active")
             return
         self.tagged(tag, b"OK", b"Begin TLS negotiation now")
+        self.flush()  # in clear, before TLS starts
         self.transport.startTLS(self.tls.context)
         self.drop_input()  # sent in clear after STARTTLS: never obeyed (RFC 3501 section 6.2.1)
 

@@ -54,6 +54,7 @@ class MailboxPattern:
         return self._closure(after)
 
     def matches(self, name: str) -> bool:
+        """Whether the mailbox ``name`` matches the LIST pattern."""
         state = self._start
         steps = self._steps
         for char in name:

@@ -41,6 +41,9 @@ _DIGITS = re.compile(rb"\d+")
 _SEQUENCE = re.compile(rb"[0-9:*,]+")
 _SEQ_NUMBER = re.compile(rb"\*|[1-9]\d{0,9}")
 _NEEDS_LITERAL = re.compile(rb"[\x00\r\n\x80-\xff]")
+#: Names that are their own modified UTF-7 form (printable ASCII but "&"): no codec needed.
+_ITSELF_IN_UTF7 = re.compile(rb"[\x20-\x25\x27-\x7e]*")
+_ITSELF_IN_UTF7_TEXT = re.compile(r"[\x20-\x25\x27-\x7e]*")
 
 
 def number(digits: bytes, what: str, nonzero: bool = False) -> int:
@@ -85,11 +88,15 @@ def quoted(data: bytes) -> bytes:
 
 def encode_mailbox(name: str) -> bytes:
     """A mailbox name for a response: modified UTF-7 (RFC 3501 5.1.3), quoted."""
+    if _ITSELF_IN_UTF7_TEXT.fullmatch(name):
+        return quoted(name.encode("ascii"))
     return quoted(name.encode("imap4-utf-7"))
 
 
 def decode_mailbox(name: bytes) -> str:
     """A mailbox name from the wire (modified UTF-7); BadCommand if not validly encoded."""
+    if _ITSELF_IN_UTF7.fullmatch(name):
+        return name.decode("ascii")
     try:
         decoded = name.decode("imap4-utf-7")
     except (UnicodeError, ValueError):
@@ -109,6 +116,7 @@ class Parser:
     # Structure
 
     def at_end(self) -> bool:
+        """Whether every argument byte has been read."""
         return self.pos >= len(self.data)
 
     def end(self) -> None:
@@ -128,10 +136,12 @@ class Parser:
         return False
 
     def expect(self, text: bytes, what: str) -> None:
+        """Read ``text`` here; BadCommand naming ``what`` otherwise."""
         if not self.skip(text):
             raise BadCommand(f"{what} expected")
 
     def sp(self) -> None:
+        """Read the single space between arguments."""
         self.expect(b" ", "space")
 
     def _match(self, pattern: re.Pattern[bytes], what: str) -> bytes:
@@ -155,15 +165,19 @@ class Parser:
     # Atoms, numbers, strings
 
     def tag(self) -> bytes:
+        """Read a command tag."""
         return self._match(_TAG, "tag")
 
     def atom(self, what: str = "atom") -> bytes:
+        """Read an atom (``what`` names it in the error)."""
         return self._match(_ATOM, what)
 
     def number(self, what: str = "number", nonzero: bool = False) -> int:
+        """Read a number (non-zero if ``nonzero``)."""
         return number(self._match(_DIGITS, what), what, nonzero)
 
     def quoted(self) -> bytes:
+        """Read a quoted string; its content with the escapes removed."""
         match = _QUOTED.match(self.data, self.pos)
         if match is None:
             raise BadCommand('unterminated quoted string, or \\ before other than " or \\')
@@ -171,6 +185,7 @@ class Parser:
         return _QUOTED_ESCAPE.sub(rb"\1", match[1])
 
     def literal(self) -> bytes:
+        """Read a literal (``{n}`` CRLF and n bytes, already in the buffer); its bytes."""
         match = _LITERAL.match(self.data, self.pos)
         if match is None:
             raise BadCommand("malformed literal")
@@ -196,6 +211,7 @@ class Parser:
         return self._match(_ASTRING_ATOM, what)
 
     def nstring(self, what: str = "string") -> bytes | None:
+        """Read NIL (None) or a string."""
         if self.peek(b"NIL") and not _ASTRING_ATOM.match(self.data, self.pos + 3):
             self.pos += 3
             return None
@@ -214,9 +230,11 @@ class Parser:
         return decode_mailbox(self._match(_LIST_CHARS, "mailbox pattern"))
 
     def flag(self) -> str:
+        """Read one flag (``\\Seen``, a keyword)."""
         return self._match(_FLAG, "flag (an ASCII atom)").decode("ascii")
 
     def flag_list(self) -> list[str]:
+        """Read a parenthesised list of flags."""
         return self.parenthesised(self.flag, "flags")
 
     def flags(self) -> list[str]:
@@ -239,6 +257,7 @@ class Parser:
             raise BadCommand('malformed date-time, e.g. "05-Mar-2024 10:30:00 +0100"') from None
 
     def sequence_set(self, max_ranges: int) -> SequenceSet:
+        """Read a sequence set of at most ``max_ranges`` ranges."""
         return parse_sequence_set(self._match(_SEQUENCE, "sequence set"), max_ranges)
 
 

@@ -1,6 +1,6 @@
 """The link to the local yggdrasil router: one admin connection, kept up, and the node's identity.
 
-Admin socket URIs are tried in order; when none is configured, config.DEFAULT_ADMIN_ENDPOINTS.
+Admin socket URIs are tried in order (the configuration supplies its defaults when none is configured).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from twisted.internet.interfaces import IProtocol, IProtocolFactory, IReactorTim
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
-from ygbridge.config import DEFAULT_ADMIN_ENDPOINTS
 from ygbridge.errors import RouterError, RouterUnreachable, TunDisabled
 from ygbridge.router.protocol import AdminProtocol, admin_endpoint
 from ygbridge.router.state import NodeIdentity, NodeStatus, Peer, Session, why_unreachable
+from ygbridge.transport import connection
 
 MAX_RETRY_DELAY = 60.0
 
@@ -30,11 +30,11 @@ Endpoints = Sequence[tuple[str, IStreamClientEndpoint]]
 
 
 def admin_endpoints(reactor: Any, uris: Sequence[str]) -> Endpoints:
-    """(uri, endpoint) for each admin URI, or for the defaults when ``uris`` is empty.
+    """(uri, endpoint) for each admin URI.
 
     Raises ConfigError for a URI that is neither ``unix://`` nor ``tcp://``.
     """
-    return [(uri, admin_endpoint(reactor, uri)) for uri in uris or DEFAULT_ADMIN_ENDPOINTS]
+    return [(uri, admin_endpoint(reactor, uri)) for uri in uris]
 
 
 def _reason(error: BaseException) -> str:
@@ -163,7 +163,7 @@ class RouterLink(Service):
         except RouterError as exc:
             if self.running:
                 self._failed(exc)
-            protocol.transport.loseConnection()  # type: ignore[union-attr]  # ClientService retries
+            connection(protocol).loseConnection()  # ClientService retries
             return
         if self.identity is not None and identity.key != self.identity.key:
             structlog.get_logger().warning(
@@ -206,7 +206,7 @@ class RouterLink(Service):
 
 async def read_node(reactor: Any, uris: Sequence[str]) -> NodeStatus:
     """One-off read of the router for the CLI: identity, TUN, peers and sessions over one
-    connection to the first of ``uris`` (or the defaults) that answers."""
+    connection to the first of ``uris`` that answers."""
     factory = Factory.forProtocol(partial(AdminProtocol, reactor))
     _, protocol = await connect_first(admin_endpoints(reactor, uris), factory)
     try:
@@ -215,5 +215,5 @@ async def read_node(reactor: Any, uris: Sequence[str]) -> NodeStatus:
         peers = await protocol.get_peers()
         sessions = await protocol.get_sessions() if tun.enabled else ()
     finally:
-        protocol.transport.loseConnection()  # type: ignore[union-attr]
+        connection(protocol).loseConnection()
     return NodeStatus(identity, tun, peers, sessions)

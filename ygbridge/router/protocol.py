@@ -36,6 +36,7 @@ from ygbridge.router.state import (
     parse_sessions,
     parse_tun,
 )
+from ygbridge.transport import connection
 
 REQUEST_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
@@ -78,15 +79,19 @@ class AdminProtocol(Protocol):
         return pending.answer
 
     def get_self(self) -> Deferred[NodeIdentity]:
+        """The router's identity (getSelf)."""
         return self.request("getSelf").addCallback(parse_self)
 
     def get_tun(self) -> Deferred[TunState]:
+        """The router's TUN state (getTun)."""
         return self.request("getTun").addCallback(parse_tun)
 
     def get_peers(self) -> Deferred[tuple[Peer, ...]]:
+        """The peers that are up (getPeers)."""
         return self.request("getPeers").addCallback(parse_peers)
 
     def get_sessions(self) -> Deferred[tuple[Session, ...]]:
+        """The router's sessions with other nodes (getSessions)."""
         return self.request("getSessions").addCallback(parse_sessions)
 
     def when_closed(self) -> Deferred[None]:
@@ -102,7 +107,7 @@ class AdminProtocol(Protocol):
             return
         self._current = pending = self._queue.popleft()
         message = {"request": pending.name, "arguments": pending.arguments, "keepalive": True}
-        self.transport.write(json.dumps(message).encode("utf-8"))  # type: ignore[union-attr]
+        connection(self).write(json.dumps(message).encode("utf-8"))
         self._timer = self._clock.callLater(self._timeout, self._timed_out)
 
     def dataReceived(self, data: bytes) -> None:
@@ -168,7 +173,7 @@ class AdminProtocol(Protocol):
         self._closed = True
         if pending is not None:
             pending.answer.errback(error)
-        self.transport.abortConnection()  # type: ignore[union-attr]
+        connection(self).abortConnection()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._closed = True

@@ -8,62 +8,32 @@ import ipaddress
 import socket
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Protocol, cast
 
-from twisted.internet import defer, error
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP6ClientEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IDelayedCall, IPullProducer, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPullProducer, IPushProducer, IReactorTCP, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ygbridge.message import split_message
+from ygbridge.message import header_section
 from ygbridge.notify import NO_REQUEST, DsnRequest
+from ygbridge.outcome import Reply
+from ygbridge.transport import Connection
 
 
-@dataclass(frozen=True)
-class Reply:
-    """One (possibly multi-line) SMTP reply."""
+class TCPConnection(Connection, Protocol):
+    """What the client uses of its transport: a TCP connection (``ITCPTransport`` and ``IConsumer``)."""
 
-    code: int
-    text: str
-    lines: tuple[str, ...] = field(default=(), compare=False, repr=False)  # each line's text
+    def setTcpNoDelay(self, enabled: bool) -> None: ...
 
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.code < 400
+    def registerProducer(self, producer: IPullProducer | IPushProducer, streaming: bool) -> None: ...
 
-    @property
-    def permanent(self) -> bool:
-        return 500 <= self.code < 600
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.text}"
-
-
-def describe_failure(failure: BaseException, destination: ipaddress.IPv6Address) -> str:
-    """Why an attempt to deliver to ``destination`` ended without replies, for people (status,
-    logs, notifications): no exception class names."""
-    node = destination.compressed
-    if isinstance(failure, (defer.TimeoutError, error.TimeoutError, error.TCPTimedOutError, TimeoutError)):
-        return f"no answer from {node} in time"
-    if isinstance(failure, (error.ConnectionRefusedError, ConnectionRefusedError)):
-        return f"{node} refused the connection: no mail service listens on its port"
-    if isinstance(failure, error.NoRouteError) or getattr(failure, "errno", None) in (101, 113):
-        return f"no route to node {node}"
-    if isinstance(failure, (error.ConnectionLost, error.ConnectionDone, ConnectionError)):
-        return f"the connection to {node} was lost during the transaction"
-    if isinstance(failure, error.ConnectError):
-        return (
-            f"cannot connect to {node}: {str(failure).removeprefix('An error occurred while connecting: ')}"
-        )
-    if isinstance(failure, OSError) and failure.strerror:
-        return f"cannot reach {node}: {failure.strerror}"
-    return f"delivery to {node} failed: {failure}" if str(failure) else f"delivery to {node} failed"
+    def unregisterProducer(self) -> None: ...
 
 
 class SMTPClientProtocol(LineOnlyReceiver):
@@ -90,6 +60,12 @@ class SMTPClientProtocol(LineOnlyReceiver):
         return waiter
 
     @property
+    def connection(self) -> TCPConnection:
+        """The transport, once connected (this client only dials TCP)."""
+        assert self.transport is not None, "not connected yet"
+        return cast(TCPConnection, self.transport)
+
+    @property
     def lost(self) -> Failure | None:
         """Why the connection closed, once it has."""
         return self._lost
@@ -102,7 +78,7 @@ class SMTPClientProtocol(LineOnlyReceiver):
         """Send command lines in one write (PIPELINING) and wait for their replies."""
         waiters = [self.next_reply() for _ in lines]
         if self._lost is None:
-            self.transport.write(b"".join(line + self.delimiter for line in lines))
+            self.connection.write(b"".join(line + self.delimiter for line in lines))
         return waiters
 
     def dataReceived(self, data: bytes) -> None:
@@ -136,7 +112,7 @@ class SMTPClientProtocol(LineOnlyReceiver):
             self._unread.append(reply)
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self.transport.loseConnection()
+        self.connection.loseConnection()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         reason = reason or Failure(ConnectionLost())
@@ -145,7 +121,11 @@ class SMTPClientProtocol(LineOnlyReceiver):
             self._waiting.popleft().errback(reason)
 
 
-def dot_stuffed(body: bytes, chunk: int = 65536) -> Iterator[bytes]:
+#: The size of each write of a message body: large writes, few trips through the reactor.
+PIECE = 1024 * 1024
+
+
+def dot_stuffed(body: bytes, chunk: int = PIECE) -> Iterator[bytes]:
     """The DATA payload for ``body`` in pieces of about ``chunk`` bytes, each ending a line:
     CRLF lines, leading dots doubled; the last piece ends in CRLF.CRLF (one write, no
     small trailing segment for Nagle's algorithm to hold back)."""
@@ -163,17 +143,26 @@ def dot_stuffed(body: bytes, chunk: int = 65536) -> Iterator[bytes]:
     yield previous + b".\r\n"
 
 
+def one_chunk(body: bytes, chunk: int = PIECE) -> Iterator[bytes]:
+    """``BDAT <size> LAST`` and ``body`` as it is (RFC 3030: no dot-stuffing, nothing for the
+    node to decode), in pieces of ``chunk`` bytes, the command in the first."""
+    yield b"BDAT %d LAST\r\n" % len(body) + body[:chunk]
+    for start in range(chunk, len(body), chunk):
+        yield body[start : start + chunk]
+
+
 #: The slowest transfer accepted (bytes per second) before DATA is abandoned as stalled.
 MIN_RATE = 10_000
 
 
 @implementer(IPullProducer)
 class _DataProducer:
-    """Writes the DATA payload as the connection drains, so it is never buffered whole."""
+    """Writes a message's payload (DATA or BDAT) as the connection drains, so that it is never
+    buffered whole."""
 
-    def __init__(self, transport: Any, body: bytes) -> None:
+    def __init__(self, transport: TCPConnection, pieces: Iterator[bytes]) -> None:
         self._transport = transport
-        self._pieces = dot_stuffed(body)
+        self._pieces = pieces
         self.done: Deferred[None] = Deferred()
 
     def resumeProducing(self) -> None:
@@ -193,7 +182,7 @@ class _DataProducer:
 def needs_smtputf8(sender: str, recipients: list[str], body: bytes) -> bool:
     """Whether a message is internationalised (RFC 6531): non-ASCII in its envelope or headers."""
     envelope = sender.isascii() and all(r.isascii() for r in recipients)
-    return not (envelope and split_message(body)[0].isascii())
+    return not (envelope and header_section(body).isascii())
 
 
 def _refusal_without_smtputf8(sender: str, recipients: list[str], node: str) -> Reply:
@@ -231,6 +220,7 @@ class Session:
 
     @property
     def open(self) -> bool:
+        """Whether the connection is still up (so it can carry another message)."""
         return self.protocol.lost is None
 
     def close(self) -> None:
@@ -239,7 +229,7 @@ class Session:
             self.idle.cancel()
         if self.open:
             self.protocol.sendLine(b"QUIT")
-            self.protocol.transport.loseConnection()
+            self.protocol.connection.loseConnection()
 
 
 class SMTPClient:
@@ -248,6 +238,7 @@ class SMTPClient:
     Connections are cached per node: a connection that ended its transaction is kept for the next
     one (RSET first if it ended early) and closed with QUIT after ``idle`` seconds unused. With
     PIPELINING, MAIL, every RCPT and DATA go in one write; replies are still read one by one.
+    A node that offers CHUNKING (RFC 3030) gets the body as one BDAT chunk, without dot-stuffing.
     At most ``max_idle`` connections are kept in all: the oldest is closed first.
     """
 
@@ -308,14 +299,14 @@ class SMTPClient:
             try:
                 results = await self._transaction(session, destination, sender, recipients, body, dsn)
             except StaleConnection as stale:
-                session.protocol.transport.abortConnection()
+                session.protocol.connection.abortConnection()
                 if reused:
                     continue
                 if stale.reply is not None:
                     return dict.fromkeys(recipients, stale.reply)
                 raise ConnectionLost("the connection closed before the node answered") from None
             except BaseException:
-                session.protocol.transport.abortConnection()
+                session.protocol.connection.abortConnection()
                 raise
             self._park(destination, session)
             return results
@@ -361,24 +352,24 @@ class SMTPClient:
             self._reactor, destination.compressed, self._port, timeout=self._timeout
         )
         protocol: SMTPClientProtocol = await endpoint.connect(Factory.forProtocol(SMTPClientProtocol))
-        protocol.transport.setTcpNoDelay(True)  # every write is a whole command group or a DATA piece
+        protocol.connection.setTcpNoDelay(True)  # every write is a whole command group or a DATA piece
         try:
             return await self._hello(protocol)
         except BaseException:
-            protocol.transport.abortConnection()
+            protocol.connection.abortConnection()
             raise
 
     async def _hello(self, protocol: SMTPClientProtocol) -> Session | Reply:
         greeting = await self._wait(protocol.next_reply())
         if not greeting.ok:
-            protocol.transport.loseConnection()
+            protocol.connection.loseConnection()
             return greeting
         hello = await self._wait(protocol.command(b"EHLO " + self._helo))
         if not hello.ok:
             hello = await self._wait(protocol.command(b"HELO " + self._helo))
             if not hello.ok:
                 protocol.sendLine(b"QUIT")
-                protocol.transport.loseConnection()
+                protocol.connection.loseConnection()
                 return hello
         keywords = frozenset(line.split(" ")[0].split("=")[0].upper() for line in hello.lines[1:])
         return Session(protocol, keywords)
@@ -411,7 +402,9 @@ class SMTPClient:
         for recipient in recipients:
             extra = dsn.notify(recipient).params() if with_dsn else ""
             commands.append(f"RCPT TO:<{recipient}>{extra}".encode())
-        commands.append(b"DATA")
+        chunking = "CHUNKING" in extensions  # the body goes as one BDAT chunk: a node like this one
+        if not chunking:
+            commands.append(b"DATA")
         reset, session.dirty = session.dirty, True  # clean again once the end of DATA is answered
         replies = _Replies(protocol, [b"RSET", *commands] if reset else commands, "PIPELINING" in extensions)
         try:
@@ -427,12 +420,18 @@ class SMTPClient:
                 reply = await self._wait(replies.next(mail.ok))
                 results[recipient] = reply if mail.ok else mail
             accepted = [r for r, reply in results.items() if reply.ok]
-            data = await self._wait(replies.next(bool(accepted)))
-            if data.code != 354:
-                results.update(dict.fromkeys(accepted, data))
-                return results
-            producer = _DataProducer(protocol.transport, body if accepted else b"")
-            protocol.transport.registerProducer(producer, False)
+            if chunking:
+                if not accepted:
+                    return results  # nothing sent: RSET before the next transaction
+                pieces = one_chunk(body)
+            else:
+                data = await self._wait(replies.next(bool(accepted)))
+                if data.code != 354:
+                    results.update(dict.fromkeys(accepted, data))
+                    return results
+                pieces = dot_stuffed(body if accepted else b"")
+            producer = _DataProducer(protocol.connection, pieces)
+            protocol.connection.registerProducer(producer, False)
             await producer.done.addTimeout(self._timeout + len(body) / MIN_RATE, self._clock)
             final = await self._wait(protocol.next_reply())
             session.dirty = not accepted  # a server that said 354 to no recipient got an empty message

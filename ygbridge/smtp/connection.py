@@ -23,6 +23,7 @@ from ygbridge.nodelay import send_at_once
 from ygbridge.quota import DiskFloor
 from ygbridge.smtp.commands import Refused, Reply
 from ygbridge.smtp.framing import LineBuffer, Overflow
+from ygbridge.smtp.spool import Offload, at_once
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +40,8 @@ class ServerSettings:
     limits: Limits
     max_size: int
     disk: DiskFloor | None = None
+    #: Where a message's spool file is written and read (worker threads; by default in place).
+    offload: Offload = at_once
 
 
 def source(peer: IAddress) -> str:

@@ -32,6 +32,7 @@ class LineBuffer:
         return len(self._buffer)
 
     def add(self, data: bytes) -> None:
+        """Append received bytes."""
         self._buffer += data
 
     def take(self, limit: int | None = None) -> bytes:
@@ -45,6 +46,7 @@ class LineBuffer:
         return data
 
     def clear(self) -> None:
+        """Drop everything buffered."""
         self._buffer.clear()
 
     def line(self) -> bytes | Overflow | None:

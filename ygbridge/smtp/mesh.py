@@ -101,7 +101,7 @@ class MeshPort:
         self._connected(source.compressed)
         return MeshDelivery(self._node, source, self._outbox, self._quota)
 
-    async def login(self, source: str, user: bytes, password: bytes) -> MeshDelivery:
+    async def login(self, source: str, user: bytes, password: bytes, encrypted: bool) -> MeshDelivery:
         raise Refused(502, "5.5.1", "AUTH is not offered here")
 
 

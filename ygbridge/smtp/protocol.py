@@ -51,8 +51,9 @@ class Port(Protocol):
     def open(self, peer: IAddress) -> Delivery | None:
         """The delivery of a new connection from ``peer``; None while it must log in first."""
 
-    def login(self, source: str, user: bytes, password: bytes) -> Awaitable[Delivery]:
-        """The delivery of a user; fails with UnauthorizedLogin or LoginThrottled."""
+    def login(self, source: str, user: bytes, password: bytes, encrypted: bool) -> Awaitable[Delivery]:
+        """The delivery of a user (``encrypted``: the session runs over TLS, which cannot change
+        after AUTH); fails with UnauthorizedLogin or LoginThrottled."""
 
 
 @dataclass
@@ -216,7 +217,7 @@ class SMTPServer(Connection):
         if self._settings.disk is not None:
             self._settings.disk.check(params.size or 0)
         commit = await delivery.mail(path, params)
-        self._transaction = Transaction(self._settings.max_size, commit, params)
+        self._transaction = Transaction(self._settings.max_size, commit, params, self._settings.offload)
         self._write(Reply(250, "2.1.0", "Sender OK"))
 
     async def _rcpt(self, arg: bytes) -> None:
@@ -326,7 +327,9 @@ class SMTPServer(Connection):
         else:
             raise Refused(504, "5.5.4", "Unrecognized authentication type: use PLAIN or LOGIN")
         try:
-            delivery = await self._port.login(source(self._wire.getPeer()), user, password)
+            delivery = await self._port.login(
+                source(self._wire.getPeer()), user, password, is_encrypted(self._wire)
+            )
         except UnauthorizedLogin:
             raise Refused(535, "5.7.8", "Authentication credentials invalid") from None
         except LoginThrottled:

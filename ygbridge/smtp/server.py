@@ -9,9 +9,8 @@ RSET or a new EHLO drops it with the transaction.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Awaitable, Callable
-from typing import IO, Protocol
+from typing import Protocol
 
 from zope.interface import Interface
 
@@ -19,12 +18,10 @@ from ygbridge.addressing import MailAddress
 from ygbridge.errors import InsufficientStorage
 from ygbridge.notify import DsnRequest, Notify
 from ygbridge.smtp.commands import MailParams, Path, Refused
+from ygbridge.smtp.spool import Offload, Spool
 
 #: Stores one message: its recipients, its bytes and the sender's DSN request.
 Commit = Callable[[list[MailAddress], bytes, DsnRequest], Awaitable[None]]
-
-#: DATA beyond this many bytes is spooled to a temporary file rather than kept in memory.
-SPOOL_IN_MEMORY = 1024 * 1024
 
 
 class IDelivery(Interface):
@@ -49,11 +46,11 @@ class DataTooLarge(Refused):
 
 
 class Transaction:
-    """One message: its recipients and its bytes (on disk past :data:`SPOOL_IN_MEMORY`),
-    held whole in memory only once, when it is committed."""
+    """One message: its recipients and its bytes (a :class:`~ygbridge.smtp.spool.Spool`, whose
+    file I/O runs on ``offload``), held whole in memory only once, when it is committed."""
 
-    def __init__(self, max_size: int, commit: Commit, params: MailParams) -> None:
-        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    def __init__(self, max_size: int, commit: Commit, params: MailParams, offload: Offload) -> None:
+        self._spool = Spool(offload)
         self._size = 0
         self._max_size = max_size
         self._commit = commit
@@ -71,7 +68,8 @@ class Transaction:
 
     @property
     def refusal(self) -> Exception | None:
-        """Why the message will be refused (too large, not spooled), once that is known."""
+        """Why the message will be refused (too large), once that is known; a spool that
+        cannot be written refuses it at :meth:`commit`."""
         return self._refusal
 
     @property
@@ -91,18 +89,15 @@ class Transaction:
         return DsnRequest(self._params.ret, self._params.envid, wanted)
 
     def write(self, data: bytes) -> None:
-        """Record decoded DATA; past the size limit (or if the spool fails) the rest is dropped
-        and :meth:`commit` refuses the message."""
+        """Record decoded DATA; past the size limit the rest is dropped and :meth:`commit`
+        refuses the message."""
         self._size += len(data)
         if self._refusal is not None or not data:
             return
         if self._size > self._max_size:
             self._drop(DataTooLarge(self._max_size))
             return
-        try:
-            self._spool.write(data)
-        except OSError as exc:
-            self._drop(InsufficientStorage(f"Insufficient system storage: cannot spool the message ({exc})"))
+        self._spool.write(data)
 
     def _drop(self, refusal: Exception) -> None:
         self._refusal = refusal
@@ -112,9 +107,13 @@ class Transaction:
         """Store the message for every recipient at once (or raise why it cannot be)."""
         if self._refusal is not None:
             raise self._refusal
-        self._spool.seek(0)
-        body = self._spool.read()
-        self.abort()
+        try:
+            body = await self._spool.read()
+        except OSError as exc:
+            reason = f"Insufficient system storage: cannot spool the message ({exc})"
+            raise InsufficientStorage(reason) from None
+        finally:
+            self.abort()
         await self._commit(self.recipients, body, self.dsn)
 
     def abort(self) -> None:

@@ -33,12 +33,17 @@ def _own_node(node: NodeAddress) -> ipaddress.IPv6Address:
 
 
 class SubmissionDelivery:
-    """One authenticated user's mail transactions."""
+    """One authenticated user's mail transactions; ``tls``: the session runs over TLS."""
 
-    def __init__(self, user: str, node: NodeAddress, outbox: Outbox) -> None:
+    def __init__(self, user: str, node: NodeAddress, outbox: Outbox, tls: bool = False) -> None:
         self._user = user
         self._node = node
         self._outbox = outbox
+        self._tls = tls
+
+    def over_tls(self) -> SubmissionDelivery:
+        """The same user's transactions in a session that runs over TLS."""
+        return SubmissionDelivery(self._user, self._node, self._outbox, tls=True)
 
     async def mail(self, path: Path, params: MailParams) -> Commit:
         own = MailAddress(self._user, _own_node(self._node))
@@ -48,7 +53,7 @@ class SubmissionDelivery:
             sender = None
         if sender != own:
             raise Refused(553, "5.7.1", f"You may send only as {own} (or {own.literal})")
-        return partial(self._outbox.accept, own, smtputf8=params.smtputf8)
+        return partial(self._outbox.accept, own, smtputf8=params.smtputf8, tls=self._tls)
 
     async def rcpt(self, path: Path) -> MailAddress:
         node = _own_node(self._node)
@@ -84,11 +89,11 @@ class SubmissionPort:
     def open(self, peer: IAddress) -> None:
         return None
 
-    async def login(self, source: str, user: bytes, password: bytes) -> Delivery:
+    async def login(self, source: str, user: bytes, password: bytes, encrypted: bool) -> Delivery:
         credentials = UsernamePassword(user, password)
         _, avatar, _ = await self._logins.login(self._portal, source, credentials, IDelivery)
-        delivery: Delivery = avatar
-        return delivery
+        delivery: SubmissionDelivery = avatar
+        return delivery.over_tls() if encrypted else delivery
 
 
 class SubmissionFactory(SMTPServerFactory):

@@ -20,7 +20,7 @@ import peewee
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.python.failure import Failure
 
-from ygbridge.store.db import StoreThread
+from ygbridge.store.db import DBRunner
 from ygbridge.store.models import database
 
 P = ParamSpec("P")
@@ -52,7 +52,7 @@ class GroupCommit(Generic[P, R]):
     (``write`` may open its own ``atomic()``: nested, it becomes a savepoint). When a shared
     transaction fails, each of its calls is tried alone, so one bad write fails only itself."""
 
-    def __init__(self, store: StoreThread, write: Callable[P, R], *, synced: bool = True) -> None:
+    def __init__(self, store: DBRunner, write: Callable[P, R], *, synced: bool = True) -> None:
         self._store = store
         self._write = write
         self._synced = synced

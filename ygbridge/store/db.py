@@ -1,5 +1,10 @@
 """Opening the database, schema migrations, and the one thread that runs blocking DB work.
 
+Peewee keeps one connection per thread. The command (``ygbridge user add``...) calls store
+functions on its own thread; the service calls them only through :class:`StoreThread`, and once
+that has started, a connection on any other thread is refused with :class:`OffThreadStoreCall`
+(a store call on the reactor would block it): the rule is kept by the database, not by care.
+
 A SQLite database and its directory are private to the service's user: the directory is created
 0700 and the database file 0600 (SQLite gives its -wal and -shm files the database file's mode),
 whatever the process umask. Write transactions take SQLite's write lock when they begin, so that
@@ -12,10 +17,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
@@ -24,9 +31,12 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from ygbridge.config import sqlite_path
 from ygbridge.errors import ConfigError
+from ygbridge.store.drivers import is_postgresql
 from ygbridge.store.migrations import MIGRATIONS
 from ygbridge.store.models import MODELS, SCHEMA_VERSION, SchemaVersion, database
 
@@ -49,14 +59,6 @@ PG_DUMP_HINT = "ygbridge does not copy a PostgreSQL database itself: back it up 
 POSTGRESQL_DRIVER_HINT = "PostgreSQL needs its driver: pip install 'ygbridge[postgresql]'"
 
 
-def sqlite_path(url: str, base_dir: Path) -> Path | None:
-    """The file of a ``sqlite:///`` URL (relative to ``base_dir``), or None for other URLs."""
-    if not url.startswith("sqlite:"):
-        return None
-    path = Path(unquote(urlsplit(url).path[1:] if url.startswith("sqlite:///") else url[7:]))
-    return path if path.is_absolute() else base_dir / path
-
-
 def create_private_file(path: Path) -> None:
     """Create ``path`` empty with mode 0600 (its directory 0700) unless it exists."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -66,19 +68,56 @@ def create_private_file(path: Path) -> None:
         pass
 
 
-def open_database(url: str, base_dir: Path) -> peewee.Database:
+class OffThreadStoreCall(RuntimeError):
+    """A store function ran outside the DB thread while a :class:`StoreThread` serves the database."""
+
+
+#: ``is_db_thread`` is set on the threads of :class:`StoreThread`.
+_this_thread = threading.local()
+
+
+class _DBThreadOnly(peewee.Database):
+    """A database that connects only on a DB thread once :meth:`keep_to_db_thread` was called."""
+
+    kept = False
+
+    def keep_to_db_thread(self) -> None:
+        """Close this thread's connection (the one opened to migrate); from now on only a DB
+        thread may connect. Every query on a thread without a connection connects first, so
+        a store call anywhere else raises :class:`OffThreadStoreCall`."""
+        self.close()
+        self.kept = True
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        if self.kept and not getattr(_this_thread, "is_db_thread", False):
+            raise OffThreadStoreCall(
+                f"a store function ran on thread {threading.current_thread().name!r}: while the "
+                "service runs, store functions run only on the DB thread (StoreThread.run)"
+            )
+        connected: bool = super().connect(reuse_if_open)
+        return connected
+
+
+class SqliteDatabase(_DBThreadOnly, peewee.SqliteDatabase):
+    """SQLite, kept to the DB thread while the service runs."""
+
+
+class PostgresqlDatabase(_DBThreadOnly, peewee.PostgresqlDatabase):
+    """PostgreSQL, kept to the DB thread while the service runs."""
+
+
+def open_database(url: str, base_dir: Path) -> SqliteDatabase | PostgresqlDatabase:
     """The database named by ``url`` (sqlite:///file or postgresql://...), not yet connected."""
     path = sqlite_path(url, base_dir)
+    db: SqliteDatabase | PostgresqlDatabase
     if path is not None:
         create_private_file(path)
-        db: peewee.Database = peewee.SqliteDatabase(
-            str(path), pragmas=SQLITE_PRAGMAS, timeout=BUSY_TIMEOUT, lock_type="IMMEDIATE"
-        )
-    elif url.startswith(("postgres://", "postgresql://")):
+        db = SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, timeout=BUSY_TIMEOUT, lock_type="IMMEDIATE")
+    elif is_postgresql(url):
         parts = urlsplit(url)
         # libpq's ?host=/var/run/postgresql names a unix socket directory
         query = dict(parse_qsl(parts.query))
-        db = peewee.PostgresqlDatabase(
+        db = PostgresqlDatabase(
             unquote(parts.path.lstrip("/")),
             user=unquote(parts.username or "") or None,
             password=unquote(parts.password or "") or None,
@@ -90,7 +129,7 @@ def open_database(url: str, base_dir: Path) -> peewee.Database:
     return db
 
 
-def connect(url: str, base_dir: Path) -> peewee.Database:
+def connect(url: str, base_dir: Path) -> SqliteDatabase | PostgresqlDatabase:
     """Open the database named by ``url``, connect, and migrate it (backing it up first)."""
     db = open_database(url, base_dir)
     try:
@@ -164,8 +203,18 @@ def backup_sqlite(db: peewee.Database, target: Path) -> None:
         destination.close()
 
 
+class DBRunner(Protocol):
+    """What runs blocking store functions: :class:`StoreThread`, or a test fake."""
+
+    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """Run ``fn(*args, **kwargs)`` where blocking store calls belong; a Deferred of its result."""
+
+
 class StoreThread(Service):
-    """Runs blocking store functions one at a time on a dedicated thread (after :func:`connect`)."""
+    """Runs blocking store functions one at a time on a dedicated thread (after :func:`connect`).
+
+    From its start, the database connects on no other thread (:class:`OffThreadStoreCall`).
+    """
 
     def __init__(self, reactor: IReactorThreads) -> None:
         self._reactor = reactor
@@ -173,16 +222,26 @@ class StoreThread(Service):
 
     def startService(self) -> None:
         super().startService()
+        database.obj.keep_to_db_thread()
         self._pool.start()
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None]:
+        """Let the thread finish the work queued so far and close its connection, then end it;
+        fires once it has, without blocking the reactor meanwhile."""
         super().stopService()
-        self._pool.stop()
+        finished = deferToThreadPool(self._reactor, self._pool, database.close)
+        return finished.addBoth(self._finished)
+
+    def _finished(self, closed: bool | Failure) -> None:
+        self._pool.stop()  # the thread has nothing left to do: it ends at once
+        if isinstance(closed, Failure):
+            log.error("store.close_failed", error=closed.getErrorMessage())
 
     def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
         """Call ``fn(*args, **kwargs)`` on the DB thread; its result must be plain values."""
-        return deferToThreadPool(self._reactor, self._pool, self._call, fn, *args, **kwargs)
+        return deferToThreadPool(self._reactor, self._pool, self._call, partial(fn, *args, **kwargs))
 
-    def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    def _call(self, work: Callable[[], T]) -> T:
+        _this_thread.is_db_thread = True
         database.connect(reuse_if_open=True)
-        return fn(*args, **kwargs)
+        return work()

@@ -12,7 +12,7 @@ import email.utils
 from dataclasses import dataclass
 from datetime import date
 
-from ygbridge.message import field_value, header_fields, split_message
+from ygbridge.message import field_value, header_fields, header_section
 
 #: Longest header field name kept (longer ones cannot be searched for).
 MAX_NAME = 255
@@ -56,7 +56,7 @@ def sent_date(value: bytes) -> date | None:
 
 def index_message(raw: bytes) -> MessageIndex:
     """The index entries of a raw message."""
-    header, _ = split_message(raw)
+    header = header_section(raw)
     fields = []
     day = None
     for name, field in header_fields(header):

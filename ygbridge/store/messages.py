@@ -17,7 +17,7 @@ from ygbridge.errors import NoSuchMailbox
 from ygbridge.store.flags import flag_bit, normalize_flags, pack_flags, unpack_flags
 from ygbridge.store.indexing import index_message
 from ygbridge.store.mailboxes import find_mailbox
-from ygbridge.store.models import HeaderField, Mailbox, Message, database
+from ygbridge.store.models import HeaderField, Mailbox, Message, database, tuples
 
 T = TypeVar("T")
 
@@ -189,8 +189,10 @@ def _recent(box: Mailbox) -> int:
     """How many messages of a mailbox are \\Recent and not yet claimed by a session."""
     if box.recent_from >= box.uidnext:
         return 0
-    return _scalar(
-        'SELECT COUNT(*) FROM "message" WHERE "mailbox_id" = ? AND "uid" >= ?', box.id, box.recent_from
+    return int(
+        _scalar(
+            'SELECT COUNT(*) FROM "message" WHERE "mailbox_id" = ? AND "uid" >= ?', box.id, box.recent_from
+        )
     )
 
 
@@ -293,7 +295,10 @@ def load_summaries(
         columns += ', substr("body", 1, "header_size")'
     p = database.param
     sql = f'SELECT {columns} FROM "message" WHERE "mailbox_id" = {p} AND "uid" BETWEEN {p} AND {p}'
-    return database.execute_sql(sql + ' ORDER BY "uid"', (mailbox_id, low, high)).fetchall()
+    rows: list[tuple[Any, ...]] = database.execute_sql(
+        sql + ' ORDER BY "uid"', (mailbox_id, low, high)
+    ).fetchall()
+    return rows
 
 
 def store_flags(mailbox_id: int, uids: Sequence[int], flags: Iterable[str], mode: int) -> list[FlagUpdate]:
@@ -307,7 +312,7 @@ def store_flags(mailbox_id: int, uids: Sequence[int], flags: Iterable[str], mode
             )
             changed: dict[frozenset[str], list[int]] = {}  # new flags -> the rows that get them
             unseen = 0
-            for row_id, uid, bits, keywords in query.order_by(Message.uid).tuples():
+            for row_id, uid, bits, keywords in tuples(query.order_by(Message.uid)):
                 old = unpack_flags(bits, keywords)
                 new = old | given if mode > 0 else old - given if mode < 0 else given
                 if new != old:
@@ -331,9 +336,9 @@ def expunge(mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
     with database.atomic():
         doomed: list[tuple[int, int]]
         if uids is None:
-            doomed = list(found.tuples())
+            doomed = list(tuples(found))
         else:
-            doomed = [row for chunk in _chunks(sorted(uids)) for row in found.where(_uid_in(chunk)).tuples()]
+            doomed = [row for chunk in _chunks(sorted(uids)) for row in tuples(found.where(_uid_in(chunk)))]
         doomed.sort()
         for chunk in _chunks([uid for uid, _ in doomed]):
             Message.delete().where(Message.mailbox == mailbox_id, _uid_in(chunk)).execute()
@@ -378,7 +383,7 @@ def move_messages(mailbox_id: int, uids: Sequence[int], user: str, target: str) 
             query = Message.select(Message.id, Message.uid, Message.system_flags).where(
                 Message.mailbox == mailbox_id, _uid_in(chunk)
             )
-            for row_id, uid, bits in list(query.order_by(Message.uid).tuples()):
+            for row_id, uid, bits in list(tuples(query.order_by(Message.uid))):
                 new_uid = box.uidnext + len(moved)
                 Message.update(mailbox=box.id, uid=new_uid).where(Message.id == row_id).execute()
                 source.append(uid)

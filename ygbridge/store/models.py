@@ -6,6 +6,9 @@ Message bodies are raw bytes exactly as received.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any, cast
+
 import peewee
 
 database = peewee.DatabaseProxy()
@@ -21,6 +24,10 @@ DEFAULT_MAILBOXES = {
 
 
 class BaseModel(peewee.Model):
+    """The models' common base: the deferred database, snake_case table names."""
+
+    id = peewee.AutoField()  # what peewee adds when a model declares no primary key, made visible
+
     class Meta:
         database = database
         legacy_table_names = False
@@ -135,6 +142,7 @@ class OutgoingRecipient(BaseModel):
     """One recipient of an outgoing message, on destination node ``destination``."""
 
     message = peewee.ForeignKeyField(OutgoingMessage, backref="recipients", on_delete="CASCADE")
+    message_id: int  # peewee's accessor for the foreign key's value (no query)
     recipient = peewee.CharField(max_length=998)
     destination = peewee.CharField(max_length=64, index=True)
     attempts = peewee.IntegerField(default=0)
@@ -151,6 +159,16 @@ class NodeRecord(BaseModel):
     key = peewee.CharField(max_length=64)
     address = peewee.CharField(max_length=64)
     seen = peewee.FloatField()
+
+
+def tuples(query: peewee.ModelSelect[Any]) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``query`` as tuples (peewee's stubs have ``tuples()`` still yield models)."""
+    return iter(cast(Iterator[tuple[Any, ...]], query.tuples()))
+
+
+def dicts(query: peewee.ModelSelect[Any]) -> Iterator[dict[str, Any]]:
+    """The rows of ``query`` as dicts (peewee's stubs have ``dicts()`` still yield models)."""
+    return iter(cast(Iterator[dict[str, Any]], query.dicts()))
 
 
 MODELS = [SchemaVersion, User, Mailbox, Message, HeaderField, OutgoingMessage, OutgoingRecipient, NodeRecord]

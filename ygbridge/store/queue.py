@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import peewee
 
 from ygbridge.notify import NO_REQUEST, DsnRequest, Notify, decode_events, encode_events
-from ygbridge.store.models import OutgoingMessage, OutgoingRecipient, database
+from ygbridge.store.models import OutgoingMessage, OutgoingRecipient, database, dicts
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def mark_warned(recipient_ids: list[int]) -> None:
 
 def summary() -> list[DestinationSummary]:
     """Per destination: queued recipients, the next attempt and an error recorded for it."""
-    rows = (
+    rows = dicts(
         OutgoingRecipient.select(
             OutgoingRecipient.destination,
             peewee.fn.COUNT(OutgoingRecipient.id).alias("count"),
@@ -176,7 +176,6 @@ def summary() -> list[DestinationSummary]:
         )
         .group_by(OutgoingRecipient.destination)
         .order_by(OutgoingRecipient.destination)
-        .dicts()
     )
     return [
         DestinationSummary(r["destination"], r["count"], r["next_attempt"], r["last_error"]) for r in rows

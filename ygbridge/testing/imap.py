@@ -1,17 +1,18 @@
-"""An IMAP server over a fresh in-memory store, and clients talking to it through StringTransport.
+"""An IMAP server over the store, and clients talking to it through StringTransport.
 
-Test modules make fixtures of these: ``lab = pytest.fixture(running_lab, name="lab")``.
+Test modules make fixtures of these: ``lab = pytest.fixture(running_lab, name="lab")``; the
+benchmarks build their servers with :func:`imap_factory` too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fakestore import CREATED, ImmediateDB, alice_database, result_of
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -21,9 +22,14 @@ from ygbridge.imap.server import ImapFactory
 from ygbridge.limits import Limits
 from ygbridge.logins import LoginGate
 from ygbridge.mailstore import Mailstore
+from ygbridge.testing.deferreds import result_of
+from ygbridge.testing.store import CREATED, ImmediateDB, alice_database
 
+#: The clock's time when an ImapLab starts.
 NOW = CREATED + 100
 MAX_MESSAGE_SIZE = 100_000
+#: alice's IMAP password.
+PASSWORD = b"secret"
 #: Mixed-case and repeated header names, 8-bit UTF-8 in a header and the body.
 MESSAGE = (
     b"Received: from a\r\n\tby b\r\n"
@@ -53,11 +59,12 @@ class Client:
 
     def received(self) -> bytes:
         """What the server wrote since the last call."""
-        data = self.transport.value()
+        data: bytes = self.transport.value()  # StringTransport.value is unannotated
         self.transport.clear()
         return data
 
     def login(self) -> None:
+        """LOGIN as alice, checking that it succeeds."""
         assert self.send(b"a LOGIN alice secret\r\n").startswith(b"a OK [CAPABILITY IMAP4rev1 ")
 
     def select(self, mailbox: bytes = b"INBOX", recent: bool = False) -> None:
@@ -71,30 +78,68 @@ class Client:
         assert self.send(b"s SELECT " + mailbox + b"\r\n").endswith(b"s OK [READ-WRITE] SELECT completed\r\n")
 
     def append(self, message: bytes, mailbox: bytes = b"INBOX", extra: bytes = b"") -> bytes:
+        """APPEND ``message`` by a synchronising literal; the server's answer after the literal."""
         assert self.send(b"p APPEND %b%b {%d}\r\n" % (mailbox, extra, len(message))) == (
             b"+ Ready for %d octets of data\r\n" % len(message)
         )
         return self.send(message + b"\r\n")
 
     def disconnect(self) -> None:
+        """The client went away: the server sees its connection lost."""
         self.server.connectionLost(Failure(ConnectionDone()))
 
 
-class ImapLab:
-    """User alice (password ``secret``) on a fresh database, a Mailstore on a Clock, the server."""
+def imap_factory(
+    mailstore: Mailstore,
+    clock: IReactorTime,
+    checker: InMemoryUsernamePasswordDatabaseDontUse,
+    *,
+    limits: Limits | None = None,
+    max_message_size: int = MAX_MESSAGE_SIZE,
+    logins: LoginGate | None = None,
+) -> ImapFactory:
+    """The IMAP server factory over ``mailstore``, its users those of ``checker`` (whose avatar ids
+    are bytes: add them with bytes names)."""
+    portal = Portal(ImapRealm(mailstore), [checker])
+    return ImapFactory(
+        portal, clock, limits=limits or Limits(), max_message_size=max_message_size, logins=logins
+    )
 
-    def __init__(self, limits: Limits | None = None, logins: LoginGate | None = None) -> None:
+
+def alice_checker(password: bytes = PASSWORD) -> InMemoryUsernamePasswordDatabaseDontUse:
+    """A credentials checker that knows user alice with ``password``."""
+    checker = InMemoryUsernamePasswordDatabaseDontUse()
+    checker.addUser(b"alice", password)
+    return checker
+
+
+class ImapLab:
+    """User alice (password ``secret``) on the current database, a Mailstore running its store
+    calls at once on a Clock set to ``now``, and the IMAP server factory."""
+
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        logins: LoginGate | None = None,
+        *,
+        now: float = NOW,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+    ) -> None:
         self.clock = Clock()
-        self.clock.advance(NOW)
+        self.clock.advance(now)
         self.mailstore = Mailstore(ImmediateDB(), self.clock)
-        self.checker = InMemoryUsernamePasswordDatabaseDontUse()
-        self.checker.addUser(b"alice", b"secret")  # its avatar ids are bytes
-        portal = Portal(ImapRealm(self.mailstore), [self.checker])
-        self.factory = ImapFactory(
-            portal, self.clock, limits=limits or Limits(), max_message_size=MAX_MESSAGE_SIZE, logins=logins
+        self.checker = alice_checker()
+        self.factory = imap_factory(
+            self.mailstore,
+            self.clock,
+            self.checker,
+            limits=limits,
+            max_message_size=max_message_size,
+            logins=logins,
         )
 
     def client(self) -> Client:
+        """A new connection to the server."""
         return Client(self.factory)
 
     def deliver(self, body: bytes = MESSAGE, **kwargs: object) -> int | None:
@@ -104,9 +149,11 @@ class ImapLab:
 
 
 def running_lab(store_backend: str) -> Iterator[ImapLab]:
+    """A fixture body: an ImapLab on a fresh database with alice, for the length of a test."""
     for _ in alice_database(store_backend):
         yield ImapLab()
 
 
 def first_client(lab: ImapLab) -> Client:
+    """A fixture body: the lab's first client."""
     return lab.client()

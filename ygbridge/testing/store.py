@@ -1,4 +1,5 @@
-"""Store test doubles: a fresh in-memory database, and a DB runner that runs at once."""
+"""Store test doubles: a fresh migrated database (in-memory SQLite, or an emptied PostgreSQL one),
+users and messages made straight through the store, and a DB runner that runs at once."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import ParamSpec, TypeVar
 
 import peewee
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.python.failure import Failure
 
 from ygbridge.store import messages
 from ygbridge.store.db import migrate, open_database
@@ -29,6 +29,7 @@ class ImmediateDB:
     """
 
     def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """``fn(*args, **kwargs)`` now; an already fired (or failed) Deferred of its result."""
         try:
             return succeed(fn(*args, **kwargs))
         except Exception:
@@ -37,7 +38,8 @@ class ImmediateDB:
 
 def memory_database(backend: str = "sqlite") -> peewee.Database:
     """Point the models at a new, migrated database: in-memory SQLite for ``sqlite``, else an
-    emptied PostgreSQL database at that URL (the ``store_backend`` fixture of conftest.py)."""
+    emptied PostgreSQL database at that URL (as :func:`ygbridge.testing.postgresql.running_server`
+    yields)."""
     if backend == "sqlite":
         db: peewee.Database = peewee.SqliteDatabase(":memory:", pragmas={"foreign_keys": 1})
         database.initialize(db)
@@ -79,19 +81,3 @@ def add_message(body: bytes = b"Subject: x\r\n\r\nhi\r\n", mailbox: str = "INBOX
     added = messages.add_message("alice", mailbox, body, **options)  # type: ignore[arg-type]
     assert added is not None
     return added.uid
-
-
-def result_of(deferred: Deferred[T]) -> T:
-    """The result of a Deferred that has already fired successfully."""
-    results: list[T] = []
-    deferred.addCallback(results.append)
-    assert results, f"{deferred!r} has not fired, or failed"
-    return results[0]
-
-
-def failure_of(deferred: Deferred[object]) -> Failure:
-    """The failure of a Deferred that has already failed (now handled)."""
-    failures: list[Failure] = []
-    deferred.addErrback(failures.append)
-    assert failures, f"{deferred!r} has not failed"
-    return failures[0]
