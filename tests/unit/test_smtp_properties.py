@@ -1,6 +1,6 @@
 """Property-based tests of the SMTP command and path parsers, the address parser and the protocol:
 no exception escapes, and every reply is a well-formed SMTP reply line with an enhanced code.
-Quick by default; ``HYPOTHESIS_PROFILE=thorough`` runs at least 10,000 examples each."""
+Quick by default; ``HYPOTHESIS_PROFILE=thorough`` runs 5,000 examples each."""
 
 from __future__ import annotations
 
