@@ -56,8 +56,9 @@ def backoff(attempts: int, initial: float, maximum: float, jitter: float) -> flo
 
 
 class DeliveryService(TimerService):
-    """Delivers queued mail: on a timer, on :meth:`poke` (new mail) and :meth:`retry_now` (a
-    destination just became reachable, so its backoff is skipped)."""
+    """Delivers queued mail: on a timer, on :meth:`poke` (new mail), on :meth:`wake` (the
+    destination connected to us) and :meth:`retry_now` (it just became reachable again), the
+    last two skipping its backoff."""
 
     def __init__(
         self,
@@ -106,6 +107,17 @@ class DeliveryService(TimerService):
         if wake is not None and not wake.pending:
             wake.put(None)
         self._start(destination, force=False)
+
+    def wake(self, destination: str) -> None:
+        """Try ``destination``'s mail now, whatever its backoff (it has just connected to us):
+        the attempts in flight go on, and what waits for its backoff goes beside or after them."""
+        wake = self._wake.get(destination)
+        if wake is None:
+            self._start(destination, force=True)
+            return
+        self._again.add(destination)
+        if not wake.pending:
+            wake.put(True)
 
     def retry_now(self, destination: str) -> None:
         """Try all of ``destination``'s mail now, whatever its backoff (it is reachable again).
