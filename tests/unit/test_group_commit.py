@@ -94,3 +94,17 @@ def test_an_unsynced_write_commits_without_its_own_fsync_and_restores_full(tmp_p
         assert database.execute_sql("PRAGMA synchronous").fetchone()[0] == 2
     finally:
         database.close()
+
+
+def test_different_writes_of_one_db_thread_share_a_transaction() -> None:
+    memory_database()
+    db = ManualDB()
+    enqueue = GroupCommit(db, queue.enqueue)  # type: ignore[arg-type]
+    remove = GroupCommit(db, queue.remove, synced=False)  # type: ignore[arg-type]
+    first = enqueue(*_enqueue(0))
+    removed, second = remove(1, [1]), enqueue(*_enqueue(1))  # they wait for the first
+    db.finish()
+    assert first.result == 1 and len(db.calls) == 1  # both in the one transaction that follows
+    db.finish()
+    assert removed.called and second.called
+    assert db.transactions == 2 and [m.body for m in OutgoingMessage.select()] == [b"1\r\n"]
