@@ -83,7 +83,7 @@ class NodeService(MultiService):
             self.store,
             self.mailstore,
             self.node_address,
-            lambda dest: self.delivery.poke(dest),
+            lambda destination, message: self.delivery.poke(destination, message),
             foreign_from=config.foreign_from,
         )
         self.delivery = DeliveryService(

@@ -70,6 +70,30 @@ def enqueue(
     return int(message.id)
 
 
+def enqueue_for_delivery(
+    sender: str,
+    body: bytes,
+    message_id: str | None,
+    recipients: list[tuple[str, str]],
+    now: float,
+    dsn: DsnRequest = NO_REQUEST,
+) -> list[tuple[str, QueuedMessage]]:
+    """:func:`enqueue`; returns the message as each destination's queue holds it, so that it
+    can be tried at once without reading it back."""
+    with database.atomic():
+        queue_id = enqueue(sender, body, message_id, recipients, now, dsn)
+        rows = (
+            OutgoingRecipient.select(OutgoingRecipient, OutgoingMessage)
+            .join(OutgoingMessage)
+            .where(OutgoingRecipient.message == queue_id)
+            .order_by(OutgoingRecipient.id)
+        )
+        grouped: dict[str, list[OutgoingRecipient]] = {}
+        for row in rows:
+            grouped.setdefault(row.destination, []).append(row)
+    return [(destination, _queued(group)) for destination, group in grouped.items()]
+
+
 def due_destinations(now: float) -> list[str]:
     """Destinations with at least one recipient due for an attempt."""
     query = (
