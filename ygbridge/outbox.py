@@ -51,7 +51,7 @@ class Outbox:
         self._clock = clock
         self._foreign_from = foreign_from
         self._store = store
-        self._enqueue = GroupCommit(store, queue.enqueue_for_delivery)  # submissions that meet: one commit
+        self._enqueue = GroupCommit(store, queue.enqueue)  # submissions that meet: one commit
         self._mailstore = mailstore
         self._node = node
         self._queued = queued

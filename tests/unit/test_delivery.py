@@ -334,7 +334,7 @@ def test_mail_handed_over_as_it_is_queued_is_sent_once_without_reading_the_queue
 
     service._store.run = recording  # type: ignore[method-assign]
     for n in (1, 2):  # the second beside the first, which is still in flight
-        [(destination, message)] = queue.enqueue_for_delivery(
+        [(destination, message)] = queue.enqueue(
             "a@x.meship", b"%d\r\n" % n, f"<{n}@x>", [("b@y.meship", PEER)], 0
         )
         service.poke(destination, message)

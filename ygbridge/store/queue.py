@@ -47,9 +47,10 @@ def enqueue(
     recipients: list[tuple[str, str]],
     now: float,
     dsn: DsnRequest = NO_REQUEST,
-) -> int:
+) -> list[tuple[str, QueuedMessage]]:
     """Store a message for (recipient, destination address) pairs with the sender's DSN request;
-    returns its queue id."""
+    returns it as each destination's queue holds it, so that it can be tried at once without
+    reading it back."""
     with database.atomic():
         message = OutgoingMessage.create(
             sender=sender, body=body, message_id=message_id, created=now, ret=dsn.ret, envid=dsn.envid
@@ -67,25 +68,10 @@ def enqueue(
                 for rcpt, dest in recipients
             ]
         ).execute()
-    return int(message.id)
-
-
-def enqueue_for_delivery(
-    sender: str,
-    body: bytes,
-    message_id: str | None,
-    recipients: list[tuple[str, str]],
-    now: float,
-    dsn: DsnRequest = NO_REQUEST,
-) -> list[tuple[str, QueuedMessage]]:
-    """:func:`enqueue`; returns the message as each destination's queue holds it, so that it
-    can be tried at once without reading it back."""
-    with database.atomic():
-        queue_id = enqueue(sender, body, message_id, recipients, now, dsn)
         rows = (
             OutgoingRecipient.select(OutgoingRecipient, OutgoingMessage)
             .join(OutgoingMessage)
-            .where(OutgoingRecipient.message == queue_id)
+            .where(OutgoingRecipient.message == message)
             .order_by(OutgoingRecipient.id)
         )
         grouped: dict[str, list[OutgoingRecipient]] = {}
