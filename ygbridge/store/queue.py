@@ -69,15 +69,14 @@ def enqueue(
             ]
         ).execute()
         rows = (
-            OutgoingRecipient.select(OutgoingRecipient, OutgoingMessage)
-            .join(OutgoingMessage)
+            OutgoingRecipient.select()
             .where(OutgoingRecipient.message == message)
             .order_by(OutgoingRecipient.id)
         )
         grouped: dict[str, list[OutgoingRecipient]] = {}
         for row in rows:
             grouped.setdefault(row.destination, []).append(row)
-    return [(destination, _queued(group)) for destination, group in grouped.items()]
+    return [(destination, _queued(group, message)) for destination, group in grouped.items()]
 
 
 def due_destinations(now: float) -> list[str]:
@@ -127,8 +126,9 @@ def due_messages(
     return [_queued(grouped[i]) for i in ids]
 
 
-def _queued(rows: list[OutgoingRecipient]) -> QueuedMessage:
-    message = rows[0].message
+def _queued(rows: list[OutgoingRecipient], message: OutgoingMessage | None = None) -> QueuedMessage:
+    """The queue entry of ``rows`` (recipients of one message); ``message`` saves reading it back."""
+    message = rows[0].message if message is None else message
     return QueuedMessage(
         id=message.id,
         sender=message.sender,
