@@ -56,8 +56,9 @@ def backoff(attempts: int, initial: float, maximum: float, jitter: float) -> flo
 
 
 class DeliveryService(TimerService):
-    """Delivers queued mail: on a timer, on :meth:`poke` (new mail) and :meth:`retry_now` (a
-    destination just became reachable, so its backoff is skipped)."""
+    """Delivers queued mail: on a timer, on :meth:`poke` (new mail), on :meth:`wake` (the
+    destination connected to us) and :meth:`retry_now` (it just became reachable again), the
+    last two skipping its backoff."""
 
     def __init__(
         self,
@@ -98,14 +99,31 @@ class DeliveryService(TimerService):
         self._active: set[str] = set()
         self._again: set[str] = set()  # destinations to retry at once when their drain ends
         self._sending: dict[str, set[Deferred[dict[str, Reply]]]] = {}  # attempts in flight per node
+        self._handed: dict[str, list[queue.QueuedMessage]] = {}  # per drain: just queued, not yet tried
 
-    def poke(self, destination: str) -> None:
+    def poke(self, destination: str, message: queue.QueuedMessage | None = None) -> None:
         """Try ``destination``'s due mail now (new mail was queued for it): a drain under way
-        looks for it at once, so that it can go on a connection of its own."""
+        looks for it at once, so that it can go on a connection of its own. ``message``, just
+        queued, is tried as it is, without reading it back (a few per drain: the rest wait in
+        the queue)."""
+        handed = self._handed.get(destination)
+        if message is not None and handed is not None and len(handed) < self._per_node:
+            handed.append(message)
         wake = self._wake.get(destination)
         if wake is not None and not wake.pending:
             wake.put(None)
-        self._start(destination, force=False)
+        self._start(destination, force=False, handed=[message] if message is not None else [])
+
+    def wake(self, destination: str) -> None:
+        """Try ``destination``'s mail now, whatever its backoff (it has just connected to us):
+        the attempts in flight go on, and what waits for its backoff goes beside or after them."""
+        wake = self._wake.get(destination)
+        if wake is None:
+            self._start(destination, force=True)
+            return
+        self._again.add(destination)
+        if not wake.pending:
+            wake.put(True)
 
     def retry_now(self, destination: str) -> None:
         """Try all of ``destination``'s mail now, whatever its backoff (it is reachable again).
@@ -131,11 +149,11 @@ class DeliveryService(TimerService):
         for destination in destinations:
             self._start(destination, force=False)
 
-    def _start(self, destination: str, force: bool) -> None:
+    def _start(self, destination: str, force: bool, handed: list[queue.QueuedMessage] | None = None) -> None:
         if not self.running or destination in self._active or self._attempts >= self._concurrency:
             return
         self._active.add(destination)
-        drained = Deferred.fromCoroutine(self._drain(destination, force))
+        drained = Deferred.fromCoroutine(self._drain(destination, force, handed or []))
         drained.addErrback(
             lambda f: log.error("delivery.drain_failed", destination=destination, error=f.getErrorMessage())
         )
@@ -147,7 +165,7 @@ class DeliveryService(TimerService):
             self._again.discard(destination)
             self._start(destination, force=True)
 
-    async def _drain(self, destination: str, force: bool) -> None:
+    async def _drain(self, destination: str, force: bool, handed: list[queue.QueuedMessage]) -> None:
         """Send one node's messages, oldest first, up to ``per_node`` at a time, until none is due
         or the node stops answering (then the attempts in flight end and no new one starts).
 
@@ -155,21 +173,36 @@ class DeliveryService(TimerService):
         """
         finished: DeferredQueue[bool | None] = DeferredQueue()
         self._wake[destination] = finished
+        self._handed[destination] = handed
         try:
-            await self._drain_loop(destination, force, finished)
+            await self._drain_loop(destination, force, finished, handed)
         finally:
             del self._wake[destination]
+            del self._handed[destination]
 
-    async def _drain_loop(self, destination: str, force: bool, finished: DeferredQueue[bool | None]) -> None:
+    async def _drain_loop(
+        self,
+        destination: str,
+        force: bool,
+        finished: DeferredQueue[bool | None],
+        handed: list[queue.QueuedMessage],
+    ) -> None:
         inflight: set[int] = set()
         answering = True
         while self.running:
             room = min(self._per_node - len(inflight), self._concurrency - self._attempts)
             if answering and room > 0:
-                messages = await self._store.run(
-                    queue.due_messages, destination, self._clock.seconds(), force, inflight, room
-                )
+                messages = handed[:room]
+                if messages:
+                    del handed[:room]
+                else:
+                    messages = await self._store.run(
+                        queue.due_messages, destination, self._clock.seconds(), force, inflight, room
+                    )
                 for message in messages:
+                    handed[:] = [m for m in handed if m.id != message.id]  # also found in the queue
+                    if message.id in inflight:
+                        continue
                     inflight.add(message.id)
                     self._attempts += 1
                     attempt = Deferred.fromCoroutine(self._attempt(destination, message))

@@ -83,7 +83,7 @@ class NodeService(MultiService):
             self.store,
             self.mailstore,
             self.node_address,
-            lambda dest: self.delivery.poke(dest),
+            lambda destination, message: self.delivery.poke(destination, message),
             foreign_from=config.foreign_from,
         )
         self.delivery = DeliveryService(
@@ -184,7 +184,7 @@ class NodeService(MultiService):
 
     def _mesh_factory(self, address: ipaddress.IPv6Address) -> MeshFactory:
         """Mesh SMTP for ``address``; a node that connects is reachable, so its queue is tried."""
-        return MeshFactory(address, self.outbox, self._quota, self.delivery.retry_now, self._smtp)
+        return MeshFactory(address, self.outbox, self._quota, self.delivery.wake, self._smtp)
 
     def _reappeared(self, destination: str) -> None:
         """A node is reachable again: connections kept from before are suspect, its mail goes now."""

@@ -45,13 +45,13 @@ class Outbox:
         store: StoreThread,
         mailstore: Mailstore,
         node: Callable[[], ipaddress.IPv6Address | None],
-        queued: Callable[[str], None],
+        queued: Callable[[str, queue.QueuedMessage], None],
         foreign_from: str = REFUSE,
     ) -> None:
         self._clock = clock
         self._foreign_from = foreign_from
         self._store = store
-        self._enqueue = GroupCommit(store, queue.enqueue)  # submissions that meet share a commit
+        self._enqueue = GroupCommit(store, queue.enqueue)  # submissions that meet: one commit
         self._mailstore = mailstore
         self._node = node
         self._queued = queued
@@ -88,8 +88,11 @@ class Outbox:
             added = f"Message-ID: {mid}\r\n".encode("ascii") + added
         body = received_submission(sender, self._clock.seconds(), smtputf8, tls) + added + body
         remote = [(str(r), r.node.compressed) for r in dict.fromkeys(recipients) if r.node != node]
-        if remote:
-            await self._enqueue(str(sender), body, mid, remote, self._clock.seconds(), dsn)
+        queued = (
+            await self._enqueue(str(sender), body, mid, remote, self._clock.seconds(), dsn) if remote else []
+        )
+        for destination, message in queued:
+            self._queued(destination, message)
         local = [r for r in recipients if r.node == node]
         stored = await self._store_local(
             [r.local for r in local], return_path(str(sender)) + body if local else body, mid, sender.node
@@ -97,8 +100,6 @@ class Outbox:
         await self._report_delivered(
             str(sender), [str(MailAddress(n, sender.node)) for n in stored], body, dsn
         )
-        for destination in dict.fromkeys(dest for _, dest in remote):
-            self._queued(destination)
 
     async def deliver_local(
         self,
@@ -221,8 +222,8 @@ class Outbox:
             await self._deliver_report(address, report, mid)
         else:  # back over the mesh, from the null sender so that it can never bounce in turn
             destination = address.node.compressed
-            await self._enqueue("", report, mid, [(str(address), destination)], now)
-            self._queued(destination)
+            for queued in await self._enqueue("", report, mid, [(str(address), destination)], now):
+                self._queued(*queued)
 
     async def _deliver_report(self, sender: MailAddress, report: bytes, mid: str) -> None:
         """Final delivery of a report this node wrote into its own user's INBOX."""

@@ -53,7 +53,7 @@ class Node:
         self.db = db or ImmediateDB()
         self.poked: list[str] = []
         mailstore = Mailstore(self.db, self.clock)
-        self.outbox = Outbox(self.clock, self.db, mailstore, lambda: NODE, self.poked.append)
+        self.outbox = Outbox(self.clock, self.db, mailstore, lambda: NODE, lambda d, _: self.poked.append(d))
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(b"alice", b"pw")
         portal = Portal(SubmissionRealm(lambda: NODE, self.outbox), [checker])

@@ -74,7 +74,7 @@ class Connection(Session):
 
 def submission(peer: str, allow_plaintext: bool = False, implicit_tls: bool = False) -> Connection:
     clock = Clock()
-    outbox = Outbox(clock, ImmediateDB(), Mailstore(ImmediateDB(), clock), lambda: NODE, lambda _: None)
+    outbox = Outbox(clock, ImmediateDB(), Mailstore(ImmediateDB(), clock), lambda: NODE, lambda *_: None)
     portal = _portal(SubmissionRealm(lambda: NODE, outbox))
     settings = ServerSettings(clock, Limits(), 1000)
     tls = ClientTLS(CONTEXT, allow_plaintext)

@@ -297,3 +297,50 @@ def test_new_mail_goes_beside_an_attempt_in_flight() -> None:
     first.callback({"b@y.meship": OK})
     assert queue.summary() == []
     service.stopService()
+
+
+def test_a_connection_from_the_node_wakes_waiting_mail_and_cancels_nothing() -> None:
+    clock = Clock()
+    first: Deferred = Deferred()
+    peer = FakePeer(ConnectionRefusedError("down"), first, OK)
+    service = _service(peer, clock)
+    queue.enqueue("a@x.meship", b"1\r\n", "<1@x>", [("b@y.meship", PEER)], 0.0)
+    service.startService()  # fails: backs off for seconds
+    service.wake(PEER)  # the node connected: its mail goes now
+    assert len(peer.sent) == 2
+    queue.enqueue("a@x.meship", b"2\r\n", "<2@x>", [("b@y.meship", PEER)], 0.0)
+    queue.postpone([2], "backing off", 1000.0)  # waits far in the future
+    service.wake(PEER)  # again, while the first attempt is in flight
+    assert not first.called  # not cancelled
+    assert [body for _, _, body in peer.sent] == [b"1\r\n", b"1\r\n", b"2\r\n"]
+    first.callback({"b@y.meship": OK})
+    assert queue.summary() == []
+    service.stopService()
+
+
+def test_mail_handed_over_as_it_is_queued_is_sent_once_without_reading_the_queue() -> None:
+    clock = Clock()
+    first: Deferred = Deferred()
+    second: Deferred = Deferred()
+    peer = FakePeer(first, second)
+    service = _service(peer, clock)
+    service.startService()
+    reads: list[str] = []
+    run = service._store.run
+
+    def recording(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append(fn.__name__)
+        return run(fn, *args, **kwargs)
+
+    service._store.run = recording  # type: ignore[method-assign]
+    for n in (1, 2):  # the second beside the first, which is still in flight
+        [(destination, message)] = queue.enqueue(
+            "a@x.meship", b"%d\r\n" % n, f"<{n}@x>", [("b@y.meship", PEER)], 0
+        )
+        service.poke(destination, message)
+    assert [body for _, _, body in peer.sent] == [b"1\r\n", b"2\r\n"]
+    assert "due_messages" not in reads
+    first.callback({"b@y.meship": OK})
+    second.callback({"b@y.meship": OK})
+    assert len(peer.sent) == 2 and queue.summary() == []  # each sent once
+    service.stopService()

@@ -40,6 +40,10 @@ def _enqueue(n: int) -> tuple[str, bytes, str, list[tuple[str, str]], float]:
     return ("a@x.meship", b"%d\r\n" % n, f"<{n}@x>", [("b@y.meship", "203::1")], 0.0)
 
 
+def _ids(queued: list[tuple[str, queue.QueuedMessage]]) -> list[int]:
+    return [message.id for _, message in queued]
+
+
 def test_writes_that_wait_share_one_transaction() -> None:
     memory_database()
     db = ManualDB()
@@ -47,10 +51,10 @@ def test_writes_that_wait_share_one_transaction() -> None:
     results = [enqueue(*_enqueue(n)) for n in range(5)]
     assert len(db.calls) == 1  # the first runs at once, the others wait for it
     db.finish()
-    assert results[0].result == 1 and not results[1].called
+    assert _ids(results[0].result) == [1] and not results[1].called
     assert len(db.calls) == 1
     db.finish()  # the four that waited, in one transaction
-    assert [r.result for r in results] == [1, 2, 3, 4, 5]
+    assert [_ids(r.result) for r in results] == [[1], [2], [3], [4], [5]]
     assert db.transactions == 2 and not db.calls
     assert OutgoingMessage.select().count() == 5
 
@@ -73,7 +77,7 @@ def test_a_failing_write_fails_alone() -> None:
     failures: list[Any] = []
     results[2].addErrback(failures.append)
     assert failures and failures[0].check(ValueError)
-    assert [results[n].result for n in (0, 1, 3)] == [1, 2, 3]
+    assert [_ids(results[n].result) for n in (0, 1, 3)] == [[1], [2], [3]]
     assert sorted(m.body for m in OutgoingMessage.select()) == [b"0\r\n", b"1\r\n", b"3\r\n"]
 
 
@@ -94,3 +98,17 @@ def test_an_unsynced_write_commits_without_its_own_fsync_and_restores_full(tmp_p
         assert database.execute_sql("PRAGMA synchronous").fetchone()[0] == 2
     finally:
         database.close()
+
+
+def test_different_writes_of_one_db_thread_share_a_transaction() -> None:
+    memory_database()
+    db = ManualDB()
+    enqueue = GroupCommit(db, queue.enqueue)  # type: ignore[arg-type]
+    remove = GroupCommit(db, queue.remove, synced=False)  # type: ignore[arg-type]
+    first = enqueue(*_enqueue(0))
+    removed, second = remove(1, [1]), enqueue(*_enqueue(1))  # they wait for the first
+    db.finish()
+    assert _ids(first.result) == [1] and len(db.calls) == 1  # both in the one transaction that follows
+    db.finish()
+    assert removed.called and second.called
+    assert db.transactions == 2 and [m.body for m in OutgoingMessage.select()] == [b"1\r\n"]

@@ -25,7 +25,7 @@ def _outbox(foreign_from: str = "refuse") -> Outbox:
     clock = Clock()
     clock.advance(1_700_000_000)
     db = ImmediateDB()
-    return Outbox(clock, db, Mailstore(db, clock), lambda: NODE, lambda _: None, foreign_from=foreign_from)
+    return Outbox(clock, db, Mailstore(db, clock), lambda: NODE, lambda *_: None, foreign_from=foreign_from)
 
 
 def _run(coroutine: object) -> None:

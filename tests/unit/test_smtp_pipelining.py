@@ -65,7 +65,7 @@ class Session:
     def __init__(self) -> None:
         self.db = LaterDB()
         self.clock = clock = Clock()
-        outbox = Outbox(clock, self.db, Mailstore(self.db, clock), lambda: NODE, lambda _: None)  # type: ignore[arg-type]
+        outbox = Outbox(clock, self.db, Mailstore(self.db, clock), lambda: NODE, lambda *_: None)  # type: ignore[arg-type]
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(b"alice", b"pw")
         portal = Portal(SubmissionRealm(lambda: NODE, outbox), [checker])

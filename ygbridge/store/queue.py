@@ -47,9 +47,10 @@ def enqueue(
     recipients: list[tuple[str, str]],
     now: float,
     dsn: DsnRequest = NO_REQUEST,
-) -> int:
+) -> list[tuple[str, QueuedMessage]]:
     """Store a message for (recipient, destination address) pairs with the sender's DSN request;
-    returns its queue id."""
+    returns it as each destination's queue holds it, so that it can be tried at once without
+    reading it back."""
     with database.atomic():
         message = OutgoingMessage.create(
             sender=sender, body=body, message_id=message_id, created=now, ret=dsn.ret, envid=dsn.envid
@@ -67,7 +68,15 @@ def enqueue(
                 for rcpt, dest in recipients
             ]
         ).execute()
-    return int(message.id)
+        rows = (
+            OutgoingRecipient.select()
+            .where(OutgoingRecipient.message == message)
+            .order_by(OutgoingRecipient.id)
+        )
+        grouped: dict[str, list[OutgoingRecipient]] = {}
+        for row in rows:
+            grouped.setdefault(row.destination, []).append(row)
+    return [(destination, _queued(group, message)) for destination, group in grouped.items()]
 
 
 def due_destinations(now: float) -> list[str]:
@@ -117,8 +126,9 @@ def due_messages(
     return [_queued(grouped[i]) for i in ids]
 
 
-def _queued(rows: list[OutgoingRecipient]) -> QueuedMessage:
-    message = rows[0].message
+def _queued(rows: list[OutgoingRecipient], message: OutgoingMessage | None = None) -> QueuedMessage:
+    """The queue entry of ``rows`` (recipients of one message); ``message`` saves reading it back."""
+    message = rows[0].message if message is None else message
     return QueuedMessage(
         id=message.id,
         sender=message.sender,
