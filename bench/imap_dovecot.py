@@ -4,7 +4,7 @@ Dovecot (Debian's dovecot-imapd) is started by this script as root in a temporar
 its own config, listening on 127.0.0.1, over a Maildir of the SAME messages (bench/
 ygbridge.testing.messages' generator: 1 in 3 unseen); its index is warmed by one pass of every
 command before anything is timed. ygbridge runs in a child process of this script: the real
-IMAP server (ygbridge.imap.server), Mailstore and StoreThread on a real reactor and a real
+IMAP server (ygbridge.imap.server), MailHub and DBThread on a real reactor and a real
 SQLite file, listening on 127.0.0.1 -- not a whole twistd bridge, which would need a yggdrasil
 router and namespaces for nothing the IMAP figures depend on, and the child lets the reactor-lag
 probe (a 10 ms LoopingCall measuring its own worst delay) run inside the server.
@@ -193,16 +193,16 @@ def serve(path: str, port: int, probe: str) -> None:
     from twisted.internet import reactor, task
     from twisted.internet.interfaces import IReactorThreads
 
-    from ygbridge.mailstore import Mailstore
-    from ygbridge.store.db import StoreThread, connect
+    from ygbridge.mailhub import MailHub
+    from ygbridge.store.db import DBThread, connect
     from ygbridge.testing.imap import alice_checker, imap_factory
 
     connect(f"sqlite:///{path}", Path(path).parent)
     threads = IReactorThreads(reactor)
-    store = StoreThread(threads)
+    store = DBThread(threads)
     store.startService()
-    mailstore = Mailstore(store, reactor)
-    factory = imap_factory(mailstore, reactor, alice_checker(PASSWORD.encode()), max_message_size=32 << 20)
+    mailhub = MailHub(store, reactor)
+    factory = imap_factory(mailhub, reactor, alice_checker(PASSWORD.encode()), max_message_size=32 << 20)
     reactor.listenTCP(port, factory, interface="127.0.0.1")
     state = {"worst": 0.0, "last": time.monotonic(), "deliveries": 0}
 
@@ -213,7 +213,7 @@ def serve(path: str, port: int, probe: str) -> None:
 
     def deliver() -> None:
         body = numbered_message(100_000 + int(state["deliveries"]))
-        mailstore.deliver("alice", body, message_id=None, sender_node=None)
+        mailhub.deliver("alice", body, message_id=None, sender_node=None)
         state["deliveries"] += 1
 
     deliveries = task.LoopingCall(deliver)

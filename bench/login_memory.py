@@ -23,7 +23,7 @@ from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, DeferredList
 
 from ygbridge.auth import PasswordChecker, hash_password
-from ygbridge.store.db import StoreThread, connect
+from ygbridge.store.db import DBThread, connect
 from ygbridge.store.users import add_user
 
 
@@ -34,7 +34,7 @@ def peak_mib() -> float:
 async def run(reactor: Any, parallel: int, directory: Path) -> None:
     connect(f"sqlite:///{directory / 'bench.db'}", directory)
     add_user("alice", hash_password("right"), time.time())
-    store = StoreThread(reactor)
+    store = DBThread(reactor)
     store.startService()
     checker_arguments: list[Any] = [reactor, store, lambda: None]
     if "limits" in inspect.signature(PasswordChecker).parameters:

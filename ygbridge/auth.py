@@ -21,7 +21,7 @@ from ygbridge.addressing import MailAddress
 from ygbridge.errors import AddressError, LoginThrottled, UserError
 from ygbridge.limits import Limits
 from ygbridge.store import users
-from ygbridge.store.db import StoreThread
+from ygbridge.store.db import DBThread
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -77,7 +77,7 @@ class PasswordChecker:
     def __init__(
         self,
         reactor: IReactorThreads,
-        store: StoreThread,
+        store: DBThread,
         node: Callable[[], ipaddress.IPv6Address | None],
         limits: Limits | None = None,
     ) -> None:

@@ -24,7 +24,7 @@ from ygbridge.notify import DELAY, FAILURE, DsnRequest
 from ygbridge.outcome import Reply, describe_failure
 from ygbridge.store import queue
 from ygbridge.store.batch import GroupCommit
-from ygbridge.store.db import StoreThread
+from ygbridge.store.db import DBThread
 
 log = structlog.get_logger(__name__)
 _REPLY = re.compile(r"^(4\d\d) (.*)")
@@ -63,7 +63,7 @@ class DeliveryService(TimerService):
     def __init__(
         self,
         clock: IReactorTime,
-        store: StoreThread,
+        store: DBThread,
         send: Send,
         report: Report,
         *,

@@ -32,10 +32,10 @@ from ygbridge.delivery import DeliveryService
 from ygbridge.errors import TunDisabled
 from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.tls import TLSImapFactory
+from ygbridge.intake import Intake
 from ygbridge.logins import LoginGate
-from ygbridge.mailstore import Mailstore
+from ygbridge.mailhub import MailHub
 from ygbridge.notify import DsnRequest
-from ygbridge.outbox import Outbox
 from ygbridge.outcome import Reply
 from ygbridge.quota import DiskFloor, HourlyQuota
 from ygbridge.router.link import RouterLink
@@ -47,7 +47,7 @@ from ygbridge.smtp.listener import MeshListener
 from ygbridge.smtp.mesh import MeshFactory
 from ygbridge.smtp.spool import in_threads
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
-from ygbridge.store.db import StoreThread
+from ygbridge.store.db import DBThread
 from ygbridge.store.identity import record_identity
 from ygbridge.tls import certificate_files
 from ygbridge.tls import load as load_certificate
@@ -73,15 +73,15 @@ class NodeService(MultiService):
         super().__init__()
         self._reactor = reactor
         self._config = config
-        self.store = StoreThread(reactor)
+        self.store = DBThread(reactor)
         self.store.setServiceParent(self)
         self.router = RouterLink(reactor, config.admin, clock=reactor)
         self.router.setServiceParent(self)
-        self.mailstore = Mailstore(self.store, reactor, config.limits.mailboxes_per_user)
-        self.outbox = Outbox(
+        self.mailhub = MailHub(self.store, reactor, config.limits.mailboxes_per_user)
+        self.intake = Intake(
             reactor,
             self.store,
-            self.mailstore,
+            self.mailhub,
             self.node_address,
             lambda destination, message: self.delivery.poke(destination, message),
             foreign_from=config.foreign_from,
@@ -90,7 +90,7 @@ class NodeService(MultiService):
             reactor,
             self.store,
             self._send,
-            self.outbox.report,
+            self.intake.report,
             interval=config.queue_interval,
             retry_initial=config.retry_initial,
             retry_max=config.retry_max,
@@ -113,8 +113,8 @@ class NodeService(MultiService):
         checker = PasswordChecker(reactor, self.store, self.node_address, limits)
         self._smtp = _smtp_settings(reactor, config)
         self._quota = HourlyQuota(reactor, limits.mesh_messages_per_hour, limits.mesh_bytes_per_hour)
-        submission = Portal(SubmissionRealm(self.node_address, self.outbox), [checker])
-        imap = Portal(ImapRealm(self.mailstore), [checker])
+        submission = Portal(SubmissionRealm(self.node_address, self.intake), [checker])
+        imap = Portal(ImapRealm(self.mailhub), [checker])
         tls = ClientTLS(load_certificate(certificate_files(config)).context, config.allow_plaintext)
         self._listen_clients(
             SubmissionFactory(submission, self.logins, self.node_address, tls, self._smtp),
@@ -184,7 +184,7 @@ class NodeService(MultiService):
 
     def _mesh_factory(self, address: ipaddress.IPv6Address) -> MeshFactory:
         """Mesh SMTP for ``address``; a node that connects is reachable, so its queue is tried."""
-        return MeshFactory(address, self.outbox, self._quota, self.delivery.wake, self._smtp)
+        return MeshFactory(address, self.intake, self._quota, self.delivery.wake, self._smtp)
 
     def _reappeared(self, destination: str) -> None:
         """A node is reachable again: connections kept from before are suspect, its mail goes now."""

@@ -2,7 +2,7 @@
 parameters that carry the request (``MAIL FROM ... RET= ENVID=``, ``RCPT TO ... NOTIFY= ORCPT=``).
 
 The SMTP servers parse the parameters with :func:`parse_mail_params` and :func:`parse_rcpt_params`
-(a ValueError means ``501 5.5.4``) and hand the :class:`DsnRequest` to the Outbox; the queue keeps
+(a ValueError means ``501 5.5.4``) and hand the :class:`DsnRequest` to the Intake; the queue keeps
 it with the message, and the SMTP client passes it on to a next hop that advertises DSN.
 """
 

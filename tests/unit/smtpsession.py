@@ -16,10 +16,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from ygbridge.addressing import domain_for
+from ygbridge.intake import Intake
 from ygbridge.limits import Limits
 from ygbridge.logins import LoginGate
-from ygbridge.mailstore import Mailstore
-from ygbridge.outbox import Outbox
+from ygbridge.mailhub import MailHub
 from ygbridge.quota import DiskFloor, HourlyQuota
 from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.mesh import MeshFactory
@@ -52,11 +52,11 @@ class Node:
         self.limits = limits or Limits()
         self.db = db or ImmediateDB()
         self.poked: list[str] = []
-        mailstore = Mailstore(self.db, self.clock)
-        self.outbox = Outbox(self.clock, self.db, mailstore, lambda: NODE, lambda d, _: self.poked.append(d))
+        mailhub = MailHub(self.db, self.clock)
+        self.intake = Intake(self.clock, self.db, mailhub, lambda: NODE, lambda d, _: self.poked.append(d))
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(b"alice", b"pw")
-        portal = Portal(SubmissionRealm(lambda: NODE, self.outbox), [checker])
+        portal = Portal(SubmissionRealm(lambda: NODE, self.intake), [checker])
         self.free_disk = free_disk
         disk = None if free_disk is None else DiskFloor(Path("/db"), self.limits.min_free_disk, self._statvfs)
         settings = ServerSettings(self.clock, self.limits, max_size, disk)
@@ -65,7 +65,7 @@ class Node:
         self.submission = SubmissionFactory(portal, self.logins, lambda: NODE, tls, settings)
         self.connected: list[str] = []
         quota = HourlyQuota(self.clock, self.limits.mesh_messages_per_hour, self.limits.mesh_bytes_per_hour)
-        self.mesh = MeshFactory(NODE, self.outbox, quota, self.connected.append, settings)
+        self.mesh = MeshFactory(NODE, self.intake, quota, self.connected.append, settings)
 
     def _statvfs(self, path: Path) -> os.statvfs_result:
         assert self.free_disk is not None

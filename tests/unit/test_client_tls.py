@@ -19,10 +19,10 @@ from zope.interface import alsoProvides, implementer
 
 from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.tls import TLSImapFactory
+from ygbridge.intake import Intake
 from ygbridge.limits import Limits
 from ygbridge.logins import LoginGate
-from ygbridge.mailstore import Mailstore
-from ygbridge.outbox import Outbox
+from ygbridge.mailhub import MailHub
 from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store.models import Message, database
@@ -74,8 +74,8 @@ class Connection(Session):
 
 def submission(peer: str, allow_plaintext: bool = False, implicit_tls: bool = False) -> Connection:
     clock = Clock()
-    outbox = Outbox(clock, ImmediateDB(), Mailstore(ImmediateDB(), clock), lambda: NODE, lambda *_: None)
-    portal = _portal(SubmissionRealm(lambda: NODE, outbox))
+    intake = Intake(clock, ImmediateDB(), MailHub(ImmediateDB(), clock), lambda: NODE, lambda *_: None)
+    portal = _portal(SubmissionRealm(lambda: NODE, intake))
     settings = ServerSettings(clock, Limits(), 1000)
     tls = ClientTLS(CONTEXT, allow_plaintext)
     factory = SubmissionFactory(portal, LoginGate(clock, Limits()), lambda: NODE, tls, settings)
@@ -84,7 +84,7 @@ def submission(peer: str, allow_plaintext: bool = False, implicit_tls: bool = Fa
 
 def imap(peer: str, allow_plaintext: bool = False, implicit_tls: bool = False) -> Connection:
     clock = Clock()
-    portal = _portal(ImapRealm(Mailstore(ImmediateDB(), clock)))
+    portal = _portal(ImapRealm(MailHub(ImmediateDB(), clock)))
     factory = TLSImapFactory(
         portal, clock, ClientTLS(CONTEXT, allow_plaintext), limits=Limits(), max_message_size=1000
     )

@@ -14,7 +14,7 @@ from ygbridge.testing.store import memory_database
 
 
 class ManualDB:
-    """StoreThread's ``run``, but each call runs when the test says so."""
+    """DBThread's ``run``, but each call runs when the test says so."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []

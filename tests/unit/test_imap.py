@@ -61,7 +61,7 @@ def test_logout_lets_go_of_the_account(client: Client, lab: ImapLab) -> None:
     assert client.send(b"l LOGOUT\r\n") == b"* BYE Nice talking to you\r\nl OK LOGOUT successful\r\n"
     assert client.transport.disconnecting
     client.disconnect()
-    assert lab.mailstore._users == {}
+    assert lab.mailhub._users == {}
 
 
 def test_commands_pipelined_after_login_wait_for_it(client: Client) -> None:
@@ -71,7 +71,7 @@ def test_commands_pipelined_after_login_wait_for_it(client: Client) -> None:
 
 
 def test_realm_gives_accounts_for_the_checkers_avatar_ids(lab: ImapLab) -> None:
-    realm = ImapRealm(lab.mailstore)
+    realm = ImapRealm(lab.mailhub)
     interface, account, logout = result_of(realm.requestAvatar(b"alice", None, IImapAccount))
     assert interface is IImapAccount and isinstance(account, ImapAccount)
     logout()
@@ -104,7 +104,7 @@ def test_idle_lasts_29_minutes_then_the_session_ends(client: Client, lab: ImapLa
     assert client.received() == b"* BYE Autologout; connection idle too long\r\n"
     assert client.transport.disconnecting
     client.disconnect()
-    assert lab.mailstore._users == {}  # the mailbox and the account were let go
+    assert lab.mailhub._users == {}  # the mailbox and the account were let go
 
 
 def test_id_enable_namespace(client: Client) -> None:
@@ -343,7 +343,7 @@ def test_status_and_select_from_memory_answer_as_the_store_does_in_one_write(lab
     client.send(b"s SELECT INBOX\r\n")  # claims the \Recent messages: what was read is stale
     commands = (b"t STATUS INBOX (MESSAGES UNSEEN RECENT)\r\n", b"s SELECT INBOX\r\n")
     from_store = [client.send(command) for command in commands]
-    assert inbox.counts is not None and lab.mailstore.known_contents(inbox, claim=True) is not None
+    assert inbox.counts is not None and lab.mailhub.known_contents(inbox, claim=True) is not None
     for command, answer in zip(commands, from_store, strict=True):
         transport.writes.clear()
         assert client.send(command) == answer

@@ -94,13 +94,13 @@ def test_fetch_bodies_a_budget_at_a_time(
 ) -> None:
     monkeypatch.setattr(selected_commands, "FETCH_BYTES", 10)  # one message per database read
     calls = []
-    fetch = lab.mailstore.fetch
+    fetch = lab.mailhub.fetch
 
     async def counted(*args: object, **kwargs: object) -> object:
         calls.append(kwargs["max_bytes"])
         return await fetch(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(lab.mailstore, "fetch", counted)
+    monkeypatch.setattr(lab.mailhub, "fetch", counted)
     for n in range(5):
         lab.deliver(b"Subject: %d\r\n\r\nbody\r\n" % n)
     client.select()

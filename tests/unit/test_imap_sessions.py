@@ -11,7 +11,7 @@ client = pytest.fixture(first_client, name="client")
 
 
 def inbox_watchers(lab: ImapLab) -> set[object]:
-    return set(lab.mailstore._users["alice"].mailboxes["INBOX"].watchers)
+    return set(lab.mailhub._users["alice"].mailboxes["INBOX"].watchers)
 
 
 def test_idle_gets_exists_when_mail_is_delivered(client: Client, lab: ImapLab) -> None:
@@ -105,7 +105,7 @@ def test_lost_connection_is_no_longer_notified(client: Client, lab: ImapLab) -> 
     client.disconnect()
     lab.deliver()
     assert client.received() == b""
-    assert "alice" not in lab.mailstore._users  # the last session let go of the live state
+    assert "alice" not in lab.mailhub._users  # the last session let go of the live state
 
 
 def test_selecting_another_mailbox_stops_notifications(client: Client, lab: ImapLab) -> None:
@@ -123,7 +123,7 @@ def test_timeout_lets_go_of_the_mailbox(client: Client, lab: ImapLab) -> None:
     assert client.received() == b"* BYE Autologout; connection idle too long\r\n"
     assert client.transport.disconnecting
     client.disconnect()
-    assert "alice" not in lab.mailstore._users
+    assert "alice" not in lab.mailhub._users
 
 
 def test_recent_belongs_to_the_first_session_that_selects(lab: ImapLab) -> None:

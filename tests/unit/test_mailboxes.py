@@ -1,4 +1,4 @@
-"""Mailbox storage (store.mailboxes) and the reactor-side Mailstore, on an in-memory database."""
+"""Mailbox storage (store.mailboxes) and the reactor-side MailHub, on an in-memory database."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from ygbridge.errors import MailboxError, MailboxLimitReached, NoSuchMailbox, UserError
-from ygbridge.mailstore import Mailstore
+from ygbridge.mailhub import MailHub
 from ygbridge.store import mailboxes, messages
 from ygbridge.store.db import migrate
 from ygbridge.store.models import (
@@ -34,10 +34,10 @@ db = pytest.fixture(alice_database, autouse=True, name="db")
 
 
 @pytest.fixture
-def mailstore() -> Mailstore:
+def mailhub() -> MailHub:
     clock = Clock()
     clock.advance(NOW)
-    return Mailstore(ImmediateDB(), clock)
+    return MailHub(ImmediateDB(), clock)
 
 
 def box_id(name: str = "INBOX") -> int:
@@ -207,21 +207,21 @@ def test_migration_to_version_4_remembers_the_highest_uidvalidity(db: None) -> N
     assert messages.mailbox_counts(box.id).uidvalidity == int(NOW + 50) + 1
 
 
-# Mailstore
+# MailHub
 
 
-def test_deliver_returns_uid_and_stamps_arrival_time(mailstore: Mailstore) -> None:
+def test_deliver_returns_uid_and_stamps_arrival_time(mailhub: MailHub) -> None:
     body = b"Message-ID: <1@a>\r\n\r\n\xe9\r\n"
-    uid = result_of(mailstore.deliver("alice", body, message_id="<1@a>", sender_node="200::1"))
+    uid = result_of(mailhub.deliver("alice", body, message_id="<1@a>", sender_node="200::1"))
     assert uid == 1
     (message,) = messages.load_messages(box_id(), [1], bodies=True)
     assert (message.body, message.internaldate) == (body, NOW)
 
 
-def test_deliver_dedupes_on_sender_node_and_message_id(mailstore: Mailstore) -> None:
+def test_deliver_dedupes_on_sender_node_and_message_id(mailhub: MailHub) -> None:
     def deliver(mailbox: str = "INBOX", **kwargs: str | None) -> int | None:
         options = {"message_id": "<1@a>", "sender_node": "200::1", **kwargs}
-        return result_of(mailstore.deliver("alice", b"x", mailbox=mailbox, **options))  # type: ignore[arg-type]
+        return result_of(mailhub.deliver("alice", b"x", mailbox=mailbox, **options))  # type: ignore[arg-type]
 
     assert deliver() == 1
     assert deliver() is None
@@ -232,55 +232,55 @@ def test_deliver_dedupes_on_sender_node_and_message_id(mailstore: Mailstore) -> 
     assert deliver(mailbox="Sent") == 1  # per mailbox
 
 
-def test_deliver_failures(mailstore: Mailstore) -> None:
-    failure = failure_of(mailstore.deliver("bob", b"x", message_id=None, sender_node=None))
+def test_deliver_failures(mailhub: MailHub) -> None:
+    failure = failure_of(mailhub.deliver("bob", b"x", message_id=None, sender_node=None))
     assert failure.check(UserError)
-    failure = failure_of(mailstore.deliver("alice", b"x", message_id=None, sender_node=None, mailbox="No"))
+    failure = failure_of(mailhub.deliver("alice", b"x", message_id=None, sender_node=None, mailbox="No"))
     assert failure.check(NoSuchMailbox)
 
 
-def test_deliver_with_flags(mailstore: Mailstore) -> None:
-    mailstore.deliver("alice", b"x", message_id=None, sender_node=None, mailbox="Sent", flags=["\\seen"])
+def test_deliver_with_flags(mailhub: MailHub) -> None:
+    mailhub.deliver("alice", b"x", message_id=None, sender_node=None, mailbox="Sent", flags=["\\seen"])
     (message,) = messages.load_messages(box_id("Sent"), [1], bodies=False)
     assert message.flags == {"\\Seen"} and message.body is None
 
 
-def test_open_user_shares_mailboxes_until_last_close(mailstore: Mailstore) -> None:
-    account = run(mailstore.open_user("alice"))
-    assert run(mailstore.open_user("alice")) is account and account.sessions == 2
-    mailstore.close_user(account)
-    mailstore.close_user(account)
-    again = run(mailstore.open_user("alice"))
+def test_open_user_shares_mailboxes_until_last_close(mailhub: MailHub) -> None:
+    account = run(mailhub.open_user("alice"))
+    assert run(mailhub.open_user("alice")) is account and account.sessions == 2
+    mailhub.close_user(account)
+    mailhub.close_user(account)
+    again = run(mailhub.open_user("alice"))
     assert again is not account and sorted(again.mailboxes) == sorted(account.mailboxes)
 
 
-def test_watchers_hear_changes_made_by_others(mailstore: Mailstore) -> None:
-    account = run(mailstore.open_user("alice"))
+def test_watchers_hear_changes_made_by_others(mailhub: MailHub) -> None:
+    account = run(mailhub.open_user("alice"))
     box = account.get("inbox")
     assert box is not None
     mine, other = Watcher(), Watcher()
     box.watchers.update({mine: None, other: None})
-    mailstore.deliver("alice", b"x", message_id=None, sender_node=None)
-    mailstore.deliver("alice", b"y", message_id=None, sender_node=None)
+    mailhub.deliver("alice", b"x", message_id=None, sender_node=None)
+    mailhub.deliver("alice", b"y", message_id=None, sender_node=None)
     assert other.events == mine.events == [("added", [1]), ("added", [2])]  # read-only: not recent
-    run(mailstore.store_flags(box, [1, 2], ["\\Deleted"], 1, origin=mine))
-    run(mailstore.store_flags(box, [1], ["\\Deleted"], 1, origin=mine))  # no change: nobody hears
+    run(mailhub.store_flags(box, [1, 2], ["\\Deleted"], 1, origin=mine))
+    run(mailhub.store_flags(box, [1], ["\\Deleted"], 1, origin=mine))  # no change: nobody hears
     assert other.events[2:] == [("flags", {1: {"\\Deleted"}, 2: {"\\Deleted"}})] and len(mine.events) == 2
-    assert run(mailstore.expunge(box, [2, 9], origin=mine)) == [2]
+    assert run(mailhub.expunge(box, [2, 9], origin=mine)) == [2]
     assert other.events[-1] == ("expunged", [2]) and len(mine.events) == 2
-    moved = run(mailstore.move(box, [1], account, "Trash", origin=mine))
+    moved = run(mailhub.move(box, [1], account, "Trash", origin=mine))
     assert (list(moved.source), list(moved.target)) == ([1], [1])
     assert other.events[-1] == ("expunged", [1]) and len(mine.events) == 2
     assert uids() == [] and uids("Trash") == [1]
 
 
-def test_the_first_read_write_watcher_gets_new_mail_as_recent(mailstore: Mailstore) -> None:
-    account = run(mailstore.open_user("alice"))
+def test_the_first_read_write_watcher_gets_new_mail_as_recent(mailhub: MailHub) -> None:
+    account = run(mailhub.open_user("alice"))
     box = account.get("INBOX")
     assert box is not None
     examining, first, second = Watcher(), Watcher(writeable=True), Watcher(writeable=True)
     box.watchers.update({examining: None, first: None, second: None})
-    mailstore.deliver("alice", b"x", message_id=None, sender_node=None)
+    mailhub.deliver("alice", b"x", message_id=None, sender_node=None)
     assert (examining.events, first.events, second.events) == (
         [("added", [1])],
         [("recent", [1])],
@@ -291,45 +291,45 @@ def test_the_first_read_write_watcher_gets_new_mail_as_recent(mailstore: Mailsto
     assert messages.mailbox_counts(box.id).recent == 0
 
 
-def test_mailbox_management_updates_live_state(mailstore: Mailstore) -> None:
-    account = run(mailstore.open_user("alice"))
-    run(mailstore.create(account, "A/B"))
+def test_mailbox_management_updates_live_state(mailhub: MailHub) -> None:
+    account = run(mailhub.open_user("alice"))
+    run(mailhub.create(account, "A/B"))
     assert {"A", "A/B"} <= set(account.mailboxes)
     moved = account.mailboxes["A/B"]
-    run(mailstore.rename(account, "A", "C"))
+    run(mailhub.rename(account, "A", "C"))
     assert account.mailboxes["C/B"] is moved and moved.name == "C/B"
-    run(mailstore.subscribe(account, "C", False))
+    run(mailhub.subscribe(account, "C", False))
     assert account.mailboxes["C"].subscribed is False
-    run(mailstore.delete(account, "C/B"))
+    run(mailhub.delete(account, "C/B"))
     assert "C/B" not in account.mailboxes
     watcher = Watcher()
     account.mailboxes["C"].watchers[watcher] = None
     add_message(b"one")
-    copied = run(mailstore.copy(account.mailboxes["INBOX"], [1], account, "C"))
+    copied = run(mailhub.copy(account.mailboxes["INBOX"], [1], account, "C"))
     assert watcher.events == [("added", [1])] and list(copied.target) == [1]
 
 
 def test_live_state_lookups_follow_changes(db: None) -> None:
     clock = Clock()
     clock.advance(NOW)
-    mailstore = Mailstore(ImmediateDB(), clock, mailboxes_per_user=8)
-    account = run(mailstore.open_user("alice"))
-    run(mailstore.create(account, "A/B"))
+    mailhub = MailHub(ImmediateDB(), clock, mailboxes_per_user=8)
+    account = run(mailhub.open_user("alice"))
+    run(mailhub.create(account, "A/B"))
     box = account.mailboxes["A/B"]
     assert account.by_id(box.id) is box and account.has_children("A") and not account.has_children("A/B")
-    run(mailstore.rename(account, "A", "X/Y"))
+    run(mailhub.rename(account, "A", "X/Y"))
     assert account.by_id(box.id) is box and box.name == "X/Y/B"
     assert account.names() == sorted(["Drafts", "INBOX", "Junk", "Sent", "Trash", "X", "X/Y", "X/Y/B"])
-    failure = failure_of(Deferred.fromCoroutine(mailstore.create(account, "Z")))
+    failure = failure_of(Deferred.fromCoroutine(mailhub.create(account, "Z")))
     assert failure.check(MailboxLimitReached) and "Z" not in account.mailboxes
-    run(mailstore.delete(account, "X/Y/B"))
+    run(mailhub.delete(account, "X/Y/B"))
     assert account.by_id(box.id) is None and not account.has_children("X/Y")
 
 
 def test_status_and_select_answers_are_kept_until_the_next_change(
-    mailstore: Mailstore, monkeypatch: pytest.MonkeyPatch
+    mailhub: MailHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    account = run(mailstore.open_user("alice"))
+    account = run(mailhub.open_user("alice"))
     box = account.get("INBOX")
     assert box is not None
     reads: list[str] = []
@@ -341,20 +341,20 @@ def test_status_and_select_answers_are_kept_until_the_next_change(
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(messages, name, counted)
-    mailstore.deliver("alice", b"x", message_id=None, sender_node=None)
-    assert run(mailstore.counts(box)).unseen == run(mailstore.counts(box)).unseen == 1
+    mailhub.deliver("alice", b"x", message_id=None, sender_node=None)
+    assert run(mailhub.counts(box)).unseen == run(mailhub.counts(box)).unseen == 1
     assert reads == ["mailbox_counts"]
-    run(mailstore.contents(box, claim=True))  # claims the new message: read, and not kept
-    uids, contents = run(mailstore.contents(box, claim=True))
-    uids_again, contents_again = run(mailstore.contents(box, claim=False))
+    run(mailhub.contents(box, claim=True))  # claims the new message: read, and not kept
+    uids, contents = run(mailhub.contents(box, claim=True))
+    uids_again, contents_again = run(mailhub.contents(box, claim=False))
     assert reads == ["mailbox_counts", "mailbox_contents", "mailbox_contents"]
     assert list(uids) == list(uids_again) == [1] and contents_again is contents and contents.recent == 0
-    assert run(mailstore.counts(box)).recent == 0  # the claim made the kept counts stale
+    assert run(mailhub.counts(box)).recent == 0  # the claim made the kept counts stale
     watcher = Watcher()
     box.watchers[watcher] = None
-    run(mailstore.store_flags(box, [1], ["\\Seen"], 1, origin=watcher))
-    assert run(mailstore.counts(box)).unseen == 0
-    mailstore.deliver("alice", b"y", message_id=None, sender_node=None)
-    uids, contents = run(mailstore.contents(box, claim=False))
+    run(mailhub.store_flags(box, [1], ["\\Seen"], 1, origin=watcher))
+    assert run(mailhub.counts(box)).unseen == 0
+    mailhub.deliver("alice", b"y", message_id=None, sender_node=None)
+    uids, contents = run(mailhub.contents(box, claim=False))
     assert list(uids) == [1, 2] and contents.first_unseen == 2
-    assert run(mailstore.counts(box)).messages == 2
+    assert run(mailhub.counts(box)).messages == 2

@@ -19,10 +19,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from ygbridge.addressing import domain_for
+from ygbridge.intake import Intake
 from ygbridge.limits import Limits
 from ygbridge.logins import LoginGate
-from ygbridge.mailstore import Mailstore
-from ygbridge.outbox import Outbox
+from ygbridge.mailhub import MailHub
 from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.submission import SubmissionFactory, SubmissionRealm
 from ygbridge.store.models import Message, database
@@ -36,7 +36,7 @@ ENHANCED = re.compile(rb"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3} ")
 
 
 class LaterDB:
-    """StoreThread's ``run``, answered only when the test says so (as a busy DB thread would)."""
+    """DBThread's ``run``, answered only when the test says so (as a busy DB thread would)."""
 
     def __init__(self) -> None:
         self.waiting: list[tuple[Deferred[Any], Callable[[], Any]]] = []
@@ -65,10 +65,10 @@ class Session:
     def __init__(self) -> None:
         self.db = LaterDB()
         self.clock = clock = Clock()
-        outbox = Outbox(clock, self.db, Mailstore(self.db, clock), lambda: NODE, lambda *_: None)  # type: ignore[arg-type]
+        intake = Intake(clock, self.db, MailHub(self.db, clock), lambda: NODE, lambda *_: None)  # type: ignore[arg-type]
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(b"alice", b"pw")
-        portal = Portal(SubmissionRealm(lambda: NODE, outbox), [checker])
+        portal = Portal(SubmissionRealm(lambda: NODE, intake), [checker])
         settings = ServerSettings(clock, Limits(), 10_000)
         tls = ClientTLS(CertificateOptions())
         factory = SubmissionFactory(portal, LoginGate(clock, Limits()), lambda: NODE, tls, settings)

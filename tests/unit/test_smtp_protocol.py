@@ -401,8 +401,8 @@ def test_a_sender_mismatch_is_refused_with_550(port: str, monkeypatch: pytest.Mo
     async def refuse(*args: object, **kwargs: object) -> None:
         raise SenderMismatch("From: mallory@elsewhere is not an address of the sending node")
 
-    monkeypatch.setattr(node.outbox, "deliver_local", refuse)
-    monkeypatch.setattr(node.outbox, "accept", refuse)
+    monkeypatch.setattr(node.intake, "deliver_local", refuse)
+    monkeypatch.setattr(node.intake, "accept", refuse)
     session = _mesh(node) if port == "mesh" else node.submit()
     mail = MESH_FROM if port == "mesh" else f"MAIL FROM:<{ME}>".encode()
     reply = _deliver(session, b"From: mallory@elsewhere\r\n\r\nx", mail)
@@ -415,7 +415,7 @@ def test_an_unexpected_error_is_a_temporary_local_error(monkeypatch: pytest.Monk
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(node.outbox, "deliver_local", broken)
+    monkeypatch.setattr(node.intake, "deliver_local", broken)
     reply = _deliver(_mesh(node), b"Subject: x\r\n\r\nx")
     assert reply == b"451 4.3.0 Local error, try again later\r\n"
 

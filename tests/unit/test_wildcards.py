@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 
 from ygbridge.imap.mailbox import ImapAccount
 from ygbridge.imap.wildcards import MailboxPattern
-from ygbridge.mailstore import Mailstore
+from ygbridge.mailhub import MailHub
 from ygbridge.testing.deferreds import result_of
 from ygbridge.testing.store import ImmediateDB, alice_database
 
@@ -64,11 +64,11 @@ db = pytest.fixture(alice_database, autouse=True, name="db")
 
 
 def test_list_of_thousands_of_mailboxes() -> None:
-    mailstore = Mailstore(ImmediateDB(), Clock(), mailboxes_per_user=5000)
-    account = result_of(Deferred.fromCoroutine(mailstore.open_user("alice")))
+    mailhub = MailHub(ImmediateDB(), Clock(), mailboxes_per_user=5000)
+    account = result_of(Deferred.fromCoroutine(mailhub.open_user("alice")))
     for n in range(2000):
-        result_of(Deferred.fromCoroutine(mailstore.create(account, f"Box{n % 40}/Sub{n}")))
-    imap = ImapAccount(mailstore, account)
+        result_of(Deferred.fromCoroutine(mailhub.create(account, f"Box{n % 40}/Sub{n}")))
+    imap = ImapAccount(mailhub, account)
     everything = imap.listMailboxes("", "*")
     assert len(everything) == 5 + 40 + 2000
     assert [name for name, _ in everything] == sorted(name for name, _ in everything)

@@ -1,4 +1,4 @@
-"""A logged-in IMAP user: the mailboxes of the account over the Mailstore, and the realm.
+"""A logged-in IMAP user: the mailboxes of the account over the MailHub, and the realm.
 
 The protocol (imap.server) asks this for what it needs; nothing here writes IMAP responses.
 """
@@ -18,7 +18,7 @@ from zope.interface import Interface, implementer
 from ygbridge.errors import NoSuchMailbox, UserError
 from ygbridge.imap.session import SelectedMailbox
 from ygbridge.imap.wildcards import MailboxPattern
-from ygbridge.mailstore import MailboxState, Mailstore, UserMailboxes
+from ygbridge.mailhub import MailboxState, MailHub, UserMailboxes
 from ygbridge.store.mailboxes import DELIMITER, canonical_name
 from ygbridge.store.messages import Added, Contents, Counts
 
@@ -44,8 +44,8 @@ class MailboxListing:
 class ImapAccount:
     """A logged-in user's mailboxes; ``logout`` ends the session's hold on them."""
 
-    def __init__(self, mailstore: Mailstore, mailboxes: UserMailboxes) -> None:
-        self.mailstore = mailstore
+    def __init__(self, mailhub: MailHub, mailboxes: UserMailboxes) -> None:
+        self.mailhub = mailhub
         self.mailboxes = mailboxes
         self._open = True
 
@@ -53,7 +53,7 @@ class ImapAccount:
         """Release the user's live mailboxes (called once the connection is gone)."""
         if self._open:
             self._open = False
-            self.mailstore.close_user(self.mailboxes)
+            self.mailhub.close_user(self.mailboxes)
 
     def mailbox(self, name: str) -> MailboxState:
         """The mailbox called ``name``; NoSuchMailbox if there is none."""
@@ -70,9 +70,9 @@ class ImapAccount:
         SELECT claims the mailbox's \\Recent messages for this session; EXAMINE leaves them.
         """
         box = self.mailbox(name)
-        uids, contents = await self.mailstore.contents(box, claim=writeable)
+        uids, contents = await self.mailhub.contents(box, claim=writeable)
         claimed = None if contents.claimed is None else box.claim(*contents.claimed)
-        view = SelectedMailbox(box, uids, claimed, writeable, on_change)  # same turn: see Mailstore
+        view = SelectedMailbox(box, uids, claimed, writeable, on_change)  # same turn: see MailHub
         return view, contents
 
     def select_now(
@@ -81,14 +81,14 @@ class ImapAccount:
         """:meth:`select` when memory answers it (nothing to claim, nothing changed since it was
         read), without a trip to the DB thread; None if it needs one."""
         box = self.mailbox(name)
-        known = self.mailstore.known_contents(box, claim=writeable)
+        known = self.mailhub.known_contents(box, claim=writeable)
         if known is None:
             return None
         uids, contents = known
         return SelectedMailbox(box, uids, None, writeable, on_change), contents
 
     async def status(self, name: str) -> Counts:
-        return await self.mailstore.counts(self.mailbox(name))
+        return await self.mailhub.counts(self.mailbox(name))
 
     def status_now(self, name: str) -> Counts | None:
         """:meth:`status` when memory answers it; None if it needs the DB thread."""
@@ -96,19 +96,19 @@ class ImapAccount:
 
     async def append(self, name: str, body: bytes, flags: Iterable[str], internaldate: float | None) -> Added:
         """APPEND a message to mailbox ``name``."""
-        return await self.mailstore.append(self.mailboxes.user, name, body, flags, internaldate)
+        return await self.mailhub.append(self.mailboxes.user, name, body, flags, internaldate)
 
     async def create(self, name: str) -> None:
-        await self.mailstore.create(self.mailboxes, name)
+        await self.mailhub.create(self.mailboxes, name)
 
     async def delete(self, name: str) -> None:
-        await self.mailstore.delete(self.mailboxes, name)
+        await self.mailhub.delete(self.mailboxes, name)
 
     async def rename(self, old: str, new: str) -> None:
-        await self.mailstore.rename(self.mailboxes, old, new)
+        await self.mailhub.rename(self.mailboxes, old, new)
 
     async def subscribe(self, name: str, subscribed: bool) -> None:
-        await self.mailstore.subscribe(self.mailboxes, name, subscribed)
+        await self.mailhub.subscribe(self.mailboxes, name, subscribed)
 
     # What LIST and LSUB call
 
@@ -143,8 +143,8 @@ class ImapAccount:
 class ImapRealm:
     """Gives an ImapAccount (as IImapAccount) for a user name (the password checker's avatar id)."""
 
-    def __init__(self, mailstore: Mailstore) -> None:
-        self._mailstore = mailstore
+    def __init__(self, mailhub: MailHub) -> None:
+        self._mailhub = mailhub
 
     def requestAvatar(
         self, avatarId: bytes | tuple[()], mind: object, *interfaces: Any
@@ -158,8 +158,8 @@ class ImapRealm:
 
     async def _login(self, user: str) -> tuple[Any, ...]:
         try:
-            mailboxes = await self._mailstore.open_user(user)
+            mailboxes = await self._mailhub.open_user(user)
         except UserError:
             raise UnauthorizedLogin(f"no such user: {user}") from None
-        account = ImapAccount(self._mailstore, mailboxes)
+        account = ImapAccount(self._mailhub, mailboxes)
         return IImapAccount, account, account.logout

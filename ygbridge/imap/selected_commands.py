@@ -102,7 +102,7 @@ class SelectedCommands(ImapProtocol):
             for start in range(span.start, span.stop, batch):
                 await self.drained()
                 uids = view.seqs.uids(range(start, min(span.stop, start + batch)))
-                found = await self.account.mailstore.summaries(
+                found = await self.account.mailhub.summaries(
                     view.box, uids[0], uids[-1], details=details, headers=headers
                 )
                 self.write(summary_responses(start + 1, uids, found, query, uid, view.recent))
@@ -112,7 +112,7 @@ class SelectedCommands(ImapProtocol):
     ) -> None:
         """FETCH a batch; its bodies are read at most FETCH_BYTES at a time."""
         assert self.account is not None
-        store = self.account.mailstore
+        store = self.account.mailhub
         seen: set[int] = set()
         if view.writeable and sets_seen(query):
             updates = await store.store_flags(view.box, uids, ["\\Seen"], 1, origin=view)
@@ -150,7 +150,7 @@ class SelectedCommands(ImapProtocol):
         assert self.account is not None
         for uids in view.seqs.batches(view.seqs.spans(ids, uid), BATCH):
             await self.drained()
-            updates = await self.account.mailstore.store_flags(view.box, uids, flags, sign, origin=view)
+            updates = await self.account.mailhub.store_flags(view.box, uids, flags, sign, origin=view)
             for update in [] if silent else updates:
                 seq = view.seqs.seq(update.uid)
                 if seq is not None:
@@ -170,7 +170,7 @@ class SelectedCommands(ImapProtocol):
     async def _search(self, term: Term, uid: bool) -> bytes:
         view = self._selected()
         assert self.account is not None
-        store = self.account.mailstore
+        store = self.account.mailhub
         if uid:  # the store's text is the answer
             text = await store.search_text(view.box, term, view.seqs.last_uid)
             self.write(b"* SEARCH" + (b" " + text.encode("ascii") if text else b"") + b"\r\n")
@@ -204,7 +204,7 @@ class SelectedCommands(ImapProtocol):
     async def _transfer(self, ids: SequenceSet, target: str, uid: bool, move: bool) -> bytes:
         view = self._selected(writing=move)
         assert self.account is not None
-        store, account, uids = self.account.mailstore, self.account.mailboxes, self._uids(ids, uid)
+        store, account, uids = self.account.mailhub, self.account.mailboxes, self._uids(ids, uid)
         if move:
             done = await store.move(view.box, uids, account, target, origin=view)
             view.expunged_here(done.source)
@@ -230,7 +230,7 @@ class SelectedCommands(ImapProtocol):
         view = self._selected(writing=True)
         assert self.account is not None
         uids = None if ids is None else self._uids(ids, uid=True)
-        view.expunged_here(await self.account.mailstore.expunge(view.box, uids, origin=view))
+        view.expunged_here(await self.account.mailhub.expunge(view.box, uids, origin=view))
         return b"EXPUNGE completed"
 
     @command(*SELECTED)
@@ -243,7 +243,7 @@ class SelectedCommands(ImapProtocol):
         view = self._selected()
         assert self.account is not None
         if view.writeable:
-            await self.account.mailstore.expunge(view.box, None, origin=view)
+            await self.account.mailhub.expunge(view.box, None, origin=view)
         self._close_mailbox()
         return b"CLOSE completed"
 

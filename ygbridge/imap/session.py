@@ -1,6 +1,6 @@
 """The mailbox an IMAP session has selected: its sequence numbers and what it has yet to report.
 
-Changes made by other sessions (and deliveries) arrive through the Mailstore at any time; they
+Changes made by other sessions (and deliveries) arrive through the MailHub at any time; they
 are held here and reported as untagged responses only where RFC 3501 allows it (section 7.4.1:
 no EXPUNGE outside a command, nor during FETCH, STORE or SEARCH), so the session's sequence
 numbers change only when the client is told.
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ygbridge.imap.fetch import flags_list
 from ygbridge.imap.sequence import SequenceMap
-from ygbridge.mailstore import MailboxState
+from ygbridge.mailhub import MailboxState
 from ygbridge.store.search import UidRanges
 
 

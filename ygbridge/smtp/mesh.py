@@ -12,9 +12,9 @@ from twisted.internet.interfaces import IAddress
 
 from ygbridge.addressing import MailAddress, domain_for, is_node_address
 from ygbridge.errors import AddressError
+from ygbridge.intake import Intake
 from ygbridge.message import message_id
 from ygbridge.notify import DsnRequest
-from ygbridge.outbox import Outbox
 from ygbridge.quota import HourlyQuota
 from ygbridge.smtp.commands import MailParams, Path, Refused
 from ygbridge.smtp.connection import ServerSettings
@@ -29,11 +29,11 @@ class MeshDelivery:
     """Mail from the node at ``source``: for this node's users only, from senders of that node only."""
 
     def __init__(
-        self, node: ipaddress.IPv6Address, source: ipaddress.IPv6Address, outbox: Outbox, quota: HourlyQuota
+        self, node: ipaddress.IPv6Address, source: ipaddress.IPv6Address, intake: Intake, quota: HourlyQuota
     ) -> None:
         self._node = node
         self._source = source
-        self._outbox = outbox
+        self._intake = intake
         self._quota = quota
 
     async def mail(self, path: Path, params: MailParams) -> Commit:
@@ -57,7 +57,7 @@ class MeshDelivery:
     ) -> None:
         source = self._source
         self._quota.check(source.compressed, len(body))
-        await self._outbox.deliver_local(
+        await self._intake.deliver_local(
             [r.local for r in recipients],
             body,
             message_id(body),
@@ -73,7 +73,7 @@ class MeshDelivery:
         recipient = path.address()
         if recipient.node != self._node:
             raise Refused(550, "5.7.1", f"Relaying denied: {recipient} is not on this node")
-        if not await self._outbox.local_users([recipient.local]):
+        if not await self._intake.local_users([recipient.local]):
             raise Refused(550, "5.1.1", f"No such user here: {recipient}")
         return recipient
 
@@ -86,12 +86,12 @@ class MeshPort:
     def __init__(
         self,
         node: ipaddress.IPv6Address,
-        outbox: Outbox,
+        intake: Intake,
         quota: HourlyQuota,
         connected: Callable[[str], None],
     ) -> None:
         self._node = node
-        self._outbox = outbox
+        self._intake = intake
         self._quota = quota
         self._connected = connected
 
@@ -99,7 +99,7 @@ class MeshPort:
         host = getattr(peer, "host", "::")
         source = ipaddress.IPv6Address(host.split("%", 1)[0])
         self._connected(source.compressed)
-        return MeshDelivery(self._node, source, self._outbox, self._quota)
+        return MeshDelivery(self._node, source, self._intake, self._quota)
 
     async def login(self, source: str, user: bytes, password: bytes, encrypted: bool) -> MeshDelivery:
         raise Refused(502, "5.5.1", "AUTH is not offered here")
@@ -111,10 +111,10 @@ class MeshFactory(SMTPServerFactory):
     def __init__(
         self,
         node: ipaddress.IPv6Address,
-        outbox: Outbox,
+        intake: Intake,
         quota: HourlyQuota,
         connected: Callable[[str], None],
         settings: ServerSettings,
     ) -> None:
         domain = domain_for(node)
-        super().__init__(MeshPort(node, outbox, quota, connected), settings, lambda: domain)
+        super().__init__(MeshPort(node, intake, quota, connected), settings, lambda: domain)

@@ -14,8 +14,8 @@ from zope.interface import implementer
 
 from ygbridge.addressing import MailAddress, domain_for
 from ygbridge.errors import AddressError
+from ygbridge.intake import Intake
 from ygbridge.logins import LoginGate
-from ygbridge.outbox import Outbox
 from ygbridge.smtp.commands import MailParams, Path, Refused
 from ygbridge.smtp.connection import ServerSettings
 from ygbridge.smtp.protocol import SMTPServerFactory
@@ -35,15 +35,15 @@ def _own_node(node: NodeAddress) -> ipaddress.IPv6Address:
 class SubmissionDelivery:
     """One authenticated user's mail transactions; ``tls``: the session runs over TLS."""
 
-    def __init__(self, user: str, node: NodeAddress, outbox: Outbox, tls: bool = False) -> None:
+    def __init__(self, user: str, node: NodeAddress, intake: Intake, tls: bool = False) -> None:
         self._user = user
         self._node = node
-        self._outbox = outbox
+        self._intake = intake
         self._tls = tls
 
     def over_tls(self) -> SubmissionDelivery:
         """The same user's transactions in a session that runs over TLS."""
-        return SubmissionDelivery(self._user, self._node, self._outbox, tls=True)
+        return SubmissionDelivery(self._user, self._node, self._intake, tls=True)
 
     async def mail(self, path: Path, params: MailParams) -> Commit:
         own = MailAddress(self._user, _own_node(self._node))
@@ -53,12 +53,12 @@ class SubmissionDelivery:
             sender = None
         if sender != own:
             raise Refused(553, "5.7.1", f"You may send only as {own} (or {own.literal})")
-        return partial(self._outbox.accept, own, smtputf8=params.smtputf8, tls=self._tls)
+        return partial(self._intake.accept, own, smtputf8=params.smtputf8, tls=self._tls)
 
     async def rcpt(self, path: Path) -> MailAddress:
         node = _own_node(self._node)
         recipient = path.address()
-        if recipient.node == node and not await self._outbox.local_users([recipient.local]):
+        if recipient.node == node and not await self._intake.local_users([recipient.local]):
             raise Refused(550, "5.1.1", f"No such user here: {recipient}")
         return recipient
 
@@ -67,15 +67,15 @@ class SubmissionDelivery:
 class SubmissionRealm:
     """Gives each authenticated user a :class:`SubmissionDelivery`."""
 
-    def __init__(self, node: NodeAddress, outbox: Outbox) -> None:
+    def __init__(self, node: NodeAddress, intake: Intake) -> None:
         self._node = node
-        self._outbox = outbox
+        self._intake = intake
 
     def requestAvatar(self, avatarId: bytes | tuple[()], mind: object, *interfaces: Any) -> tuple[Any, ...]:
         if IDelivery not in interfaces or not avatarId:
             raise NotImplementedError("submission offers IDelivery to logged-in users only")
         name = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else str(avatarId)
-        return IDelivery, SubmissionDelivery(name, self._node, self._outbox), lambda: None
+        return IDelivery, SubmissionDelivery(name, self._node, self._intake), lambda: None
 
 
 class SubmissionPort:

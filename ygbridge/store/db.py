@@ -1,7 +1,7 @@
 """Opening the database, schema migrations, and the one thread that runs blocking DB work.
 
 Peewee keeps one connection per thread. The command (``ygbridge user add``...) calls store
-functions on its own thread; the service calls them only through :class:`StoreThread`, and once
+functions on its own thread; the service calls them only through :class:`DBThread`, and once
 that has started, a connection on any other thread is refused with :class:`OffThreadStoreCall`
 (a store call on the reactor would block it): the rule is kept by the database, not by care.
 
@@ -69,10 +69,10 @@ def create_private_file(path: Path) -> None:
 
 
 class OffThreadStoreCall(RuntimeError):
-    """A store function ran outside the DB thread while a :class:`StoreThread` serves the database."""
+    """A store function ran outside the DB thread while a :class:`DBThread` serves the database."""
 
 
-#: ``is_db_thread`` is set on the threads of :class:`StoreThread`.
+#: ``is_db_thread`` is set on the threads of :class:`DBThread`.
 _this_thread = threading.local()
 
 
@@ -92,7 +92,7 @@ class _DBThreadOnly(peewee.Database):
         if self.kept and not getattr(_this_thread, "is_db_thread", False):
             raise OffThreadStoreCall(
                 f"a store function ran on thread {threading.current_thread().name!r}: while the "
-                "service runs, store functions run only on the DB thread (StoreThread.run)"
+                "service runs, store functions run only on the DB thread (DBThread.run)"
             )
         connected: bool = super().connect(reuse_if_open)
         return connected
@@ -204,13 +204,13 @@ def backup_sqlite(db: peewee.Database, target: Path) -> None:
 
 
 class DBRunner(Protocol):
-    """What runs blocking store functions: :class:`StoreThread`, or a test fake."""
+    """What runs blocking store functions: :class:`DBThread`, or a test fake."""
 
     def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
         """Run ``fn(*args, **kwargs)`` where blocking store calls belong; a Deferred of its result."""
 
 
-class StoreThread(Service):
+class DBThread(Service):
     """Runs blocking store functions one at a time on a dedicated thread (after :func:`connect`).
 
     From its start, the database connects on no other thread (:class:`OffThreadStoreCall`).

@@ -21,7 +21,7 @@ from ygbridge.imap.mailbox import ImapRealm
 from ygbridge.imap.server import ImapFactory
 from ygbridge.limits import Limits
 from ygbridge.logins import LoginGate
-from ygbridge.mailstore import Mailstore
+from ygbridge.mailhub import MailHub
 from ygbridge.testing.deferreds import result_of
 from ygbridge.testing.store import CREATED, ImmediateDB, alice_database
 
@@ -90,7 +90,7 @@ class Client:
 
 
 def imap_factory(
-    mailstore: Mailstore,
+    mailhub: MailHub,
     clock: IReactorTime,
     checker: InMemoryUsernamePasswordDatabaseDontUse,
     *,
@@ -98,9 +98,9 @@ def imap_factory(
     max_message_size: int = MAX_MESSAGE_SIZE,
     logins: LoginGate | None = None,
 ) -> ImapFactory:
-    """The IMAP server factory over ``mailstore``, its users those of ``checker`` (whose avatar ids
+    """The IMAP server factory over ``mailhub``, its users those of ``checker`` (whose avatar ids
     are bytes: add them with bytes names)."""
-    portal = Portal(ImapRealm(mailstore), [checker])
+    portal = Portal(ImapRealm(mailhub), [checker])
     return ImapFactory(
         portal, clock, limits=limits or Limits(), max_message_size=max_message_size, logins=logins
     )
@@ -114,7 +114,7 @@ def alice_checker(password: bytes = PASSWORD) -> InMemoryUsernamePasswordDatabas
 
 
 class ImapLab:
-    """User alice (password ``secret``) on the current database, a Mailstore running its store
+    """User alice (password ``secret``) on the current database, a MailHub running its store
     calls at once on a Clock set to ``now``, and the IMAP server factory."""
 
     def __init__(
@@ -127,10 +127,10 @@ class ImapLab:
     ) -> None:
         self.clock = Clock()
         self.clock.advance(now)
-        self.mailstore = Mailstore(ImmediateDB(), self.clock)
+        self.mailhub = MailHub(ImmediateDB(), self.clock)
         self.checker = alice_checker()
         self.factory = imap_factory(
-            self.mailstore,
+            self.mailhub,
             self.clock,
             self.checker,
             limits=limits,
@@ -144,7 +144,7 @@ class ImapLab:
 
     def deliver(self, body: bytes = MESSAGE, **kwargs: object) -> int | None:
         """Deliver to alice as the mesh would; returns the UID."""
-        delivered = self.mailstore.deliver("alice", body, message_id=None, sender_node=None, **kwargs)  # type: ignore[arg-type]
+        delivered = self.mailhub.deliver("alice", body, message_id=None, sender_node=None, **kwargs)  # type: ignore[arg-type]
         return result_of(delivered)
 
 

@@ -23,7 +23,7 @@ CREATED = 1_700_000_000.0
 
 
 class ImmediateDB:
-    """StoreThread's ``run`` signature, but ``fn`` runs at once on this thread.
+    """DBThread's ``run`` signature, but ``fn`` runs at once on this thread.
 
     The Deferred it returns has already fired (or failed), so no reactor is needed.
     """

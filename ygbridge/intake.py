@@ -20,13 +20,13 @@ from twisted.internet.interfaces import IReactorTime
 from ygbridge.addressing import MailAddress, domain_for
 from ygbridge.dsn import DELIVERED, FAILED, RecipientFailure, failure_report, report_id
 from ygbridge.errors import AddressError, SenderMismatch, UserError
-from ygbridge.mailstore import Mailstore
+from ygbridge.mailhub import MailHub
 from ygbridge.message import has_field, header_section, message_id
 from ygbridge.notify import FULL, NO_REQUEST, SUCCESS, DsnRequest
 from ygbridge.senders import check_node_sender, check_own_sender
 from ygbridge.store import queue, users
 from ygbridge.store.batch import GroupCommit
-from ygbridge.store.db import StoreThread
+from ygbridge.store.db import DBThread
 from ygbridge.trace import SOFTWARE, received_mesh, received_submission, return_path
 
 log = structlog.get_logger(__name__)
@@ -36,14 +36,14 @@ REFUSE, WARN = "refuse", "warn"
 WARNING_FIELD = "X-Ygbridge-Warning"
 
 
-class Outbox:
+class Intake:
     """Where submission and the mesh hand over accepted messages."""
 
     def __init__(
         self,
         clock: IReactorTime,
-        store: StoreThread,
-        mailstore: Mailstore,
+        store: DBThread,
+        mailhub: MailHub,
         node: Callable[[], ipaddress.IPv6Address | None],
         queued: Callable[[str, queue.QueuedMessage], None],
         foreign_from: str = REFUSE,
@@ -52,7 +52,7 @@ class Outbox:
         self._foreign_from = foreign_from
         self._store = store
         self._enqueue = GroupCommit(store, queue.enqueue)  # submissions that meet: one commit
-        self._mailstore = mailstore
+        self._mailhub = mailhub
         self._node = node
         self._queued = queued
 
@@ -150,9 +150,7 @@ class Outbox:
         who had not got it before (a retry finds the others have)."""
         stored = []
         for name in dict.fromkeys(names):
-            uid = await self._mailstore.deliver(
-                name, body, message_id=mid, sender_node=sender_node.compressed
-            )
+            uid = await self._mailhub.deliver(name, body, message_id=mid, sender_node=sender_node.compressed)
             if uid is not None:
                 stored.append(name)
         return stored
@@ -230,7 +228,7 @@ class Outbox:
         node = self._node()
         assert node is not None
         try:
-            await self._mailstore.deliver(
+            await self._mailhub.deliver(
                 sender.local, return_path("") + report, message_id=mid, sender_node=node.compressed
             )
         except UserError as exc:

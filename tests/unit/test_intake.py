@@ -1,4 +1,4 @@
-"""Outbox: trace lines on every path, the visible-sender rule, and `[mesh] foreign_from`."""
+"""Intake: trace lines on every path, the visible-sender rule, and `[mesh] foreign_from`."""
 
 import ipaddress
 
@@ -7,9 +7,9 @@ from twisted.internet.task import Clock
 
 from ygbridge.addressing import MailAddress, domain_for
 from ygbridge.errors import SenderMismatch
-from ygbridge.mailstore import Mailstore
+from ygbridge.intake import WARN, Intake
+from ygbridge.mailhub import MailHub
 from ygbridge.notify import SUCCESS, DsnRequest, Notify
-from ygbridge.outbox import WARN, Outbox
 from ygbridge.store import queue
 from ygbridge.store.models import Message
 from ygbridge.testing.store import ImmediateDB, make_user, memory_database
@@ -19,13 +19,13 @@ PEER = ipaddress.IPv6Address("207:c9a6:2274:54f4:63df:eb39:2d22:3d1")
 ALICE, BOB = MailAddress("alice", NODE), MailAddress("bob", PEER)
 
 
-def _outbox(foreign_from: str = "refuse") -> Outbox:
+def _intake(foreign_from: str = "refuse") -> Intake:
     memory_database()
     make_user("alice")
     clock = Clock()
     clock.advance(1_700_000_000)
     db = ImmediateDB()
-    return Outbox(clock, db, Mailstore(db, clock), lambda: NODE, lambda *_: None, foreign_from=foreign_from)
+    return Intake(clock, db, MailHub(db, clock), lambda: NODE, lambda *_: None, foreign_from=foreign_from)
 
 
 def _run(coroutine: object) -> None:
@@ -37,9 +37,9 @@ def _stored() -> list[bytes]:
 
 
 def test_mesh_delivery_gets_return_path_then_received() -> None:
-    outbox = _outbox()
+    intake = _intake()
     body = f"From: Bob <{BOB}>\r\nSubject: hi\r\n\r\nx\r\n".encode()
-    _run(outbox.deliver_local(["alice"], body, None, PEER, reverse_path=str(BOB)))
+    _run(intake.deliver_local(["alice"], body, None, PEER, reverse_path=str(BOB)))
     [stored] = _stored()
     lines = stored.split(b"\r\n")
     assert lines[0] == f"Return-Path: <{BOB}>".encode()
@@ -49,12 +49,12 @@ def test_mesh_delivery_gets_return_path_then_received() -> None:
 
 def test_mesh_foreign_from_refused_or_warned() -> None:
     body = f"From: <bob@{domain_for(NODE)}>\r\n\r\nx\r\n".encode()
-    outbox = _outbox()
-    failure = Deferred.fromCoroutine(outbox.deliver_local(["alice"], body, None, PEER, ""))
+    intake = _intake()
+    failure = Deferred.fromCoroutine(intake.deliver_local(["alice"], body, None, PEER, ""))
     assert isinstance(failure.result.value, SenderMismatch)
     failure.addErrback(lambda _: None)
     assert _stored() == []
-    _run(_outbox(WARN).deliver_local(["alice"], body, None, PEER, ""))
+    _run(_intake(WARN).deliver_local(["alice"], body, None, PEER, ""))
     [stored] = _stored()
     assert stored.startswith(b"Return-Path: <>\r\nReceived: ")
     assert b"\r\nX-Ygbridge-Warning: ygbridge could not verify the sender: From: bob@" in stored
@@ -62,9 +62,9 @@ def test_mesh_foreign_from_refused_or_warned() -> None:
 
 
 def test_submission_adds_a_missing_from_and_traces_both_paths() -> None:
-    outbox = _outbox()
+    intake = _intake()
     body = b"Message-ID: <m@x>\r\nSubject: hi\r\n\r\nx\r\n"
-    _run(outbox.accept(ALICE, [ALICE, BOB], body))
+    _run(intake.accept(ALICE, [ALICE, BOB], body))
     [stored] = _stored()
     assert stored.startswith(
         f"Return-Path: <{ALICE}>\r\nReceived: from {domain_for(NODE)} (authenticated user alice)".encode()
@@ -76,30 +76,30 @@ def test_submission_adds_a_missing_from_and_traces_both_paths() -> None:
 
 
 def test_submission_refuses_another_visible_sender() -> None:
-    outbox = _outbox()
+    intake = _intake()
     for head in (f"From: {BOB}\r\n", f"Sender: {BOB}\r\n"):  # without From:, Sender: still counts
-        failure = Deferred.fromCoroutine(outbox.accept(ALICE, [BOB], f"{head}\r\nx\r\n".encode()))
+        failure = Deferred.fromCoroutine(intake.accept(ALICE, [BOB], f"{head}\r\nx\r\n".encode()))
         assert isinstance(failure.result.value, SenderMismatch)
         failure.addErrback(lambda _: None)
     assert queue.summary() == []
 
 
 def test_mesh_without_a_reverse_path_has_no_return_path() -> None:
-    outbox = _outbox()
-    _run(outbox.deliver_local(["alice"], f"From: {BOB}\r\n\r\nx\r\n".encode(), None, PEER))
+    intake = _intake()
+    _run(intake.deliver_local(["alice"], f"From: {BOB}\r\n\r\nx\r\n".encode(), None, PEER))
     [stored] = _stored()
     assert stored.startswith(b"Received: ")
 
 
 def test_delivered_report_for_a_local_recipient_who_asked() -> None:
-    outbox = _outbox()
+    intake = _intake()
     make_user("carol")
     carol = MailAddress("carol", NODE)
     request = DsnRequest(
         envid="E-1", recipients={str(carol): Notify(frozenset({SUCCESS}), f"rfc822;{carol}")}
     )
     _run(
-        outbox.accept(
+        intake.accept(
             ALICE, [carol, ALICE], f"From: {ALICE}\r\nMessage-ID: <m@x>\r\n\r\nx\r\n".encode(), request
         )
     )
@@ -114,11 +114,11 @@ def test_delivered_report_for_a_local_recipient_who_asked() -> None:
 
 
 def test_delivered_report_for_mesh_mail_goes_back_over_the_mesh() -> None:
-    outbox = _outbox()
+    intake = _intake()
     request = DsnRequest(recipients={str(ALICE): Notify(frozenset({SUCCESS}))})
     body = f"From: {BOB}\r\nMessage-ID: <m@y>\r\n\r\nx\r\n".encode()
     for _ in range(2):  # a retry after a lost 250 stores nothing new and reports nothing new
-        _run(outbox.deliver_local(["alice"], body, "<m@y>", PEER, reverse_path=str(BOB), dsn=request))
+        _run(intake.deliver_local(["alice"], body, "<m@y>", PEER, reverse_path=str(BOB), dsn=request))
     assert queue.summary()[0].recipients == 1
     queued = queue.next_due(PEER.compressed, 2e9)
     assert queued is not None and queued.sender == ""  # the null sender: a report never bounces

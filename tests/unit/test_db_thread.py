@@ -15,7 +15,7 @@ import pytest
 from twisted.internet.defer import Deferred
 
 from ygbridge.store import users
-from ygbridge.store.db import OffThreadStoreCall, StoreThread, connect
+from ygbridge.store.db import DBThread, OffThreadStoreCall, connect
 
 T = TypeVar("T")
 WAIT = 30.0
@@ -43,18 +43,18 @@ class ThreadedReactor:
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[StoreThread, ThreadedReactor]]:
+def service(tmp_path: Path) -> Iterator[tuple[DBThread, ThreadedReactor]]:
     connect(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path)
     users.add_user("alice", b"hash", time.time())  # before the service: the command's way
     reactor = ThreadedReactor()
-    store = StoreThread(reactor)  # type: ignore[arg-type]
+    store = DBThread(reactor)  # type: ignore[arg-type]
     store.startService()
     yield store, reactor
     if store.running:
         reactor.result(store.stopService())
 
 
-def test_a_store_call_off_the_db_thread_fails_loudly(service: tuple[StoreThread, ThreadedReactor]) -> None:
+def test_a_store_call_off_the_db_thread_fails_loudly(service: tuple[DBThread, ThreadedReactor]) -> None:
     store, reactor = service
     with pytest.raises(OffThreadStoreCall, match="only on the DB thread"):
         users.list_users()  # as if on the reactor: the connection opened to migrate is gone
@@ -74,7 +74,7 @@ def _raised(fn: Callable[[], object]) -> list[BaseException]:
     return []
 
 
-def test_stop_waits_for_queued_work_without_blocking(service: tuple[StoreThread, ThreadedReactor]) -> None:
+def test_stop_waits_for_queued_work_without_blocking(service: tuple[DBThread, ThreadedReactor]) -> None:
     store, reactor = service
     release = threading.Event()
     safety = threading.Timer(WAIT, release.set)  # only if stopService blocked, to fail and not hang

@@ -1,11 +1,11 @@
 """The reactor side of mail storage: delivery into mailboxes, and telling open sessions of changes.
 
-While a user has IMAP sessions, the Mailstore keeps the list of that user's mailboxes (names,
+While a user has IMAP sessions, the MailHub keeps the list of that user's mailboxes (names,
 subscriptions, special use) and, per mailbox, its watchers: the sessions that have it selected.
 It holds no messages, only each mailbox's UIDs once read. Every change made through it is passed
 to the mailbox's watchers once the database has it. Store work runs on the DB thread in FIFO
 order and its results come back in that order, so a session that reads a mailbox
-(:meth:`Mailstore.contents`) and adds itself as a watcher in the same reactor turn hears of
+(:meth:`MailHub.contents`) and adds itself as a watcher in the same reactor turn hears of
 exactly the changes its reading did not see.
 """
 
@@ -57,7 +57,7 @@ class MailboxState:
     \\Recent to a session already, as far as this process has seen. ``counts`` and ``contents``
     are the last STATUS and SELECT answers read from the store, kept until the next change
     (``generation`` counts changes: an answer read while one happened is not kept). All of this
-    holds because every change to the mailbox's messages goes through the Mailstore.
+    holds because every change to the mailbox's messages goes through the MailHub.
     """
 
     def __init__(self, info: MailboxInfo) -> None:
@@ -171,7 +171,7 @@ class UserMailboxes:
         self._sorted = None
 
 
-class Mailstore:
+class MailHub:
     """Stores messages and keeps open IMAP sessions informed of every change."""
 
     def __init__(self, db: DBRunner, clock: IReactorTime, mailboxes_per_user: int | None = None) -> None:
