@@ -3,9 +3,7 @@ recipient, bounded waits."""
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import socket
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ygbridge.message import header_section
+from ygbridge.nodelay import ack_at_once
 from ygbridge.notify import NO_REQUEST, DsnRequest
 from ygbridge.outcome import Reply
 from ygbridge.transport import Connection
@@ -83,17 +82,9 @@ class SMTPClientProtocol(LineOnlyReceiver):
 
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)
-        self._ack_at_once()
-
-    def _ack_at_once(self) -> None:
-        """Acknowledge what the node sends without the kernel's delayed-ACK wait (TCP_QUICKACK,
-        which Linux clears again by itself): a node that sends its pipelined replies in several
-        small writes under Nagle's algorithm otherwise holds each one back until it is ACKed, up
-        to 40 ms per transaction."""
-        handle = getattr(self.transport, "getHandle", lambda: None)()
-        if handle is not None and hasattr(socket, "TCP_QUICKACK"):
-            with contextlib.suppress(OSError):
-                handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        # A node that sends its pipelined replies in several small writes under Nagle's algorithm
+        # holds each back until the last is ACKed: up to 40 ms per transaction without this.
+        ack_at_once(self.transport)
 
     def lineReceived(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace")
