@@ -24,6 +24,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 #: Test modules whose store fixtures run once per backend.
 BOTH_BACKENDS = {
     "test_store_messages",
+    "test_store_queue",
     "test_mailboxes",
     "test_imap",
     "test_imap_messages",

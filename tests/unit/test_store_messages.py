@@ -73,6 +73,30 @@ def test_uids_grow_and_are_never_reused() -> None:
     assert messages.mailbox_contents(box()).uidnext == 4
 
 
+def test_add_message_stores_every_column_as_the_models_read_it() -> None:
+    body = b"Date: Tue, 21 Nov 2023 10:00:00 +0100\r\nSubject: =?utf-8?q?H=C3=A9?=\r\n\r\n\x00\xff"
+    added = messages.add_message(
+        "alice",
+        "inbox",
+        body,
+        flags=["\\Seen", "$Chat"],
+        internaldate=NOW,
+        message_id="<1@x>",
+        sender_node="200::1",
+    )
+    assert added == messages.Added(box(), int(CREATED), 1)
+    row = Message.get(Message.mailbox == box(), Message.uid == 1)
+    assert (row.system_flags, row.keywords, row.internaldate, row.size) == (8, "$Chat", NOW, len(body))
+    assert (bytes(row.body), row.header_size, row.sent_date) == (body, len(body) - 2, date(2023, 11, 21))
+    assert (row.message_id, row.sender_node) == ("<1@x>", "200::1")
+    fields = HeaderField.select(HeaderField.name, HeaderField.value).where(HeaderField.message == row.id)
+    assert [(f.name, f.value) for f in fields.order_by(HeaderField.id)] == [
+        ("date", "tue, 21 nov 2023 10:00:00 +0100"),
+        ("subject", "hé"),
+    ]
+    assert messages.mailbox_counts(box()) == messages.Counts(1, 0, 1, 2, int(CREATED))
+
+
 def test_contents_and_counts() -> None:
     add_message(flags=["\\Seen", "$Chat"]), add_message(flags=["$Label", "$Chat"]), add_message()
     contents = messages.mailbox_contents(box())

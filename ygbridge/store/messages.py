@@ -14,9 +14,10 @@ from typing import Any, NamedTuple, TypeVar
 import peewee
 
 from ygbridge.errors import NoSuchMailbox
+from ygbridge.store import sql
 from ygbridge.store.flags import flag_bit, normalize_flags, pack_flags, unpack_flags
 from ygbridge.store.indexing import index_message
-from ygbridge.store.mailboxes import find_mailbox
+from ygbridge.store.mailboxes import canonical_name, find_mailbox
 from ygbridge.store.models import HeaderField, Mailbox, Message, database, tuples
 
 T = TypeVar("T")
@@ -26,6 +27,20 @@ _SEEN = flag_bit("\\Seen")
 _DELETED = flag_bit("\\Deleted")
 #: What a copy of a message takes over from the original.
 _COPIED = [name for name in Message._meta.fields if name not in ("id", "mailbox", "uid")]
+_COUNT = 'UPDATE "mailbox" SET "total" = "total" + ?, "unseen" = "unseen" + ? WHERE "id" = ?'
+_COUNT_UIDNEXT = (
+    'UPDATE "mailbox" SET "total" = "total" + ?, "unseen" = "unseen" + ?, "uidnext" = ? WHERE "id" = ?'
+)
+_DELIVERY_BOX = (
+    'SELECT "b"."id", "b"."uidvalidity", "b"."uidnext" FROM "mailbox" AS "b" '
+    'JOIN "user" AS "u" ON "b"."user_id" = "u"."id" WHERE "u"."name" = ? AND "b"."name" = ?'
+)
+_DUPLICATE = 'SELECT 1 FROM "message" WHERE "mailbox_id" = ? AND "sender_node" = ? AND "message_id" = ?'
+_INSERT_MESSAGE = (
+    'INSERT INTO "message" ("mailbox_id", "uid", "system_flags", "keywords", "internaldate", "size", '
+    '"body", "header_size", "sent_date", "message_id", "sender_node") '
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 @dataclass(frozen=True)
@@ -119,24 +134,32 @@ def _mailbox(mailbox_id: int) -> Mailbox:
 def _count(mailbox_id: int, messages: int, unseen: int, uidnext: int | None = None) -> None:
     """Keep a mailbox's counters: ``messages`` and ``unseen`` more (or fewer), and record the UIDs
     given out so far (UIDs are never reused, RFC 3501 2.3.1.1). Inside the change's transaction."""
-    changes: dict[Any, Any] = {
-        Mailbox.total: Mailbox.total + messages,
-        Mailbox.unseen: Mailbox.unseen + unseen,
-    }
-    if uidnext is not None:
-        changes[Mailbox.uidnext] = uidnext
-    Mailbox.update(changes).where(Mailbox.id == mailbox_id).execute()
+    if uidnext is None:
+        sql.execute(_COUNT, (messages, unseen, mailbox_id))
+    else:
+        sql.execute(_COUNT_UIDNEXT, (messages, unseen, uidnext, mailbox_id))
 
 
 def _unseen(system_flags: int) -> int:
     return 0 if system_flags & _SEEN else 1
 
 
-def insert_fields(message_id: int, fields: Iterable[tuple[str, str]]) -> None:
+def insert_fields(message_id: int, fields: Sequence[tuple[str, str]]) -> None:
     """Index a message's header fields (store.indexing) for SEARCH."""
-    rows = [{"message": message_id, "name": name, "value": value} for name, value in fields]
-    for chunk in _chunks(rows):
-        HeaderField.insert_many(chunk).execute()
+    for chunk in _chunks(fields):
+        rows = ", ".join(["(?, ?, ?)"] * len(chunk))
+        values = [value for name, text in chunk for value in (message_id, name, text)]
+        sql.execute(f'INSERT INTO "header_field" ("message_id", "name", "value") VALUES {rows}', values)
+
+
+def _delivery_box(user: str, mailbox: str) -> tuple[int, int, int]:
+    """(id, UIDVALIDITY, UIDNEXT) of ``user``'s mailbox ``mailbox``; NoSuchMailbox, or UserError
+    if there is no such user, as :func:`find_mailbox`."""
+    row = sql.execute(_DELIVERY_BOX, (user, canonical_name(mailbox))).fetchone()
+    if row is None:
+        find_mailbox(user, mailbox)  # raises why
+        raise NoSuchMailbox(f"there is no mailbox {mailbox!r}")
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 def add_message(
@@ -153,36 +176,33 @@ def add_message(
     index = index_message(body)
     system_flags, keywords = pack_flags(normalize_flags(flags))
     with database.atomic():
-        box = find_mailbox(user, mailbox)
+        box_id, uidvalidity, uid = _delivery_box(user, mailbox)
         if message_id is not None and sender_node is not None:
-            duplicate = Message.select().where(
-                Message.mailbox == box,
-                Message.sender_node == sender_node,
-                Message.message_id == message_id,
-            )
-            if duplicate.exists():
+            if sql.exists(_DUPLICATE, (box_id, sender_node, message_id)):
                 return None
-        uid = box.uidnext
-        _count(box.id, 1, _unseen(system_flags), uid + 1)
-        row = Message.create(
-            mailbox=box,
-            uid=uid,
-            system_flags=system_flags,
-            keywords=keywords,
-            internaldate=internaldate,
-            size=len(body),
-            body=body,
-            header_size=index.header_size,
-            sent_date=index.sent_date,
-            message_id=message_id,
-            sender_node=sender_node,
+        _count(box_id, 1, _unseen(system_flags), uid + 1)
+        row_id = sql.insert(
+            _INSERT_MESSAGE,
+            (
+                box_id,
+                uid,
+                system_flags,
+                keywords,
+                internaldate,
+                len(body),
+                Message.body.db_value(body),
+                index.header_size,
+                Message.sent_date.db_value(index.sent_date),
+                message_id,
+                sender_node,
+            ),
         )
-        insert_fields(row.id, index.fields)
-    return Added(box.id, box.uidvalidity, uid)
+        insert_fields(row_id, index.fields)
+    return Added(box_id, uidvalidity, uid)
 
 
-def _scalar(sql: str, *params: Any) -> Any:
-    return database.execute_sql(sql.replace("?", database.param), params).fetchone()[0]
+def _scalar(statement: str, *params: Any) -> Any:
+    return sql.execute(statement, params).fetchone()[0]
 
 
 def _recent(box: Mailbox) -> int:

@@ -11,7 +11,17 @@ from dataclasses import dataclass
 import peewee
 
 from ygbridge.notify import NO_REQUEST, DsnRequest, Notify, decode_events, encode_events
+from ygbridge.store import sql
 from ygbridge.store.models import OutgoingMessage, OutgoingRecipient, database, dicts
+
+_INSERT_MESSAGE = (
+    'INSERT INTO "outgoing_message" ("sender", "body", "message_id", "created", "ret", "envid") '
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_INSERT_RECIPIENT = (
+    'INSERT INTO "outgoing_recipient" ("message_id", "recipient", "destination", "attempts", '
+    '"next_attempt", "warned", "notify", "orcpt") VALUES (?, ?, ?, 0, ?, ?, ?, ?)'
+)
 
 
 @dataclass(frozen=True)
@@ -51,32 +61,45 @@ def enqueue(
     """Store a message for (recipient, destination address) pairs with the sender's DSN request;
     returns it as each destination's queue holds it, so that it can be tried at once without
     reading it back."""
+    grouped: dict[str, list[tuple[int, str, str | None, str | None]]] = {}
     with database.atomic():
-        message = OutgoingMessage.create(
-            sender=sender, body=body, message_id=message_id, created=now, ret=dsn.ret, envid=dsn.envid
+        queue_id = sql.insert(
+            _INSERT_MESSAGE,
+            (sender, OutgoingMessage.body.db_value(body), message_id, now, dsn.ret, dsn.envid),
         )
-        OutgoingRecipient.insert_many(
-            [
-                {
-                    "message": message,
-                    "recipient": rcpt,
-                    "destination": dest,
-                    "next_attempt": now,
-                    "notify": encode_events(dsn.notify(rcpt)),
-                    "orcpt": dsn.notify(rcpt).orcpt,
-                }
-                for rcpt, dest in recipients
-            ]
-        ).execute()
-        rows = (
-            OutgoingRecipient.select()
-            .where(OutgoingRecipient.message == message)
-            .order_by(OutgoingRecipient.id)
+        for recipient, destination in recipients:
+            notify = dsn.notify(recipient)
+            events, orcpt = encode_events(notify), notify.orcpt
+            row_id = sql.insert(
+                _INSERT_RECIPIENT, (queue_id, recipient, destination, now, False, events, orcpt)
+            )
+            grouped.setdefault(destination, []).append((row_id, recipient, events, orcpt))
+    return [
+        (
+            destination,
+            QueuedMessage(
+                id=queue_id,
+                sender=sender,
+                body=body,
+                message_id=message_id,
+                created=now,
+                recipients=tuple((row_id, recipient) for row_id, recipient, _, _ in rows),
+                attempts=0,
+                last_error=None,
+                warned=False,
+                dsn=DsnRequest(
+                    ret=dsn.ret,
+                    envid=dsn.envid,
+                    recipients={
+                        recipient: Notify(decode_events(events), orcpt)
+                        for _, recipient, events, orcpt in rows
+                        if events or orcpt
+                    },
+                ),
+            ),
         )
-        grouped: dict[str, list[OutgoingRecipient]] = {}
-        for row in rows:
-            grouped.setdefault(row.destination, []).append(row)
-    return [(destination, _queued(group, message)) for destination, group in grouped.items()]
+        for destination, rows in grouped.items()
+    ]
 
 
 def due_destinations(now: float) -> list[str]:
@@ -126,9 +149,9 @@ def due_messages(
     return [_queued(grouped[i]) for i in ids]
 
 
-def _queued(rows: list[OutgoingRecipient], message: OutgoingMessage | None = None) -> QueuedMessage:
-    """The queue entry of ``rows`` (recipients of one message); ``message`` saves reading it back."""
-    message = rows[0].message if message is None else message
+def _queued(rows: list[OutgoingRecipient]) -> QueuedMessage:
+    """The queue entry of ``rows`` (recipients of one message, joined with it)."""
+    message = rows[0].message
     return QueuedMessage(
         id=message.id,
         sender=message.sender,
@@ -151,16 +174,12 @@ def _queued(rows: list[OutgoingRecipient], message: OutgoingMessage | None = Non
     )
 
 
-def _drop_finished(message_id: int) -> None:
-    if not OutgoingRecipient.select().where(OutgoingRecipient.message == message_id).exists():
-        OutgoingMessage.delete_by_id(message_id)
-
-
 def remove(message_id: int, recipient_ids: list[int]) -> None:
     """Forget recipients that are done (delivered or finally failed)."""
     with database.atomic():
-        OutgoingRecipient.delete().where(OutgoingRecipient.id.in_(recipient_ids)).execute()
-        _drop_finished(message_id)
+        sql.execute(f'DELETE FROM "outgoing_recipient" WHERE "id" IN {sql.int_list(recipient_ids)}')
+        if not sql.exists('SELECT 1 FROM "outgoing_recipient" WHERE "message_id" = ?', (message_id,)):
+            sql.execute('DELETE FROM "outgoing_message" WHERE "id" = ?', (message_id,))
 
 
 def postpone(recipient_ids: list[int], error: str, next_attempt: float) -> None:
