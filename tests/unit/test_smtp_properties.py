@@ -1,6 +1,6 @@
 """Property-based tests of the SMTP command and path parsers, the address parser, the visible-sender
-checks and the protocol: no exception escapes, and every reply is a well-formed SMTP reply line with an enhanced code.
-Quick by default; ``HYPOTHESIS_PROFILE=thorough`` runs 10,000 examples each."""
+checks and the protocol: no exception escapes, and every reply is a well-formed SMTP reply line
+with an enhanced code. Quick by default; ``HYPOTHESIS_PROFILE=thorough`` runs 10,000 examples each."""
 
 from __future__ import annotations
 
