@@ -175,7 +175,7 @@ chown -R "$service_user:$service_user" "$state"
 find "$state" -type f -exec chmod 0600 {} +
 
 ygbridge --config "$config" init
-if ! ygbridge --config "$config" user list | grep -qx "$user"; then
+if ! ygbridge --config "$config" user list | grep -x "$user" >/dev/null; then  # grep reads it all: no SIGPIPE under pipefail
     if [ -n "${YGBRIDGE_PASSWORD:-}" ]; then
         printf '%s\n' "$YGBRIDGE_PASSWORD" | ygbridge --config "$config" user add "$user" --password-stdin
     elif [ -n "$no_terminal" ]; then
@@ -192,7 +192,7 @@ if systemd_runs; then
     systemctl enable ygbridge.service >/dev/null 2>&1
     started=$(date +%s)
     systemctl restart ygbridge.service
-    ready() { journalctl -u ygbridge.service --since "@$started" -o cat 2>/dev/null | grep -q '"ygbridge.ready"'; }
+    ready() { journalctl -u ygbridge.service --since "@$started" -o cat 2>/dev/null | grep '"ygbridge.ready"' >/dev/null; }
     log_hint="journalctl -u ygbridge --no-pager -n 30"
 else
     pidfile=/var/run/ygbridge.pid
@@ -209,7 +209,7 @@ else
             ygbridge --config "$config" >>/var/log/ygbridge.log 2>&1 </dev/null &
         echo $! >"$pidfile"
     )
-    ready() { tail -c +"$((offset + 1))" /var/log/ygbridge.log | grep -q '"ygbridge.ready"'; }
+    ready() { tail -c +"$((offset + 1))" /var/log/ygbridge.log | grep '"ygbridge.ready"' >/dev/null; }
     log_hint="/var/log/ygbridge.log"
 fi
 for _ in $(seq 150); do ready && break; sleep 0.2; done
