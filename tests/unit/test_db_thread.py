@@ -94,3 +94,11 @@ def test_stop_waits_for_queued_work_without_blocking(service: tuple[DBThread, Th
     assert reactor.result(work) == ["alice"]
     reactor.result(stopped)
     assert not [t for t in threading.enumerate() if "ygbridge-db" in t.name]
+
+
+def test_stop_without_a_start_fires_at_once(tmp_path: Path) -> None:
+    connect(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path)
+    store = DBThread(ThreadedReactor())  # type: ignore[arg-type]
+    stopped = store.stopService()
+    assert stopped.called
+    assert not [t for t in threading.enumerate() if "ygbridge-db" in t.name]

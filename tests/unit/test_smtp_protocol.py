@@ -217,6 +217,45 @@ def test_submission_accepts_the_auth_parameter_it_offers() -> None:
     assert session.say(f"MAIL FROM:<{ME}> AUTH=<> BODY=8BITMIME".encode()).startswith(b"250 2.1.0")
 
 
+def test_unadvertised_parameters_get_555_on_submission_too() -> None:
+    """After AUTH, as on the mesh: extensions this port does not offer (VERP, MT-PRIORITY, BY,
+    REQUIRETLS, RRVS) and parameters of the other command get 555, and the session goes on."""
+    node = Node()
+    session = node.submit()
+    for param in (
+        "XVERP",
+        "FOO=bar",
+        "MT-PRIORITY=3",
+        "BY=120;R",
+        "REQUIRETLS",
+        "NOTIFY=NEVER",
+        "ORCPT=rfc822;x@y",
+    ):
+        key = param.partition("=")[0].encode()
+        reply = session.say(f"MAIL FROM:<{ME}> BODY=8BITMIME {param}".encode())
+        assert reply == b"555 5.5.4 Parameter %b is not supported here\r\n" % key, param
+    assert session.say(f"MAIL FROM:<{ME}> BODY=8BITMIME".encode()).startswith(b"250 2.1.0")
+    carol = f"carol@{domain_for(NODE)}"
+    for param in (
+        "XYZ=1",
+        "SIZE=1",
+        "RET=FULL",
+        "ENVID=e1",
+        "SMTPUTF8",
+        "AUTH=<>",
+        "RRVS=2030-01-01T00:00:00Z",
+    ):
+        key = param.partition("=")[0].encode()
+        reply = session.say(f"RCPT TO:<{carol}> {param}".encode())
+        assert reply == b"555 5.5.4 Parameter %b is not supported here\r\n" % key, param
+    assert session.say(f"RCPT TO:<{carol}>".encode()).startswith(b"250 2.1.5")
+    assert session.say(b"DATA").startswith(b"354")
+    body = f"From: {ME}\r\nSubject: after the refusals\r\n\r\nhi\r\n".encode()
+    assert session.send(body + b".\r\n").startswith(b"250 2.0.0")
+    [stored] = [bytes(m.body) for m in Message.select()]
+    assert stored.endswith(body)
+
+
 @pytest.mark.parametrize(
     ("line", "reply"),
     [

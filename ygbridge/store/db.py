@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import peewee
 import structlog
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
@@ -227,7 +227,9 @@ class DBThread(Service):
 
     def stopService(self) -> Deferred[None]:
         """Let the thread finish the work queued so far and close its connection, then end it;
-        fires once it has, without blocking the reactor meanwhile."""
+        fires once it has, without blocking the reactor meanwhile (at once if it never started)."""
+        if not self.running:
+            return succeed(None)
         super().stopService()
         finished = deferToThreadPool(self._reactor, self._pool, database.close)
         return finished.addBoth(self._finished)
