@@ -40,6 +40,7 @@ class KnownUsers:
         self._until: OrderedDict[str, float] = OrderedDict()  # name -> when it must be looked up again
 
     def __len__(self) -> int:
+        """How many names are remembered (expired ones until they are asked for or pushed out)."""
         return len(self._until)
 
     async def existing(self, names: list[str]) -> set[str]:
