@@ -6,9 +6,11 @@
 #   - the base image is made locally (mmdebstrap | docker import) and passed as --build-arg BASE;
 #   - the build reaches Debian's mirror and PyPI through a proxy on the namespace's veth.
 # Then: a yggdrasil router in that namespace (as the yggdrasil user), the container started with only
-# the state volume and the router's socket mounted; `ygbridge status` while its init runs; the default
-# configuration written into the volume; a non-root user; private files; a mail round trip and port 25;
-# the HEALTHCHECK turning healthy. Needs mmdebstrap, tinyproxy, iproute2, and yggdrasil 0.5 at $YGG_05.
+# the state volume and the router's socket mounted; the default configuration written into the
+# volume; a non-root user; private files that `nobody` cannot read; a mail round trip and port 25;
+# `ygbridge status` naming the node; commands that share the database waiting for each other (two
+# started together while a third holds the write lock, as `init` while it migrates); the
+# HEALTHCHECK turning healthy. Needs mmdebstrap, tinyproxy, iproute2, and yggdrasil 0.5 at $YGG_05.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=/var/cache/ygbridge-ci
@@ -120,30 +122,43 @@ wait_for 60 in_engine test -S /var/run/yggdrasil/yggdrasil.sock || fail "the rou
 gid=$(in_engine getent group yggdrasil | cut -d: -f3)
 in_engine docker run -d --name yg --network host --group-add "$gid" --health-interval 5s \
     -v /var/run/yggdrasil:/var/run/yggdrasil -v ygbridge-data:/var/lib/ygbridge ygbridge >/dev/null
-# At once, while the container's init may still be creating the database: must wait, not fail.
-in_engine docker exec yg ygbridge status >"$work/status" 2>&1 || true
 SECONDS=0
 container_ready() {
-    in_engine docker logs yg 2>&1 | grep -q '"ygbridge.ready"' && return
+    output_has '"ygbridge.ready"' in_engine docker logs yg && return
     [ "$(in_engine docker inspect --format '{{.State.Running}}' yg)" = true ] || fail "the container exited"
     return 1
 }
 wait_for 300 container_ready || fail "the container was not ready after ${SECONDS}s"
 echo "ready after ${SECONDS}s"
-grep -q 'database is locked' "$work/status" && fail "status during init: $(cat "$work/status")"
-echo "status during init: $(head -1 "$work/status")"
-in_engine docker logs yg 2>&1 | grep -q 'wrote the default configuration' || fail "no default configuration written"
+output_has 'wrote the default configuration' in_engine docker logs yg || fail "no default configuration written"
 uid=$(in_engine docker exec yg id -u)
 echo "container user id: $uid"
 [ "$uid" != 0 ] || fail "the container runs as root"
-in_engine docker exec yg sh -c 'stat -c "%a %U %n" /var/lib/ygbridge /var/lib/ygbridge/*' | tee "$work/modes"
-grep -qx '700 ygbridge /var/lib/ygbridge' "$work/modes" || fail "volume mode"
-! grep -v '^700 \|^600 ' "$work/modes" | grep -q . || fail "a file in the volume is not private"
+in_engine docker exec yg find /var/lib/ygbridge -printf '%y %m %u %p\n' | tee "$work/modes"
+grep -qx 'd 700 ygbridge /var/lib/ygbridge' "$work/modes" || fail "the volume is not 0700 ygbridge"
+private=$(grep -Ev '^(f 600|d 700) ygbridge ' "$work/modes" || true)
+[ -z "$private" ] || fail "not private to ygbridge: $private"
+mapfile -t files < <(sed -n 's#^f [0-7]* [^ ]* ##p' "$work/modes")
+in_engine docker exec --user nobody yg cat /etc/os-release >/dev/null || fail "nobody cannot read /etc/os-release either"
+# shellcheck disable=SC2016  # (expanded by that sh)
+readable=$(in_engine docker exec --user nobody yg sh -c \
+    'for file; do cat -- "$file" >/dev/null 2>&1 && echo "$file"; done; true' sh "${files[@]}")
+[ -z "$readable" ] || fail "nobody can read: $readable"
+echo "nobody can read none of: ${files[*]##*/}"
 
-log "mail round trip inside the container"
-echo "$password" | in_engine docker exec -i yg ygbridge user add alice --password-stdin | head -1
+log "mail round trip and status inside the container"
+echo "$password" | in_engine docker exec -i yg ygbridge user add alice --password-stdin >"$work/user-add" ||
+    fail "user add: $(cat "$work/user-add")"
+head -1 "$work/user-add"
 address=$(in_engine docker exec yg ygbridge address alice)
 in_engine docker exec -i yg python - alice "$password" "$address" <"$here/tests/system/mail_roundtrip.py"
+in_engine docker exec yg ygbridge status >"$work/status" 2>&1 || fail "ygbridge status: $(cat "$work/status")"
+head -3 "$work/status"
+grep -qx "domain: *${address#*@}" "$work/status" || fail "ygbridge status does not name the node's domain ${address#*@}"
+
+log "commands sharing the database wait for each other"
+in_engine docker exec -i yg python - 'ygbridge status' 'ygbridge init' <"$here/tests/system/commands_wait.py" ||
+    fail "commands sharing the database did not wait for each other"
 SECONDS=0
 healthy() { [ "$(in_engine docker inspect --format '{{.State.Health.Status}}' yg)" = healthy ]; }
 wait_for 300 healthy ||

@@ -4,9 +4,17 @@
 #   2. no systemd (a chroot in its own mount, PID, UTS and IPC namespaces): an existing router
 #      configuration that must be kept; run twice.
 #   3. README "By hand", its commands run verbatim, beside Debian's yggdrasil under systemd.
-# Each time: the service runs as "ygbridge", not root; the state is 0700 and its files 0600;
-# "nobody" cannot read the database; a mail round trip over submission and IMAP; port 25 answers
-# on the node's mesh address; a third run without a terminal or password ends in one line.
+# In cases 1 and 2, first a router configuration yggdrasil rejects: setup-node.sh must stop soon,
+# with no traceback, its last line naming the router's log. Then between the two runs alice mails
+# herself: run 2 must keep that mail, ygbridge.ini, the router's configuration, the TLS key and
+# certificate and the address (and leave yggdrasil and ygbridge enabled under systemd); each run
+# prints the address, the client settings and the public peers. A third run without a terminal or
+# password ends in one line.
+# Each time: the service runs as "ygbridge", not root, with cap_net_bind_service alone (for port 25)
+# and NoNewPrivs; the state is 0700 and its files 0600, the configuration directory 0750 and file
+# 0640 root:ygbridge; "nobody" can read none of the state's files (database, -wal, -shm, key,
+# certificate) nor the configuration; a mail round trip over submission and IMAP; port 25 answers
+# on the node's mesh address; `ygbridge status` names the node.
 # The unit's `systemd-analyze security` exposure must be at most 4.0 (offline here and online
 # inside the booted root).
 # The roots reach Debian's mirror and PyPI only through a proxy on a veth of a network namespace
@@ -23,6 +31,7 @@ root_ip=10.213.$(($$ % 250)).2
 proxy=http://$host_ip:3128
 password=ci-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
 pids=()
+kept=
 
 # shellcheck source=scripts/ci-lib.sh
 . "$here/scripts/ci-lib.sh"
@@ -98,50 +107,98 @@ in_root() {
         HOME=/root LANG=C.UTF-8 http_proxy="$proxy" https_proxy="$proxy" PIP_CERT=/root/host-ca.crt "$@"
 }
 
-# check_node PID MODE PASSWORD: the node set up in the root is least-privileged and carries mail.
+# check_node PID MODE PASSWORD [KEPT]: the node set up in the root is least-privileged and carries
+# mail (KEPT: the token of a message sent before, which must still be in alice's INBOX).
 check_node() {
-    local pid=$1 mode=$2 secret=$3 address owner
-    local service_pid
+    local pid=$1 mode=$2 secret=$3 kept=${4:-} address service_pid owner capset private readable
+    local files=() earlier=()
     if [ "$mode" = systemd ]; then
         service_pid=$(in_root "$pid" systemctl show -p MainPID --value ygbridge.service)
     else
         service_pid=$(in_root "$pid" cat /var/run/ygbridge.pid)
     fi
+    # The service's user, and its capabilities: cap_net_bind_service (bit 10, for port 25) alone.
     owner=$(in_root "$pid" stat -c %U "/proc/$service_pid")
-    in_root "$pid" grep -E '^Cap(Eff|Amb)' "/proc/$service_pid/status"
     echo "service runs as: $owner"
     [ "$owner" = ygbridge ] || fail "the service runs as $owner, not ygbridge"
-    in_root "$pid" stat -c '%a %U:%G %n' /var/lib/ygbridge /var/lib/ygbridge/ygbridge.db \
-        /var/lib/ygbridge/ygbridge-key.pem /var/lib/ygbridge/ygbridge-cert.pem /etc/ygbridge \
-        /etc/ygbridge/ygbridge.ini | tee "$work/modes"
-    grep -qx '700 ygbridge:ygbridge /var/lib/ygbridge' "$work/modes" || fail "state directory mode"
-    [ "$(grep -c '^600 ygbridge:ygbridge /var/lib/ygbridge/' "$work/modes")" = 3 ] || fail "state file modes"
-    grep -qx '640 root:ygbridge /etc/ygbridge/ygbridge.ini' "$work/modes" || fail "config mode"
-    if in_root "$pid" setpriv --reuid=nobody --regid=nogroup --clear-groups cat /var/lib/ygbridge/ygbridge.db >/dev/null 2>&1; then
-        fail "nobody can read the database"
+    in_root "$pid" grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs):' "/proc/$service_pid/status" | tee "$work/caps"
+    for capset in CapInh CapPrm CapEff CapAmb; do
+        grep -Eq "^$capset:\s+0000000000000400$" "$work/caps" ||
+            fail "the service's $capset is not cap_net_bind_service alone (0x400): $(grep "^$capset:" "$work/caps")"
+    done
+    if [ "$mode" = systemd ]; then
+        grep -Eq '^CapBnd:\s+0000000000000400$' "$work/caps" ||
+            fail "the unit's bounding set is not cap_net_bind_service alone: $(grep '^CapBnd:' "$work/caps")"
     fi
-    echo "nobody cannot read the database: ok"
+    grep -Eq '^NoNewPrivs:\s+1$' "$work/caps" || fail "the service may gain privileges (NoNewPrivs is not 1)"
+    # Modes: the state directory 0700 and everything in it 0600 (or 0700), the service's;
+    # the configuration directory 0750 and the file 0640, root's and readable by the group.
+    in_root "$pid" find /var/lib/ygbridge /etc/ygbridge -printf '%y %m %u:%g %p\n' | tee "$work/modes"
+    grep -qx 'd 700 ygbridge:ygbridge /var/lib/ygbridge' "$work/modes" || fail "/var/lib/ygbridge is not 0700 ygbridge"
+    for file in ygbridge.db ygbridge-key.pem ygbridge-cert.pem; do
+        grep -qx "f 600 ygbridge:ygbridge /var/lib/ygbridge/$file" "$work/modes" || fail "$file is not 0600 ygbridge"
+    done
+    private=$(grep ' /var/lib/ygbridge/' "$work/modes" | grep -Ev '^(f 600|d 700) ygbridge:ygbridge ' || true)
+    [ -z "$private" ] || fail "not private to ygbridge: $private"
+    grep -qx 'd 750 root:ygbridge /etc/ygbridge' "$work/modes" || fail "/etc/ygbridge is not 0750 root:ygbridge"
+    grep -qx 'f 640 root:ygbridge /etc/ygbridge/ygbridge.ini' "$work/modes" || fail "ygbridge.ini is not 0640 root:ygbridge"
+    # nobody reads none of the state's files (database, -wal, -shm, key, certificate) nor the config.
+    mapfile -t files < <(sed -n 's#^f [0-7]* [^ ]* ##p' "$work/modes")
+    as_nobody() { in_root "$pid" setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+    as_nobody cat /etc/os-release >/dev/null || fail "setpriv as nobody cannot read /etc/os-release either"
+    # shellcheck disable=SC2016  # (expanded by that sh)
+    readable=$(as_nobody sh -c 'for file; do cat -- "$file" >/dev/null 2>&1 && echo "$file"; done; true' sh "${files[@]}")
+    [ -z "$readable" ] || fail "nobody can read: $readable"
+    echo "nobody can read none of: ${files[*]##*/}"
+    # Mail: the message sent before (if any) is still there; a new one goes round.
     address=$(in_root "$pid" ygbridge address alice)
-    in_root "$pid" /opt/ygbridge/bin/python /root/ygbridge/tests/system/mail_roundtrip.py alice "$secret" "$address"
-    in_root "$pid" ygbridge status | head -3
+    [ -z "$kept" ] || earlier=(--kept "$kept")
+    in_root "$pid" /opt/ygbridge/bin/python /root/ygbridge/tests/system/mail_roundtrip.py alice "$secret" "$address" "${earlier[@]}"
+    in_root "$pid" ygbridge status >"$work/status" 2>&1 || fail "ygbridge status: $(cat "$work/status")"
+    head -3 "$work/status"
+    grep -qx "domain: *${address#*@}" "$work/status" || fail "ygbridge status does not name the node's domain ${address#*@}"
     if [ "$mode" = systemd ]; then
         in_root "$pid" systemctl show -p User -p ActiveState ygbridge.service
         in_root "$pid" systemd-analyze security --threshold=40 ygbridge.service | tail -1
     fi
 }
 
-# setup_twice PID: the README's set-up command, then again; then a third user without a password.
+# What setup-node.sh keeps from one run to the next (the router's too: the node's address).
+kept_files=(/etc/ygbridge/ygbridge.ini /etc/yggdrasil/yggdrasil.conf /var/lib/ygbridge/ygbridge-key.pem
+    /var/lib/ygbridge/ygbridge-cert.pem)
+
+# setup_twice PID MODE: the README's set-up command, a mail, the command again; then a third user
+# without a password. Sets $kept, the token of the mail sent between the runs.
 setup_twice() {
-    local pid=$1 run output
+    local pid=$1 mode=$2 run output enabled
     for run in 1 2; do
         log "setup-node.sh alice, run $run"
         SECONDS=0
         in_root "$pid" YGBRIDGE_PASSWORD="$password" bash /root/ygbridge/scripts/setup-node.sh alice </dev/null |
             tee "$work/setup-$run.log" || fail "setup-node.sh run $run failed"
         echo "(run $run took ${SECONDS}s)"
+        # The end of its output: the address, the client settings the round trip uses, the peers.
         grep -q '^Your address: ' "$work/setup-$run.log" || fail "setup run $run printed no address"
+        grep -Eq '^IMAP: .*127\.0\.0\.1 port 1143' "$work/setup-$run.log" || fail "setup run $run printed no IMAP settings"
+        grep -Eq '^SMTP.*: .*127\.0\.0\.1 port 1025' "$work/setup-$run.log" || fail "setup run $run printed no SMTP settings"
         grep -q 'public-peers' "$work/setup-$run.log" || fail "setup run $run said nothing about peers"
+        sed -n 's/^Your address: *//p' "$work/setup-$run.log" >"$work/address-$run"
+        in_root "$pid" sha256sum "${kept_files[@]}" >"$work/kept-$run.sum"
+        if [ "$run" = 1 ]; then
+            in_root "$pid" /opt/ygbridge/bin/python /root/ygbridge/tests/system/mail_roundtrip.py alice \
+                "$password" "$(cat "$work/address-1")" | tee "$work/mail-1"
+            kept=$(sed -n 's/^round trip: \([0-9a-f]*\) .*/\1/p' "$work/mail-1")
+        fi
     done
+    cmp -s "$work/kept-1.sum" "$work/kept-2.sum" ||
+        fail "run 2 changed what run 1 set up: $(diff "$work/kept-1.sum" "$work/kept-2.sum")"
+    cmp -s "$work/address-1" "$work/address-2" || fail "the address changed: $(cat "$work/address-"[12])"
+    echo "run 2 kept: ${kept_files[*]} and the address $(cat "$work/address-2")"
+    if [ "$mode" = systemd ]; then
+        enabled=$(in_root "$pid" systemctl is-enabled yggdrasil.service ygbridge.service || true)
+        [ "$enabled" = $'enabled\nenabled' ] || fail "yggdrasil and ygbridge not both enabled: $enabled"
+        echo "yggdrasil.service and ygbridge.service: enabled"
+    fi
     log "setup-node.sh bob without a terminal or password"
     if output=$(in_root "$pid" bash /root/ygbridge/scripts/setup-node.sh bob </dev/null 2>&1); then
         fail "setup without a password succeeded"
@@ -149,6 +206,29 @@ setup_twice() {
     echo "$output" | tail -1
     ! echo "$output" | grep -q Traceback || fail "a traceback: $output"
     echo "$output" | tail -1 | grep -q 'YGBRIDGE_PASSWORD' || fail "no hint: $output"
+}
+
+# router_rejects PID HINT: with a router configuration yggdrasil rejects, setup-node.sh fails without
+# a traceback, its last line naming the router's log HINT; run again (yggdrasil installed now), it
+# must notice the stopped router at once, not wait out its 20 s for the admin socket. The
+# configuration is removed afterwards.
+router_rejects() {
+    local pid=$1 hint=$2 run output
+    in_root "$pid" sh -c 'install -d -m 0750 /etc/yggdrasil && echo "{ not a configuration" >/etc/yggdrasil/yggdrasil.conf'
+    for run in 1 2; do
+        log "setup-node.sh alice with a router configuration yggdrasil rejects, run $run"
+        SECONDS=0
+        if output=$(in_root "$pid" YGBRIDGE_PASSWORD="$password" bash /root/ygbridge/scripts/setup-node.sh alice </dev/null 2>&1); then
+            fail "setup-node.sh succeeded with a router configuration yggdrasil rejects"
+        fi
+        printf '%s\n' "$output" >"$work/rejected-$run.log"
+        tail -1 "$work/rejected-$run.log"
+        echo "(failed after ${SECONDS}s$([ "$run" = 2 ] || echo ", yggdrasil's installation included"))"
+        ! grep -q Traceback "$work/rejected-$run.log" || fail "a traceback: $output"
+        tail -1 "$work/rejected-$run.log" | grep -qF "$hint" || fail "the last line does not name $hint: $output"
+    done
+    [ "$SECONDS" -lt 15 ] || fail "setup-node.sh took ${SECONDS}s to notice that the router had stopped"
+    in_root "$pid" rm /etc/yggdrasil/yggdrasil.conf
 }
 
 # A TUN device node as udev makes it on Debian (0666; this host's own may be 0600).
@@ -186,8 +266,9 @@ power_off() {
 
 log "case 1: systemd as PID 1, no router"
 boot_root systemd
-setup_twice "$init"
-check_node "$init" systemd "$password"
+router_rejects "$init" "journalctl -u yggdrasil"
+setup_twice "$init" systemd
+check_node "$init" systemd "$password" "$kept"
 power_off
 
 log "case 3: README \"By hand\", verbatim, beside Debian's yggdrasil (0.4.7) under systemd"
@@ -205,7 +286,7 @@ sed -n '1p;$p' "$work/byhand.sh"
 cp "$work/byhand.sh" "/proc/$init/root/root/byhand.sh"
 wait_for 60 in_root "$init" test -S /var/run/yggdrasil/yggdrasil.sock || fail "Debian's yggdrasil made no admin socket"
 in_root "$init" sh -c 'cd /root/ygbridge && bash -e /root/byhand.sh' || fail "README By hand failed"
-service_ready() { in_root "$init" journalctl -u ygbridge -o cat | grep -q '"ygbridge.ready"'; }
+service_ready() { output_has '"ygbridge.ready"' in_root "$init" journalctl -u ygbridge -o cat; }
 wait_for 120 service_ready || fail "the service set up by hand did not become ready"
 in_root "$init" ln -sf /opt/ygbridge/bin/ygbridge /usr/local/bin/ygbridge
 check_node "$init" systemd "a good password"
@@ -213,10 +294,6 @@ power_off
 
 log "case 2: no systemd, an existing router configuration"
 dir=$(new_root plain)
-install -d -m 0750 "$dir/etc/yggdrasil"
-/usr/sbin/yggdrasil -genconf | sed 's#^\(\s*AdminListen:\).*#\1 unix:///var/run/yggdrasil/yggdrasil.sock#' \
-    >"$dir/etc/yggdrasil/yggdrasil.conf"
-sha256sum "$dir/etc/yggdrasil/yggdrasil.conf" >"$work/router-conf.sum"
 ip netns exec "$netns" unshare --mount --uts --ipc --pid --fork --kill-child --propagation private bash -c "
     mount -t proc proc '$dir/proc' && mount --rbind /dev '$dir/dev' && mount --bind '$work/tun' '$dir/dev/net/tun' && mount -t sysfs sysfs '$dir/sys' &&
     mount -t tmpfs -o mode=755 tmpfs '$dir/run' && mkdir -p '$dir/run/lock' &&
@@ -228,8 +305,15 @@ chrooted() {
         [ -d "/proc/$sleeper/root/run/lock" ] && [ -e "/proc/$sleeper/root/root/ygbridge/scripts/setup-node.sh" ]
 }
 wait_for 60 chrooted || fail "the chroot did not start"
-setup_twice "$sleeper"
-check_node "$sleeper" plain "$password"
+router_rejects "$sleeper" /var/log/yggdrasil.log
+# The existing configuration (root's alone: setup-node.sh must let the router's group read it).
+rm -rf "$dir/etc/yggdrasil"
+install -d -m 0750 "$dir/etc/yggdrasil"
+/usr/sbin/yggdrasil -genconf | sed 's#^\(\s*AdminListen:\).*#\1 unix:///var/run/yggdrasil/yggdrasil.sock#' \
+    >"$dir/etc/yggdrasil/yggdrasil.conf"
+sha256sum "$dir/etc/yggdrasil/yggdrasil.conf" >"$work/router-conf.sum"
+setup_twice "$sleeper" plain
+check_node "$sleeper" plain "$password" "$kept"
 sha256sum -c "$work/router-conf.sum" >/dev/null || fail "setup-node.sh changed the existing router configuration"
 echo "the existing router configuration was kept"
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154  # (pids: defined by the sourcing script)
 # Shell helpers shared by the CI stage scripts (sourced, not run). The sourcing script defines
 # show_logs (what to print when it fails) and keeps the PIDs it started in the array `pids`.
 
@@ -30,3 +31,13 @@ stop_pids() {
 }
 
 not_running() { ! kill -0 "$1" 2>/dev/null; }
+
+# output_has PATTERN COMMAND...: whether COMMAND's output (stdout and stderr) matches PATTERN (grep).
+# The output is read to its end first: `COMMAND | grep -q` under pipefail fails whenever COMMAND
+# writes after grep has found its line and left (SIGPIPE).
+output_has() {
+    local pattern=$1 output
+    shift
+    output=$("$@" 2>&1) || true
+    grep -q -- "$pattern" <<<"$output"
+}

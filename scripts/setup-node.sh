@@ -103,8 +103,16 @@ if ! sock=$(router_answers); then
     echo "starting the yggdrasil router"
     if systemd_runs; then
         systemctl enable yggdrasil.service >/dev/null 2>&1
+        # After an earlier failure (a configuration since mended) it may have hit its start limit.
+        systemctl reset-failed yggdrasil.service 2>/dev/null || true
         systemctl restart yggdrasil.service ||
             fail "yggdrasil.service did not start: see $(router_log_hint)"
+        restarts=$(systemctl show -p NRestarts --value yggdrasil.service)
+        # Stopped, failed, or restarted by its unit's Restart= since: it does not run.
+        router_stopped() {
+            ! systemctl is-active --quiet yggdrasil.service ||
+                [ "$(systemctl show -p NRestarts --value yggdrasil.service)" != "$restarts" ]
+        }
     else
         # As under systemd: the yggdrasil user, with only the capabilities a router needs.
         install -d -m 0755 -o yggdrasil -g yggdrasil /var/run/yggdrasil
@@ -112,8 +120,15 @@ if ! sock=$(router_answers); then
         nohup setpriv --reuid=yggdrasil --regid=yggdrasil --init-groups \
             --inh-caps=+net_admin,+net_bind_service --ambient-caps=+net_admin,+net_bind_service \
             yggdrasil -useconffile "$ygg_conf" >>/var/log/yggdrasil.log 2>&1 </dev/null &
+        router_pid=$!
+        router_stopped() { ! kill -0 "$router_pid" 2>/dev/null; }
     fi
-    for _ in $(seq 100); do sock=$(router_answers) && break; sleep 0.2; done
+    # Until its admin socket answers; at once if the router stops (a configuration it rejects).
+    for _ in $(seq 100); do
+        sock=$(router_answers) && break
+        router_stopped && fail "the yggdrasil router stopped (is $ygg_conf valid?): see $(router_log_hint)"
+        sleep 0.2
+    done
     [ -n "${sock:-}" ] ||
         fail "yggdrasil did not answer on its admin socket (AdminListen in $ygg_conf): see $(router_log_hint)"
 fi
@@ -160,7 +175,7 @@ chown -R "$service_user:$service_user" "$state"
 find "$state" -type f -exec chmod 0600 {} +
 
 ygbridge --config "$config" init
-if ! ygbridge --config "$config" user list | grep -qx "$user"; then
+if ! ygbridge --config "$config" user list | grep -x "$user" >/dev/null; then  # grep reads it all: no SIGPIPE under pipefail
     if [ -n "${YGBRIDGE_PASSWORD:-}" ]; then
         printf '%s\n' "$YGBRIDGE_PASSWORD" | ygbridge --config "$config" user add "$user" --password-stdin
     elif [ -n "$no_terminal" ]; then
@@ -177,7 +192,7 @@ if systemd_runs; then
     systemctl enable ygbridge.service >/dev/null 2>&1
     started=$(date +%s)
     systemctl restart ygbridge.service
-    ready() { journalctl -u ygbridge.service --since "@$started" -o cat 2>/dev/null | grep -q '"ygbridge.ready"'; }
+    ready() { journalctl -u ygbridge.service --since "@$started" -o cat 2>/dev/null | grep '"ygbridge.ready"' >/dev/null; }
     log_hint="journalctl -u ygbridge --no-pager -n 30"
 else
     pidfile=/var/run/ygbridge.pid
@@ -194,7 +209,7 @@ else
             ygbridge --config "$config" >>/var/log/ygbridge.log 2>&1 </dev/null &
         echo $! >"$pidfile"
     )
-    ready() { tail -c +"$((offset + 1))" /var/log/ygbridge.log | grep -q '"ygbridge.ready"'; }
+    ready() { tail -c +"$((offset + 1))" /var/log/ygbridge.log | grep '"ygbridge.ready"' >/dev/null; }
     log_hint="/var/log/ygbridge.log"
 fi
 for _ in $(seq 150); do ready && break; sleep 0.2; done

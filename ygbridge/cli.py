@@ -189,7 +189,8 @@ async def cmd_status(reactor: Any, config: Config, args: argparse.Namespace) -> 
 
 def _status_json(status: NodeStatus | None, error: str | None) -> dict[str, Any]:
     """What ``status --json`` prints: the node (null, and ``router_error``, while the router is
-    away), the queue per destination, and the identities mail was served for."""
+    away) with every peer, up or down with the router's reason, the queue per destination, and the
+    identities mail was served for."""
     node = None
     if status is not None:
         identity = status.identity
@@ -199,8 +200,14 @@ def _status_json(status: NodeStatus | None, error: str | None) -> dict[str, Any]
             "key": identity.key.hex(),
             "router": {"name": identity.build_name, "version": identity.build_version},
             "tun": {"enabled": status.tun.enabled, "name": status.tun.name},
-            "peers_up": [
-                {"address": str(peer.address), "remote": peer.remote} for peer in status.peers if peer.up
+            "peers": [
+                {
+                    "up": peer.up,
+                    "address": str(peer.address) if peer.address else None,
+                    "remote": peer.remote,
+                    "error": peer.last_error,
+                }
+                for peer in status.peers
             ],
             "sessions": len(status.sessions),
         }

@@ -57,6 +57,8 @@ class Config:
     max_message_size: int = 32 * 1024 * 1024
     connections_per_node: int = 4
     connections: int = 32
+    #: Seconds an existing user, once looked up for RCPT, is taken as existing (0: always look up).
+    user_cache: float = 10.0
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
 
@@ -166,6 +168,7 @@ def load_config(path: str | Path) -> Config:
         ("retry_horizon", "retry_horizon"),
         ("delay_warning", "delay_warning"),
         ("queue_interval", "queue_interval"),
+        ("user_cache", "user_cache"),
     ):
         if value := get("delivery", key):
             values[attr] = _duration(value, f"[delivery] {key}")

@@ -20,9 +20,10 @@ from twisted.internet.interfaces import IReactorTime
 from ygbridge.addressing import MailAddress, domain_for
 from ygbridge.dsn import DELIVERED, FAILED, RecipientFailure, failure_report, report_id
 from ygbridge.errors import AddressError, SenderMismatch, UserError
+from ygbridge.knownusers import KnownUsers
 from ygbridge.mailhub import MailHub
 from ygbridge.message import has_field, header_section, message_id
-from ygbridge.notify import FULL, NO_REQUEST, SUCCESS, DsnRequest
+from ygbridge.notify import FAILURE, FULL, NO_REQUEST, SUCCESS, DsnRequest
 from ygbridge.senders import check_node_sender, check_own_sender
 from ygbridge.store import queue, users
 from ygbridge.store.batch import GroupCommit
@@ -34,10 +35,13 @@ log = structlog.get_logger(__name__)
 #: ``[mesh] foreign_from`` values: refuse such a message, or deliver it with a warning field.
 REFUSE, WARN = "refuse", "warn"
 WARNING_FIELD = "X-Ygbridge-Warning"
+#: What a recipient whose account was deleted between its RCPT and the end of the message is told.
+GONE = "550 5.1.1 No such user here: the account was deleted while the message was on its way"
 
 
 class Intake:
-    """Where submission and the mesh hand over accepted messages."""
+    """Where submission and the mesh hand over accepted messages; ``user_cache``: seconds an
+    existing user, once looked up, is taken as existing (:mod:`ygbridge.knownusers`)."""
 
     def __init__(
         self,
@@ -47,6 +51,7 @@ class Intake:
         node: Callable[[], ipaddress.IPv6Address | None],
         queued: Callable[[str, queue.QueuedMessage], None],
         foreign_from: str = REFUSE,
+        user_cache: float = 0.0,
     ) -> None:
         self._clock = clock
         self._foreign_from = foreign_from
@@ -55,10 +60,11 @@ class Intake:
         self._mailhub = mailhub
         self._node = node
         self._queued = queued
+        self._users = KnownUsers(clock, lambda names: store.run(users.existing_users, names), user_cache)
 
     async def local_users(self, names: list[str]) -> set[str]:
-        """Which of ``names`` have an account on this node."""
-        return await self._store.run(users.existing_users, names)
+        """Which of ``names`` have an account on this node (a "yes" may be ``user_cache`` seconds old)."""
+        return await self._users.existing(names)
 
     async def accept(
         self,
@@ -94,12 +100,13 @@ class Intake:
         for destination, message in queued:
             self._queued(destination, message)
         local = [r for r in recipients if r.node == node]
-        stored = await self._store_local(
+        stored, gone = await self._store_local(
             [r.local for r in local], return_path(str(sender)) + body if local else body, mid, sender.node
         )
-        await self._report_delivered(
-            str(sender), [str(MailAddress(n, sender.node)) for n in stored], body, dsn
-        )
+        for names, action in ((stored, DELIVERED), (gone, FAILED)):
+            await self._report_outcome(
+                str(sender), [str(MailAddress(n, sender.node)) for n in names], body, dsn, action
+            )
 
     async def deliver_local(
         self,
@@ -134,10 +141,11 @@ class Intake:
         if node is not None:
             added = received_mesh(sender_node, node, self._clock.seconds(), smtputf8) + added
         body = (return_path(reverse_path) if reverse_path is not None else b"") + added + body  # one copy
-        stored = await self._store_local(names, body, mid, sender_node)
+        stored, gone = await self._store_local(names, body, mid, sender_node)
         if node is not None and reverse_path:
-            delivered = [str(MailAddress(name, node)) for name in stored]
-            await self._report_delivered(reverse_path, delivered, body, dsn)
+            for done, action in ((stored, DELIVERED), (gone, FAILED)):
+                recipients = [str(MailAddress(name, node)) for name in done]
+                await self._report_outcome(reverse_path, recipients, body, dsn, action)
 
     async def _store_local(
         self,
@@ -145,15 +153,24 @@ class Intake:
         body: bytes,
         mid: str | None,
         sender_node: ipaddress.IPv6Address,
-    ) -> list[str]:
-        """Final delivery (``body`` has its Return-Path) into each user's INBOX once; the users
-        who had not got it before (a retry finds the others have)."""
-        stored = []
+    ) -> tuple[list[str], list[str]]:
+        """Final delivery (``body`` has its Return-Path) into each user's INBOX once: the users
+        who had not got it before (a retry finds the others have), and those whose account was
+        deleted since their RCPT was accepted (their sender is told, as by a bounce)."""
+        stored, gone = [], []
         for name in dict.fromkeys(names):
-            uid = await self._mailhub.deliver(name, body, message_id=mid, sender_node=sender_node.compressed)
+            try:
+                uid = await self._mailhub.deliver(
+                    name, body, message_id=mid, sender_node=sender_node.compressed
+                )
+            except UserError:
+                log.warning("delivery.user_gone", user=name, message_id=mid)
+                self._users.forget(name)
+                gone.append(name)
+                continue
             if uid is not None:
                 stored.append(name)
-        return stored
+        return stored, gone
 
     async def report(
         self, message: queue.QueuedMessage, failures: list[RecipientFailure], action: str
@@ -186,11 +203,13 @@ class Intake:
         )
         await self._deliver_report(sender, report, mid)
 
-    async def _report_delivered(
-        self, sender: str, recipients: list[str], body: bytes, dsn: DsnRequest
+    async def _report_outcome(
+        self, sender: str, recipients: list[str], body: bytes, dsn: DsnRequest, action: str
     ) -> None:
-        """A "delivered" report to ``sender`` for the ``recipients`` it asked one for (RFC 3461)."""
-        wanted = [r for r in recipients if dsn.notify(r).wants(SUCCESS)]
+        """A report to ``sender`` that the final delivery to ``recipients`` was done (``action``
+        delivered) or could not be (failed: the account was deleted), for the recipients it
+        asked to be told of that (RFC 3461; by default, failures only)."""
+        wanted = [r for r in recipients if dsn.notify(r).wants(SUCCESS if action == DELIVERED else FAILURE)]
         node = self._node()
         if not wanted or node is None:
             return
@@ -199,22 +218,21 @@ class Intake:
         except AddressError:
             return
         domain, now = domain_for(node), self._clock.seconds()
-        mid = report_id(domain, message_id(body), 0, wanted, DELIVERED)
+        mid = report_id(domain, message_id(body), 0, wanted, action)
+        status, diagnostic = (
+            ("2.0.0", "250 2.0.0 delivered to the mailbox") if action == DELIVERED else ("5.1.1", GONE)
+        )
         report = failure_report(
             domain=domain,
             sender=sender,
             original=body,
-            failures=[
-                RecipientFailure(
-                    r, "2.0.0", "250 2.0.0 delivered to the mailbox", domain, dsn.notify(r).orcpt
-                )
-                for r in wanted
-            ],
+            failures=[RecipientFailure(r, status, diagnostic, domain, dsn.notify(r).orcpt) for r in wanted],
             arrival=now,
             now=now,
             message_id=mid,
-            action=DELIVERED,
+            action=action,
             envid=dsn.envid,
+            full=action == FAILED and dsn.ret == FULL,
         )
         if address.node == node:
             await self._deliver_report(address, report, mid)

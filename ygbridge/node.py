@@ -85,6 +85,7 @@ class NodeService(MultiService):
             self.node_address,
             lambda destination, message: self.delivery.poke(destination, message),
             foreign_from=config.foreign_from,
+            user_cache=config.user_cache,
         )
         self.delivery = DeliveryService(
             reactor,

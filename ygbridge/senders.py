@@ -64,7 +64,7 @@ def _parse(title: str, field: bytes) -> list[Address]:
     value = field_value(field).decode("utf-8", "replace")
     try:
         header = _REGISTRY(title, value)
-    except (ValueError, TypeError, IndexError) as exc:
+    except Exception as exc:  # the stdlib parser fails in assorted ways: AttributeError on `g:;a@b`
         raise SenderMismatch(f"the {title}: field cannot be read ({exc})") from None
     if any(not isinstance(defect, _HARMLESS) for defect in header.defects):
         raise SenderMismatch(f"the {title}: field cannot be read unambiguously: {_printable(value)}")

@@ -19,6 +19,7 @@ Typical use::
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import ipaddress
@@ -28,7 +29,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,9 @@ class Postfix:
         self.postfix("check")
         self.postfix("start")
         self.started = True
+        self._wait_answering(timeout)
 
+    def _wait_answering(self, timeout: float) -> None:
         def answers() -> bool:
             with harness.smtp_client(self.node.ns, self.address.compressed, 25, timeout=5) as smtp:
                 return smtp.noop()[0] == 250
@@ -195,6 +198,44 @@ class Postfix:
         harness.wait_until(
             answers, timeout=timeout, what=f"Postfix on {self.node.name} to answer", detail=self.log
         )
+
+    def ehlo_keywords(self) -> set[str]:
+        """The extensions a new SMTP session with this Postfix is offered (upper case)."""
+        with harness.smtp_client(self.node.ns, self.address.compressed, 25, timeout=5) as smtp:
+            return {keyword.upper() for keyword in smtp.esmtp_features}
+
+    def postconf(self, *args: str) -> str:
+        """``postconf -c DIR ARGS`` (inside the node's namespace); its output."""
+        return self.node.ns.run(["postconf", "-c", str(self.config), *args], timeout=30).stdout
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Stop every daemon (closing every connection, also those a client keeps cached) and start
+        again: unlike ``reload``, no smtpd of the old configuration goes on serving a session."""
+        self.postfix("stop")
+        harness.wait_until(
+            lambda: self.postfix("status", check=False).returncode != 0,
+            timeout=timeout,
+            what=f"Postfix on {self.node.name} to stop",
+            detail=self.log,
+        )
+        self.postfix("start")
+        self._wait_answering(timeout)
+
+    @contextlib.contextmanager
+    def changed(self, **settings: str) -> Iterator[None]:
+        """main.cf with ``settings`` for the length of the block, then as it was (each time by
+        ``postconf -e`` or ``-X`` and a restart)."""
+        explicit = {key: self.postconf("-nh", key).strip() for key in settings}
+        try:
+            self.postconf("-e", *(f"{key}={value}" for key, value in settings.items()))
+            self.restart()
+            yield
+        finally:
+            if unset := [key for key, value in explicit.items() if not value]:
+                self.postconf("-X", *unset)
+            if kept := [f"{key}={value}" for key, value in explicit.items() if value]:
+                self.postconf("-e", *kept)
+            self.restart()
 
     def flush(self) -> None:
         """Deliver whatever Postfix has queued now, instead of at its next queue run."""

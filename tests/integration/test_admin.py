@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,17 @@ def test_status_shows_address_and_key(node: harness.Node) -> None:
     result = node.bridge.cli("status")
     assert str(node.address) in result.stdout
     assert node.router.key and node.router.key in result.stdout
+
+
+def test_status_json_for_scripts(node: harness.Node) -> None:
+    status = json.loads(node.bridge.cli("status", "--json").stdout)
+    assert status["router_error"] is None
+    assert status["node"]["address"] == str(node.address)
+    assert status["node"]["domain"] == harness.meshname_domain(node.address)
+    assert status["node"]["key"] == node.router.key
+    assert status["node"]["tun"]["enabled"] is True
+    assert status["node"]["peers"] == []  # a router without peers
+    assert status["queue"] == []
 
 
 def test_status_says_what_is_known_of_the_router(node: harness.Node) -> None:

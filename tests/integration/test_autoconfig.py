@@ -22,14 +22,28 @@ def node(product: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ha
         yield node
 
 
+#: Where Thunderbird looks: the autoconfig host's path (with the address asked about) and the
+#: domain's well-known path.
+PATHS = [
+    "/mail/config-v1.1.xml?emailaddress=alice%40n.meship",
+    "/.well-known/autoconfig/mail/config-v1.1.xml",
+]
+
+
 def test_clients_on_the_lan_get_the_nodes_settings(node: harness.Node) -> None:
-    with node.ns.entered():
-        url = "http://127.0.0.1:8080/.well-known/autoconfig/mail/config-v1.1.xml"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            assert response.headers["content-type"].startswith("application/xml")
-            root = ElementTree.fromstring(response.read())
-    assert root.findtext("emailProvider/domain") == harness.meshname_domain(node.address)
-    imap = root.find("emailProvider/incomingServer")
-    assert imap is not None and (imap.findtext("hostname"), imap.findtext("port")) == ("127.0.0.1", "1143")
-    smtp = root.find("emailProvider/outgoingServer")
-    assert smtp is not None and (smtp.findtext("port"), smtp.findtext("socketType")) == ("1025", "STARTTLS")
+    for path in PATHS:
+        with node.ns.entered():
+            with urllib.request.urlopen(f"http://127.0.0.1:8080{path}", timeout=10) as response:
+                assert response.headers["content-type"].startswith("application/xml")
+                root = ElementTree.fromstring(response.read())
+        assert root.findtext("emailProvider/domain") == harness.meshname_domain(node.address)
+        imap = root.find("emailProvider/incomingServer")
+        assert imap is not None and (imap.findtext("hostname"), imap.findtext("port")) == (
+            "127.0.0.1",
+            "1143",
+        )
+        smtp = root.find("emailProvider/outgoingServer")
+        assert smtp is not None and (smtp.findtext("port"), smtp.findtext("socketType")) == (
+            "1025",
+            "STARTTLS",
+        )

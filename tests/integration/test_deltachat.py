@@ -24,6 +24,8 @@ from . import harness
 from .deltachat import ChatUser, Client
 
 PASSWORDS = {"alice": "alice-Secret-1", "bob": "bob-Secret-2", "carol": "carol-Secret-3"}
+#: A password with IMAP's quoted-string specials, a space and non-ASCII (issue 8, item 1).
+ODD_PASSWORD = 'd"o\\ra pass wörd'
 TLS_IMAP, TLS_SUBMISSION = 1993, 1465
 MESSAGE_TIMEOUT = 60.0
 ATTACHMENT_TIMEOUT = 180.0
@@ -134,6 +136,22 @@ def test_encrypted_messages_both_ways(chats: Chats) -> None:
     _exchange(chats, chats.bob_to_alice, chats.alice, "Hello Alice, and back")
     assert chats.alice_to_bob.get_basic_snapshot().is_encrypted
     assert chats.bob_to_alice.get_basic_snapshot().is_encrypted
+
+
+def test_an_account_with_an_odd_password_from_its_login_link(chats: Chats) -> None:
+    """The dclogin: link carries a password with ``"``, ``\\``, a space and non-ASCII, and Delta
+    Chat core (Rust: async-imap quotes it for LOGIN, async-smtp sends it by AUTH) logs in with it:
+    the account is configured, joins alice by SecureJoin and they exchange messages."""
+    started = time.monotonic()
+    added = chats.a.bridge.cli("user", "add", "dora", "--password-stdin", input=ODD_PASSWORD + "\n")
+    dora = chats.alice.client.configure("dora", _link(added.stdout))
+    assert dora.address == chats.a.bridge.address_of("dora")
+    [transport] = dora.account.list_transports()
+    assert transport["password"] == ODD_PASSWORD
+    alice_to_dora, dora_to_alice = _secure_join(chats.alice, dora)
+    chats.timed("dora configured from her link and joined alice", started)
+    _exchange(chats, dora_to_alice, chats.alice, "Hello Alice, from dora")
+    _exchange(chats, alice_to_dora, dora, "Hello dora")
 
 
 def test_ten_megabyte_attachment(chats: Chats, tmp_path: Path) -> None:

@@ -82,6 +82,11 @@ def _reports(mesh: Mesh, mid: str) -> list[bytes]:
 def test_both_ports_advertise_dsn_and_smtputf8(mesh: Mesh) -> None:
     with mesh.a.bridge.smtp(("alice", PASSWORDS["alice"])) as smtp:
         assert smtp.has_extn("dsn") and smtp.has_extn("smtputf8")
+        # and nothing else: after AUTH, unadvertised MAIL and RCPT parameters get 555 5.5.4
+        assert smtp.mail(mesh.alice, ["XVERP"]) == (555, b"5.5.4 Parameter XVERP is not supported here")
+        assert smtp.mail(mesh.alice)[0] == 250
+        assert smtp.rcpt(mesh.bob, ["X-FOO=1"]) == (555, b"5.5.4 Parameter X-FOO is not supported here")
+        smtp.rset()
     with harness.smtp_client(mesh.a.ns, mesh.b.address.compressed, harness.MESH_PORT) as smtp:
         assert smtp.has_extn("dsn") and smtp.has_extn("smtputf8")
 

@@ -1,13 +1,17 @@
 """Independent IMAP clients against a real bridge: imapclient in a Thunderbird-like session, mbsync.
 
 One node (yggdrasil 0.5.12 in a namespace, ygbridge under twistd) with user alice; the clients
-connect from inside the namespace to the IMAP listener on its loopback.
+connect from inside the namespace to the IMAP listener on its loopback. mbsync (isync, C, no code
+shared with imaplib) also logs in as dora, whose password holds ``"``, ``\\``, a space and
+non-ASCII, through a relay that keeps what it sent, and mirrors a mailbox whose name holds them too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -22,6 +26,13 @@ from . import harness
 from .messages import make_message, send
 
 PASSWORD = "alice-Secret-1"
+#: dora's password, and a mailbox name: the quoted-string specials, a space and non-ASCII.
+ODD_PASSWORD = 'd"o\\ra pass wörd'
+ODD_MAILBOX = 'Odd "quoted\\ Café'
+#: The mailbox name as LIST returns it: modified UTF-7 (RFC 3501 5.1.3) in a quoted string.
+ODD_MAILBOX_LISTED = b'"Odd \\"quoted\\\\ Caf&AOk-"'
+#: Where the relay in front of the IMAP listener listens, on the node's [::1].
+RELAY_PORT = 1144
 IDLE_TIMEOUT = 15.0
 MBSYNC_TIMEOUT = 60.0
 CAPABILITIES = {
@@ -52,13 +63,16 @@ def node(product: None, module_lab: harness.Lab) -> harness.Node:
 
 
 @contextlib.contextmanager
-def imap(node: harness.Node) -> Iterator[IMAPClient]:
-    """imapclient logged in as alice, its socket inside the node's namespace."""
+def imap(node: harness.Node, user: str = "alice", password: str = PASSWORD) -> Iterator[IMAPClient]:
+    """imapclient logged in (as alice), its socket inside the node's namespace."""
     with node.ns.entered():
         client = IMAPClient("127.0.0.1", port=harness.IMAP_PORT, ssl=False, timeout=harness.CLIENT_TIMEOUT)
     client.normalise_times = False  # INTERNALDATE with its time zone
     try:
-        client.login("alice", PASSWORD)
+        if password.isascii():
+            client.login(user, password)
+        else:  # imaplib, under imapclient's LOGIN, sends only ASCII; SASL PLAIN carries UTF-8
+            client.plain_login(user, password)
         yield client
     finally:
         with contextlib.suppress(IMAPClientError, OSError):
@@ -199,8 +213,8 @@ MBSYNCRC = """\
 IMAPAccount alice
 Host ::1
 Port {port}
-User alice
-Pass {password}
+User {user}
+{password}
 SSLType None
 AuthMechs LOGIN
 Timeout 30
@@ -243,18 +257,27 @@ def maildir_flags(path: Path) -> str:
     return path.name.partition(":2,")[2]
 
 
+def run_mbsync(node: harness.Node, rc: Path) -> str:
+    """``mbsync -a -Dn`` with ``rc`` in the node's namespace; its output (the IMAP commands it sent,
+    LOGIN masked), or AssertionError with the bridge's log."""
+    try:
+        result = node.ns.run(["mbsync", "-c", str(rc), "-a", "-Dn"], timeout=MBSYNC_TIMEOUT, check=False)
+    except harness.HarnessError as exc:
+        raise AssertionError(f"mbsync: {exc}\n{node.bridge.log()[-5000:]}") from None
+    assert result.returncode == 0, f"mbsync exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
 def test_mbsync_mirrors_a_mailbox_both_ways(node: harness.Node, tmp_path: Path) -> None:
     maildir = tmp_path / "mail"
     maildir.mkdir()
     rc = tmp_path / "mbsyncrc"
-    rc.write_text(MBSYNCRC.format(port=harness.IMAP_PORT, password=PASSWORD, maildir=maildir))
+    rc.write_text(
+        MBSYNCRC.format(port=harness.IMAP_PORT, user="alice", password=f"Pass {PASSWORD}", maildir=maildir)
+    )
 
     def mbsync() -> None:
-        try:
-            result = node.ns.run(["mbsync", "-c", str(rc), "-a"], timeout=MBSYNC_TIMEOUT, check=False)
-        except harness.HarnessError as exc:
-            raise AssertionError(f"mbsync: {exc}\n{node.bridge.log()[-5000:]}") from None
-        assert result.returncode == 0, f"mbsync exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        run_mbsync(node, rc)
 
     on_server, server_id = message("written on the server", "first line\nsecond line\n")
     with imap(node) as client:
@@ -284,3 +307,98 @@ def test_mbsync_mirrors_a_mailbox_both_ways(node: harness.Node, tmp_path: Path) 
     local = maildir_files(inbox)
     assert "R" in maildir_flags(local[client_id])
     assert (maildir / "Projects" / "2024" / "cur").is_dir()
+
+
+class Relay:
+    """A TCP relay on the node's [::1]:RELAY_PORT to its IMAP listener that keeps every byte the
+    clients sent: what the server saw (mbsync's own trace masks LOGIN's arguments)."""
+
+    def __init__(self, node: harness.Node) -> None:
+        self.node = node
+        self.sent = bytearray()
+        with node.ns.entered():
+            self._listener = socket.create_server(("::1", RELAY_PORT), family=socket.AF_INET6)
+        self._thread = threading.Thread(target=self._serve, daemon=True, name="imap-relay")
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            with self.node.ns.entered():
+                server = socket.create_connection(("127.0.0.1", harness.IMAP_PORT), timeout=MBSYNC_TIMEOUT)
+            with client, server:
+                back = threading.Thread(target=self._copy, args=(server, client, None), daemon=True)
+                back.start()
+                self._copy(client, server, self.sent)
+                back.join(MBSYNC_TIMEOUT)
+
+    @staticmethod
+    def _copy(source: socket.socket, sink: socket.socket, record: bytearray | None) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if record is not None:
+                    record += data
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (close alone would not)
+        self._listener.close()
+        self._thread.join(MBSYNC_TIMEOUT)
+
+
+def imap_quoted(text: str) -> bytes:
+    """``text`` as an IMAP quoted string (RFC 3501 section 9), its 8-bit bytes as they are."""
+    return b'"' + text.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def test_mbsync_logs_in_with_an_odd_password_and_mirrors_an_odd_mailbox(
+    node: harness.Node, tmp_path: Path
+) -> None:
+    """isync quotes LOGIN's password itself (``\\"``, ``\\\\``, its UTF-8 as is) and uses mailbox
+    names as LIST gives them: the Maildir folder is named by the modified UTF-7 name."""
+    node.bridge.add_user("dora", ODD_PASSWORD)
+    with imap(node, "dora", ODD_PASSWORD) as client:
+        client.create_folder(ODD_MAILBOX)
+        on_server = [
+            message(f"odd {n}", f"in the odd mailbox {n}\n", alice="dora@a.meship") for n in range(2)
+        ]
+        uids = [appended(client.append(ODD_MAILBOX, raw))[1] for raw, _ in on_server]
+    (tmp_path / "password").write_text(ODD_PASSWORD)  # mbsync reads it as bytes: UTF-8, no newline
+    maildir = tmp_path / "mail"
+    maildir.mkdir()
+    rc = tmp_path / "mbsyncrc"
+    password = f'PassCmd "cat {tmp_path / "password"}"'
+    rc.write_text(MBSYNCRC.format(port=RELAY_PORT, user="dora", password=password, maildir=maildir))
+    relay = Relay(node)
+    try:
+        trace = run_mbsync(node, rc)
+        folder = maildir / 'Odd "quoted\\ Caf&AOk-'  # the name LIST returns, as mbsync read it
+        local = maildir_files(folder)
+        assert {mid: as_mirrored(path.read_bytes()) for mid, path in local.items()} == {
+            mid: as_mirrored(raw) for raw, mid in on_server
+        }
+        on_client, client_id = message("written in the odd Maildir", "from mbsync\n", alice="dora@a.meship")
+        (folder / "new" / "1700000000.43_1.client").write_bytes(as_mirrored(on_client))
+        first = local[on_server[0][1]]
+        first.rename(first.with_name(first.name.replace(":2,", ":2,F")))
+        trace += run_mbsync(node, rc)
+    finally:
+        relay.close()
+    sent = bytes(relay.sent)
+    assert sent.count(b' LOGIN "dora" ' + imap_quoted(ODD_PASSWORD) + b"\r\n") == 2
+    assert "LOGIN <user> <pass>" in trace  # what mbsync's trace shows of it
+    listed = ODD_MAILBOX_LISTED.decode("ascii")
+    assert trace.count(f" SELECT {listed}\n") == 2 and sent.count(f" SELECT {listed}\r\n".encode()) == 2
+    assert b" APPEND " + ODD_MAILBOX_LISTED + b" " in sent
+    with imap(node, "dora", ODD_PASSWORD) as client:
+        assert [name for _, _, name in client.list_folders(pattern="Odd*")] == [ODD_MAILBOX]
+        client.select_folder(ODD_MAILBOX)
+        assert sorted(client.search()) == [*uids, uid_of(client, client_id)]
+        assert set(client.get_flags([uids[0]])[uids[0]]) - {b"\\Recent"} == {b"\\Flagged"}
+        uploaded = client.fetch([uid_of(client, client_id)], ["BODY.PEEK[]"])
+        assert as_mirrored(next(iter(uploaded.values()))[b"BODY[]"]) == as_mirrored(on_client)

@@ -232,3 +232,44 @@ def test_forged_from_at_postfix_is_refused_by_ygbridge(site: Site) -> None:
     assert re.search(rf"to=<{re.escape(site.alice)}>.*status=bounced .*550 5\.7\.1", site.postfix.log())
     with alice_imap(site) as imap:
         assert mid not in messages.message_index(imap)
+
+
+def test_a_next_hop_without_smtputf8_gets_no_internationalised_message(site: Site) -> None:
+    """RFC 6531 section 3.2 with Postfix at ``smtputf8_enable = no`` (it then offers no SMTPUTF8):
+    ygbridge sends neither a message with UTF-8 header fields nor one to a UTF-8 address there,
+    and alice's INBOX gets a bounce for each that says why."""
+    dorte = f"dörte@{site.postfix.domain}"
+    header, header_id = make_message(site.alice, [site.dave], "Grüße an Dave", "ASCII body\n")
+    address, address_id = make_message(site.alice, [dorte], "to dörte", "hello\n")
+    with site.postfix.changed(smtputf8_enable="no"):
+        assert "SMTPUTF8" not in site.postfix.ehlo_keywords()
+        with alice_smtp(site) as smtp:
+            for message, to in ((header, site.dave), (address, dorte)):
+                assert smtp.sendmail(site.alice, [to], message, ["SMTPUTF8", "BODY=8BITMIME"]) == {}
+        with alice_imap(site) as imap:
+            bounces = {
+                mid: parse(
+                    messages.wait_for_body(
+                        imap,
+                        lambda body, mid=mid: mid.encode() in body and b"multipart/report" in body,
+                        what=f"the bounce of {mid}",
+                        timeout=TIMEOUT,
+                    )[1]
+                )
+                for mid in (header_id, address_id)
+            }
+    assert "SMTPUTF8" in site.postfix.ehlo_keywords()  # as it was
+    node = site.postfix.address.compressed
+    for mid, to, reply, why in (
+        (header_id, site.dave, "550 5.6.9", "a message with non-ASCII header fields cannot be sent to it"),
+        (address_id, dorte, "553 5.6.7", "non-ASCII addresses cannot be sent to it"),
+    ):
+        report = bounces[mid]
+        assert report["Return-Path"] == "<>"
+        human, status_part, _ = report.iter_parts()
+        listed = f"  {to}: {reply} {node} does not support SMTPUTF8 (RFC 6531): {why}"
+        assert listed in human.get_content(), human.get_content()
+        per_recipient = status_part.get_payload()[1]
+        assert (per_recipient["Action"], per_recipient["Status"]) == ("failed", reply[4:])
+        assert mid not in site.postfix.log()  # never handed over: Postfix logs every message-id it takes
+    assert all(header_id.encode() not in raw for raw in site.postfix.maildir("dave"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -47,3 +48,6 @@ def test_version_mismatch_is_named_in_status_and_queue(product: None, tmp_path: 
         queue_line = next(line for line in a.bridge.status().splitlines() if "waiting, next try" in line)
         assert f"last error: peer down: {reason}" in queue_line, queue_line
         assert not re.search(r"\b[A-Z]\w+Error\b", queue_line), queue_line  # no exception class names
+        as_json = json.loads(a.bridge.cli("status", "--json").stdout)
+        assert [(p["up"], p["error"]) for p in as_json["node"]["peers"]] == [(False, reason)]
+        assert as_json["queue"][0]["last_error"].startswith(f"peer down: {reason}")

@@ -17,7 +17,7 @@ from ygbridge.testing import postgresql
 
 settings.register_profile("default", max_examples=200, deadline=None)
 settings.register_profile(
-    "thorough", max_examples=5_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "thorough", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 

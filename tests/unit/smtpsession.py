@@ -42,7 +42,12 @@ class Node:
     """Submission and mesh factories over an in-memory store, with the queue pokes recorded."""
 
     def __init__(
-        self, limits: Limits | None = None, max_size: int = 1000, free_disk: int | None = None, db: Any = None
+        self,
+        limits: Limits | None = None,
+        max_size: int = 1000,
+        free_disk: int | None = None,
+        db: Any = None,
+        user_cache: float = 0.0,
     ) -> None:
         self.database = memory_database()
         for name in ("alice", "carol"):
@@ -53,7 +58,14 @@ class Node:
         self.db = db or ImmediateDB()
         self.poked: list[str] = []
         mailhub = MailHub(self.db, self.clock)
-        self.intake = Intake(self.clock, self.db, mailhub, lambda: NODE, lambda d, _: self.poked.append(d))
+        self.intake = Intake(
+            self.clock,
+            self.db,
+            mailhub,
+            lambda: NODE,
+            lambda d, _: self.poked.append(d),
+            user_cache=user_cache,
+        )
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(b"alice", b"pw")
         portal = Portal(SubmissionRealm(lambda: NODE, self.intake), [checker])

@@ -13,7 +13,9 @@ import pytest
 
 from ygbridge import cli
 from ygbridge.router.state import NodeIdentity, NodeStatus, Peer, TunState
-from ygbridge.store import queue
+from ygbridge.store import models, queue
+from ygbridge.store.db import connect
+from ygbridge.store.models import User
 from ygbridge.testing.store import memory_database
 
 KEY = bytes.fromhex("99098b4ac8f782f105094bba691c62dee5e63d1ab7b2dfe24c7c31349b4b4ab4")
@@ -75,6 +77,35 @@ def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path) -> None:
     assert added.stderr == b""
     listed = _run_with_closed_stdout(tmp_path, "user", "list")
     assert listed.returncode == cli.EXIT_BROKEN_PIPE and listed.stderr == b""
+
+
+def test_user_list_into_head_1_stops_quietly(tmp_path: Path) -> None:
+    """``ygbridge user list | head -1`` with 300 KB of names, several pipe buffers: head reads
+    the first line and quits while the command still has lines to write."""
+    database = tmp_path / "db.sqlite"
+    config = tmp_path / "c.ini"
+    config.write_text(f"[storage]\ndatabase = sqlite:///{database}\n")
+    names = [f"user-{n:05d}-" + "x" * 50 for n in range(5000)]
+    connect(f"sqlite:///{database}", tmp_path)
+    try:
+        with models.database.atomic():
+            User.insert_many([{"name": n, "password_hash": b"x", "created": 0.0} for n in names]).execute()
+    finally:
+        models.database.close()
+    with (tmp_path / "stderr").open("wb") as stderr:
+        ygbridge = subprocess.Popen(
+            [sys.executable, "-m", "ygbridge.cli", "--config", str(config), "user", "list"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+        head = subprocess.Popen(["head", "-1"], stdin=ygbridge.stdout, stdout=subprocess.PIPE)
+        assert ygbridge.stdout is not None
+        ygbridge.stdout.close()  # head is the only reader
+        first, _ = head.communicate(timeout=60)
+        status = ygbridge.wait(60)
+    assert first == names[0].encode() + b"\n" and head.returncode == 0
+    assert status == cli.EXIT_BROKEN_PIPE
+    assert (tmp_path / "stderr").read_bytes() == b""
 
 
 def test_router_down_is_said_once(tmp_path: Path) -> None:

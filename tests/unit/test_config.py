@@ -23,6 +23,7 @@ def test_example_config_matches_the_defaults() -> None:
     assert config.database == "sqlite:////var/lib/ygbridge/ygbridge.db"
     assert (config.retry_initial, config.retry_max, config.retry_horizon) == (5, 3600, 5 * 86400)
     assert config.max_message_size == 32 * 1024 * 1024
+    assert config.user_cache == 10
 
 
 def test_values_and_relative_database_path(tmp_path: Path) -> None:
@@ -33,6 +34,7 @@ def test_values_and_relative_database_path(tmp_path: Path) -> None:
         "[submission]\nlisten = none\nlisten_tls = tcp:465\n"
         "[storage]\ndatabase = sqlite:///data/mail.db\n"
         "[delivery]\nretry_initial = 1s\nretry_horizon = 2h ; inline comment\nmax_message_size = 10MiB\n"
+        "user_cache = 0\n"
     )
     config = load_config(path)
     assert config.admin == ("unix:///run/a.sock", "tcp://127.0.0.1:9001")
@@ -44,6 +46,7 @@ def test_values_and_relative_database_path(tmp_path: Path) -> None:
         10 * 1024 * 1024,
     )
     assert config.database_file == tmp_path / "data" / "mail.db"
+    assert config.user_cache == 0
 
 
 @pytest.mark.parametrize(

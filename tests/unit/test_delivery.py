@@ -6,7 +6,7 @@ from twisted.internet.task import Clock
 
 from ygbridge.delivery import DeliveryService, backoff
 from ygbridge.dsn import FAILED, RecipientFailure
-from ygbridge.notify import DsnRequest, Notify
+from ygbridge.notify import DsnRequest, Notify, parse_rcpt_params
 from ygbridge.outcome import Reply
 from ygbridge.store import queue
 from ygbridge.testing.delivery import HANG, FakePeer
@@ -245,6 +245,32 @@ def test_delay_warnings_only_where_delay_is_wanted() -> None:
         clock.advance(5)
     [(_, [delayed])] = reports.delays
     assert delayed.recipient == "c@y.meship"
+    service.stopService()
+
+
+def test_notify_delay_alone_is_warned_and_never_told_of_the_expiry() -> None:
+    """Each recipient as RCPT TO asked: DELAY alone, FAILURE alone, or nothing (both)."""
+    clock = Clock()
+    asked = {"delay@y.meship": "NOTIFY=DELAY", "failure@y.meship": "NOTIFY=failure", "default@y.meship": None}
+    request = DsnRequest(
+        recipients={rcpt: parse_rcpt_params([param]) for rcpt, param in asked.items() if param is not None}
+    )
+    peer = FakePeer(*[ConnectionRefusedError("peer down")] * 40)
+    reports = Reports()
+    service = _service(peer, clock, reports, delay_warning=30)
+    queue.enqueue("a@x.meship", b"m\r\n", "<1@x>", [(rcpt, PEER) for rcpt in asked], 0, request)
+    service.startService()
+    for _ in range(8):  # 40 s: past the warning time, before the horizon
+        clock.advance(5)
+    [(_, delayed)] = reports.delays
+    assert sorted(f.recipient for f in delayed) == ["default@y.meship", "delay@y.meship"]
+    assert reports.reports == []
+    for _ in range(32):  # 200 s: past the horizon (100 s)
+        clock.advance(5)
+    assert queue.summary() == [] and len(reports.delays) == 1
+    [(_, failed)] = reports.reports
+    assert sorted(f.recipient for f in failed) == ["default@y.meship", "failure@y.meship"]
+    assert all(f.status == "4.4.7" for f in failed)
     service.stopService()
 
 

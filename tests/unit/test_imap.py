@@ -93,6 +93,26 @@ def test_unauthenticated_connection_closed_after_a_minute(client: Client, lab: I
     assert client.transport.disconnecting
 
 
+def test_noop_cannot_keep_a_connection_without_login_forever(client: Client, lab: ImapLab) -> None:
+    for _ in range(ImapServer.LOGIN_WITHIN // 50 - 1):
+        lab.clock.advance(50)
+        assert client.send(b"n NOOP\r\n") == b"n OK NOOP completed\r\n"
+    lab.clock.advance(ImapServer.LOGIN_WITHIN % 50 + 49)
+    assert not client.transport.disconnecting
+    lab.clock.advance(1)
+    assert client.received() == b"* BYE Autologout; no login in time\r\n"
+    assert client.transport.disconnecting
+
+
+def test_a_login_lifts_the_login_deadline(client: Client, lab: ImapLab) -> None:
+    client.login()
+    lab.clock.advance(ImapServer.LOGIN_WITHIN - 1)
+    assert client.send(b"n NOOP\r\n") == b"n OK NOOP completed\r\n"
+    lab.clock.advance(2)
+    assert not client.transport.disconnecting
+    assert client.received() == b""
+
+
 def test_idle_lasts_29_minutes_then_the_session_ends(client: Client, lab: ImapLab) -> None:
     client.select()
     assert client.send(b"i IDLE\r\n") == b"+ idling\r\n"

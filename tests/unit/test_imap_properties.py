@@ -2,7 +2,7 @@
 
 Whatever a client sends, no exception escapes and every reply is protocol-correct: untagged
 (``*``), a continuation (``+``), or the command's tagged OK, NO or BAD. The normal run tries
-200 cases each; ``HYPOTHESIS_PROFILE=thorough`` tries 5,000 (tests/unit/conftest.py).
+200 cases each; ``HYPOTHESIS_PROFILE=thorough`` tries 10,000 (tests/unit/conftest.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ygbridge.limits import Limits
 from ygbridge.testing.imap import ImapLab
 from ygbridge.testing.store import alice_database
 
-#: The thorough run (5,000 cases a test) takes minutes a test: more than the default timeout.
+#: The thorough run (10,000 cases a test) takes minutes a test: more than the default timeout.
 pytestmark = pytest.mark.timeout(3600 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 300)
 LIMITS = Limits(imap_line=4096, imap_literal=512, sequence_ranges=100, search_nesting=8)
 COMMANDS = [

@@ -53,6 +53,7 @@ def test_node_sender_in_the_sending_nodes_domain(from_: str) -> None:
         (f"bob@{DB} <carl@{DA}>", "", "cannot be read unambiguously"),  # clients differ on this
         ("undisclosed-recipients:;", "", "names no mailbox"),
         ("garbage", "", "cannot be read"),
+        (f"grp:;carl@{DA}", "", "cannot be read"),  # the stdlib parser raised AttributeError here
         (f"carl@{DA}", f"From: x@{DA}\r\n", "2 From: fields"),
         (f"carl@{DA}", f"Sender: a@{DA}\r\nSender: b@{DA}\r\n", "2 Sender: fields"),
     ],

@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 
 from ygbridge.notify import NO_REQUEST, DsnRequest, Notify
 from ygbridge.outcome import describe_failure
-from ygbridge.smtp.client import SMTPClient, SMTPClientProtocol, dot_stuffed, one_chunk
+from ygbridge.smtp.client import PIPELINED_BODY, SMTPClient, SMTPClientProtocol, dot_stuffed, one_chunk
 
 
 def test_dot_stuffing_and_terminator() -> None:
@@ -231,27 +231,79 @@ def test_pipelining_sends_the_envelope_and_data_in_one_write() -> None:
 CHUNKING_EHLO = b"250-y\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n"
 
 
-def test_a_node_with_chunking_gets_the_body_as_one_bdat_chunk_after_the_envelope() -> None:
+def test_a_small_body_goes_as_one_bdat_chunk_in_the_envelopes_write() -> None:
     peer = Peer()
     body = b"Subject: hi\r\n\r\n.leading dot, no final line end"
+    result = peer.send(["b@y.meship", "c@y.meship"], body=body)
+    peer.answer(b"220 hi\r\n")
+    peer.connections[0][1].clear()
+    peer.answer(CHUNKING_EHLO)
+    assert peer.sent() == (  # RFC 3030 section 4.2: one write, one round trip
+        b"MAIL FROM:<a@x.meship> SIZE=%d BODY=8BITMIME\r\nRCPT TO:<b@y.meship>\r\n"
+        b"RCPT TO:<c@y.meship>\r\nBDAT %d LAST\r\n" % (len(body), len(body)) + body
+    )
+    peer.connections[0][1].clear()
+    peer.answer(b"250 ok\r\n550 5.1.1 no such user\r\n")
+    assert not result.called and peer.sent() == b""
+    peer.answer(b"250 ok\r\n250 2.0.0 stored\r\n")
+    assert result.result["b@y.meship"].permanent and result.result["c@y.meship"].code == 250
+    second = peer.send(["d@y.meship"])
+    assert peer.sent().startswith(b"MAIL FROM:")  # ended cleanly: no RSET
+    peer.answer(b"250 ok\r\n550 5.1.1 no\r\n554 5.5.1 No valid recipients\r\n")
+    assert second.result["d@y.meship"].code == 550  # the refusal of its RCPT, not of the BDAT
+    peer.connections[0][1].clear()
+    peer.send(["e@y.meship"])
+    assert peer.sent().startswith(b"RSET\r\nMAIL FROM:")  # a refused BDAT: reset first
+
+
+def test_a_refused_sender_is_every_recipients_result_and_the_chunk_is_not_counted() -> None:
+    peer = Peer()
+    result = peer.send(["b@y.meship", "c@y.meship"])
+    peer.answer(b"220 hi\r\n", CHUNKING_EHLO)
+    assert peer.sent().endswith(b"BDAT %d LAST\r\n" % len(BODY) + BODY)
+    peer.answer(b"451 4.7.0 quota\r\n503 5.5.1 MAIL first\r\n503 5.5.1 MAIL first\r\n")
+    assert not result.called  # the BDAT's reply is still to come: read before the next command
+    peer.answer(b"503 5.5.1 MAIL FROM first\r\n")
+    assert [reply.code for reply in result.result.values()] == [451, 451]
+    peer.connections[0][1].clear()
+    second = peer.send(["b@y.meship"])
+    assert peer.sent().startswith(b"RSET\r\nMAIL FROM:")
+    peer.answer(b"250 reset\r\n250 ok\r\n250 ok\r\n250 2.0.0 stored\r\n")
+    assert second.result["b@y.meship"].code == 250
+
+
+def test_a_large_body_waits_for_an_accepted_recipient() -> None:
+    peer = Peer()
+    body = b"Subject: big\r\n\r\n" + b"x" * PIPELINED_BODY
     result = peer.send(["b@y.meship"], body=body)
     peer.answer(b"220 hi\r\n")
     peer.connections[0][1].clear()
     peer.answer(CHUNKING_EHLO)
-    assert peer.sent().endswith(b"RCPT TO:<b@y.meship>\r\n")  # no DATA
+    assert peer.sent().endswith(b"RCPT TO:<b@y.meship>\r\n")  # no DATA, no BDAT yet
     peer.connections[0][1].clear()
     peer.answer(b"250 ok\r\n250 ok\r\n")
     assert peer.sent() == b"BDAT %d LAST\r\n" % len(body) + body
     peer.answer(b"250 2.0.0 stored\r\n")
     assert result.result["b@y.meship"].code == 250
     peer.connections[0][1].clear()
-    second = peer.send(["c@y.meship"])
+    second = peer.send(["c@y.meship"], body=body)
     assert peer.sent().startswith(b"MAIL FROM:")  # ended cleanly: no RSET
     peer.answer(b"250 ok\r\n550 5.1.1 no\r\n")
     assert b"BDAT" not in peer.sent() and second.result["c@y.meship"].permanent
     peer.connections[0][1].clear()
     peer.send(["d@y.meship"])
     assert peer.sent().startswith(b"RSET\r\nMAIL FROM:")  # nothing was sent: reset first
+
+
+def test_chunking_without_pipelining_sends_the_body_after_the_replies() -> None:
+    peer = Peer()
+    result = peer.send(["b@y.meship"])
+    peer.answer(b"220 hi\r\n", b"250-y\r\n250 CHUNKING\r\n", b"250 ok\r\n")
+    assert peer.sent().endswith(b"RCPT TO:<b@y.meship>\r\n")
+    peer.answer(b"250 ok\r\n")
+    assert peer.sent().endswith(b"BDAT %d LAST\r\n" % len(BODY) + BODY)
+    peer.answer(b"250 2.0.0 stored\r\n")
+    assert result.result["b@y.meship"].code == 250
 
 
 def test_a_connection_carries_transactions_and_quits_when_idle() -> None:

@@ -62,10 +62,17 @@ def db() -> Iterator[None]:
 
 
 class Session:
-    def __init__(self) -> None:
+    def __init__(self, user_cache: float = 0.0) -> None:
         self.db = LaterDB()
         self.clock = clock = Clock()
-        intake = Intake(clock, self.db, MailHub(self.db, clock), lambda: NODE, lambda *_: None)  # type: ignore[arg-type]
+        intake = Intake(
+            clock,
+            self.db,  # type: ignore[arg-type]
+            MailHub(self.db, clock),  # type: ignore[arg-type]
+            lambda: NODE,
+            lambda *_: None,
+            user_cache=user_cache,
+        )
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(b"alice", b"pw")
         portal = Portal(SubmissionRealm(lambda: NODE, intake), [checker])
@@ -101,6 +108,33 @@ def test_pipelined_commands_wait_for_the_database_and_answer_in_order() -> None:
     session.db.answer()
     assert session.replies() == [b"250 2.0.0 Message accepted", b"221 2.0.0 See you later"]
     assert Message.select().count() == 2
+
+
+def test_a_bdat_chunk_behind_a_waiting_rcpt_stays_unread_until_its_turn() -> None:
+    session = Session()
+    session.send(b"EHLO client\r\n" + AUTH)
+    body = b"Subject: hi\r\n\r\nRSET\r\nQUIT\r\n"
+    envelope = f"MAIL FROM:<{ALICE}>\r\nRCPT TO:<{CAROL}>\r\nBDAT {len(body)} LAST\r\n".encode()
+    assert session.send(envelope + body + b"NOOP\r\n") == [b"250 2.1.0 Sender OK"]
+    session.db.answer()  # carol exists; then the chunk is read and committed, then NOOP
+    assert session.replies() == [b"250 2.1.5 Recipient OK", b"250 2.0.0 Message accepted", b"250 2.0.0 OK"]
+    assert [bytes(m.body).endswith(body) for m in Message.select()] == [True]
+
+
+def test_a_known_recipient_is_not_looked_up_again_within_the_user_cache() -> None:
+    session = Session(user_cache=10)
+    session.send(b"EHLO client\r\n" + AUTH)
+    envelope = f"MAIL FROM:<{ALICE}>\r\nRCPT TO:<{CAROL}>\r\nRSET\r\n".encode()
+    assert session.send(envelope) == [b"250 2.1.0 Sender OK"]
+    session.db.answer()
+    assert session.replies() == [b"250 2.1.5 Recipient OK", b"250 2.0.0 OK"]
+    session.clock.advance(9.9)
+    assert session.send(envelope) == [b"250 2.1.0 Sender OK", b"250 2.1.5 Recipient OK", b"250 2.0.0 OK"]
+    assert session.db.waiting == []  # answered from memory
+    session.clock.advance(0.1)
+    assert session.send(envelope) == [b"250 2.1.0 Sender OK"]  # looked up again
+    session.db.answer()
+    assert session.replies() == [b"250 2.1.5 Recipient OK", b"250 2.0.0 OK"]
 
 
 def test_every_reply_has_an_enhanced_status_code() -> None:

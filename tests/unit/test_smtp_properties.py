@@ -1,6 +1,6 @@
-"""Property-based tests of the SMTP command and path parsers, the address parser and the protocol:
-no exception escapes, and every reply is a well-formed SMTP reply line with an enhanced code.
-Quick by default; ``HYPOTHESIS_PROFILE=thorough`` runs 5,000 examples each."""
+"""Property-based tests of the SMTP command and path parsers, the address parser, the visible-sender
+checks and the protocol: no exception escapes, and every reply is a well-formed SMTP reply line
+with an enhanced code. Quick by default; ``HYPOTHESIS_PROFILE=thorough`` runs 10,000 examples each."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from smtpsession import BOB, LOOPBACK, ME, NODE, PEER, Node
 
-from ygbridge.addressing import MailAddress, domain_for, is_mesh_address
-from ygbridge.errors import AddressError
+from ygbridge.addressing import MailAddress, domain_for, is_mesh_address, parse_domain
+from ygbridge.errors import AddressError, SenderMismatch
+from ygbridge.senders import check_node_sender, check_own_sender, visible_mailboxes
 from ygbridge.smtp.commands import Refused, Reply, parse_command, parse_mail, parse_rcpt
 from ygbridge.store.models import database
 
@@ -146,6 +147,42 @@ def test_mail_address_parse_raises_only_address_errors(text: str) -> None:
     except AddressError:
         return
     assert is_mesh_address(address.node) and MailAddress.parse(address.literal).node == address.node
+
+
+#: Pieces of From:/Sender: values: addresses of this node and others, display names that spell
+#: addresses, groups, comments, encoded words, quoting and stray punctuation.
+SENDER_PIECES = [ME, BOB, f"alice@[IPv6:{NODE}]", f"carol@[IPv6:{PEER}]", "Alice", '"Bob, Q"', f'"{BOB}"']
+SENDER_PIECES += ["=?utf-8?q?=3Cbob=40x=3E?=", "(comment)", "<", ">", ",", ";", ":", "@", '"', "\\", "grp:"]
+SENDER_PIECES += ["=?utf-8?b?w6k=?=", "é", "\t", " "]
+sender_values = st.one_of(
+    st.lists(st.sampled_from(SENDER_PIECES), max_size=6).map("".join).map(str.encode),
+    st.binary(max_size=80),
+)
+sender_fields = st.lists(
+    st.tuples(st.sampled_from([b"From", b"Sender", b"from", b"SENDER", b"Reply-To"]), sender_values),
+    max_size=4,
+)
+
+
+@given(sender_fields, st.binary(max_size=40))
+def test_visible_sender_checks_raise_only_sender_mismatch(
+    fields: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    header = b"".join(
+        name + b": " + value.replace(b"\r", b"").replace(b"\n", b" ") + b"\r\n" for name, value in fields
+    )
+    message = header + b"\r\n" + body
+    own = MailAddress.parse(ME)
+    for check in (lambda: check_node_sender(message, NODE), lambda: check_own_sender(message, own)):
+        try:
+            check()
+        except SenderMismatch:
+            continue
+        # Accepted: a sender is shown, and every mailbox shown is on this node.
+        shown = visible_mailboxes(message)
+        assert shown
+        for _title, mailbox in shown:
+            assert parse_domain(mailbox.domain) == NODE
 
 
 _nodes: list[Node] = []

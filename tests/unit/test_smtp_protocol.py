@@ -9,6 +9,7 @@ import pytest
 from smtpsession import BOB, LOOPBACK, ME, NODE, PEER, Node, Session, limits
 from twisted.internet.defer import fail
 
+from ygbridge.addressing import domain_for
 from ygbridge.errors import LoginThrottled, SenderMismatch
 from ygbridge.smtp import protocol
 from ygbridge.smtp.protocol import SMTPServer
@@ -214,6 +215,45 @@ def test_unadvertised_rcpt_parameters_get_555() -> None:
 def test_submission_accepts_the_auth_parameter_it_offers() -> None:
     session = Node().submit()
     assert session.say(f"MAIL FROM:<{ME}> AUTH=<> BODY=8BITMIME".encode()).startswith(b"250 2.1.0")
+
+
+def test_unadvertised_parameters_get_555_on_submission_too() -> None:
+    """After AUTH, as on the mesh: extensions this port does not offer (VERP, MT-PRIORITY, BY,
+    REQUIRETLS, RRVS) and parameters of the other command get 555, and the session goes on."""
+    node = Node()
+    session = node.submit()
+    for param in (
+        "XVERP",
+        "FOO=bar",
+        "MT-PRIORITY=3",
+        "BY=120;R",
+        "REQUIRETLS",
+        "NOTIFY=NEVER",
+        "ORCPT=rfc822;x@y",
+    ):
+        key = param.partition("=")[0].encode()
+        reply = session.say(f"MAIL FROM:<{ME}> BODY=8BITMIME {param}".encode())
+        assert reply == b"555 5.5.4 Parameter %b is not supported here\r\n" % key, param
+    assert session.say(f"MAIL FROM:<{ME}> BODY=8BITMIME".encode()).startswith(b"250 2.1.0")
+    carol = f"carol@{domain_for(NODE)}"
+    for param in (
+        "XYZ=1",
+        "SIZE=1",
+        "RET=FULL",
+        "ENVID=e1",
+        "SMTPUTF8",
+        "AUTH=<>",
+        "RRVS=2030-01-01T00:00:00Z",
+    ):
+        key = param.partition("=")[0].encode()
+        reply = session.say(f"RCPT TO:<{carol}> {param}".encode())
+        assert reply == b"555 5.5.4 Parameter %b is not supported here\r\n" % key, param
+    assert session.say(f"RCPT TO:<{carol}>".encode()).startswith(b"250 2.1.5")
+    assert session.say(b"DATA").startswith(b"354")
+    body = f"From: {ME}\r\nSubject: after the refusals\r\n\r\nhi\r\n".encode()
+    assert session.send(body + b".\r\n").startswith(b"250 2.0.0")
+    [stored] = [bytes(m.body) for m in Message.select()]
+    assert stored.endswith(body)
 
 
 @pytest.mark.parametrize(
@@ -455,6 +495,53 @@ def test_bdat_octets_are_read_even_when_refused() -> None:
     session.say(MESH_FROM)
     assert session.send(b"BDAT 4 LAST\r\nQUIT").startswith(b"554 5.5.1 ")
     assert session.say(b"BDAT x").startswith(b"501 5.5.4 ")
+
+
+#: A recipient of this node without an account.
+TO_NOBODY = f"RCPT TO:<nobody@{domain_for(NODE)}>".encode()
+
+
+def _pipelined(*lines: bytes, body: bytes) -> bytes:
+    """Command lines, ``BDAT <size> LAST`` and ``body`` as one write (RFC 3030 section 4.2)."""
+    return b"".join(line + b"\r\n" for line in lines) + b"BDAT %d LAST\r\n" % len(body) + body
+
+
+def test_a_pipelined_bdat_is_answered_for_the_recipients_accepted() -> None:
+    session = _mesh(Node())
+    body = FROM + b"Subject: pipelined\r\n\r\nRSET\r\n"
+    replies = session.send(_pipelined(MESH_FROM, TO_NOBODY, TO_ME, body=body) + b"NOOP\r\n")
+    assert replies.splitlines() == [
+        b"250 2.1.0 Sender OK",
+        b"550 5.1.1 No such user here: nobody@" + domain_for(NODE).encode(),
+        b"250 2.1.5 Recipient OK",
+        b"250 2.0.0 Message accepted",
+        b"250 2.0.0 OK",
+    ]
+    assert _stored() == [body]
+
+
+def test_a_pipelined_bdat_without_an_accepted_recipient_is_read_and_refused() -> None:
+    """RFC 3030 section 2: the chunk's octets are consumed before the refusal, never taken as
+    commands; the transaction is refused as a whole (554, or 503 without a sender)."""
+    session = _mesh(Node())
+    body = FROM + b"\r\nQUIT\r\n"
+    replies = session.send(_pipelined(MESH_FROM, TO_NOBODY, body=body) + b"NOOP\r\n")
+    assert replies.splitlines()[2:] == [
+        b"554 5.5.1 No valid recipients",
+        b"250 2.0.0 OK",
+    ]
+    forged = f"MAIL FROM:<{ME}>".encode()  # not of the connecting node
+    replies = session.send(b"RSET\r\n" + _pipelined(forged, TO_ME, body=body) + b"NOOP\r\n")
+    assert [line[:9] for line in replies.splitlines()] == [
+        b"250 2.0.0",
+        b"550 5.7.1",
+        b"503 5.5.1",
+        b"503 5.5.1",
+        b"250 2.0.0",
+    ]
+    assert not session.closed and _stored() == []
+    assert session.send(_pipelined(MESH_FROM, TO_ME, body=body)).endswith(b"250 2.0.0 Message accepted\r\n")
+    assert _stored() == [body]
 
 
 def test_bdat_past_the_size_limit_and_data_after_bdat() -> None:

@@ -77,12 +77,15 @@ class ImapProtocol(Protocol):
     """Framing, states and answers; subclasses hold the commands (``@command`` methods).
 
     A connection that has not logged in is closed after ``UNAUTH_TIMEOUT`` seconds without a
-    command line; after login, including during IDLE, after ``POSTAUTH_TIMEOUT`` (RFC 2177 asks clients
-    to renew IDLE every 29 minutes). Time comes from ``clock``.
+    command line, and ``LOGIN_WITHIN`` seconds after it opened however busy it keeps (NOOP cannot
+    hold a slot forever without a password); after login, including during IDLE, after
+    ``POSTAUTH_TIMEOUT`` without a command (RFC 2177 asks clients to renew IDLE every 29 minutes).
+    Time comes from ``clock``.
     """
 
     IDENT = b"ygbridge IMAP4rev1 ready"
     UNAUTH_TIMEOUT = 60
+    LOGIN_WITHIN = 5 * 60
     POSTAUTH_TIMEOUT = 30 * 60
     #: A TCP or TLS transport: ITransport, IConsumer, IPushProducer and, for STARTTLS, ITLSTransport.
     transport: Any
@@ -100,6 +103,7 @@ class ImapProtocol(Protocol):
         self._writes = WriteGate()
         self._batch: list[bytes] | None = None  # what the command being dispatched has written
         self._timer: IDelayedCall | None = None
+        self._login_deadline: IDelayedCall | None = None
         # Input: what arrived and how far it has been read
         self._input = bytearray()
         self._read = 0
@@ -123,12 +127,14 @@ class ImapProtocol(Protocol):
         self.transport.registerProducer(self._writes, True)
         self.untagged(b"OK [CAPABILITY %b] %b" % (b" ".join(self.capabilities()), self.IDENT))
         self._reset_timeout()
+        self._login_deadline = self.clock.callLater(self.LOGIN_WITHIN, self._no_login)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._gone = True
         self._writes.stopProducing()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        for timer in (self._timer, self._login_deadline):
+            if timer is not None and timer.active():
+                timer.cancel()
         self._close_mailbox()
         if self._logout is not None:
             logout, self._logout = self._logout, None
@@ -148,6 +154,17 @@ class ImapProtocol(Protocol):
     def _timed_out(self) -> None:
         self.untagged(b"BYE Autologout; connection idle too long")
         self.close_connection()  # connectionLost lets go of the mailbox
+
+    def _no_login(self) -> None:
+        self.untagged(b"BYE Autologout; no login in time")
+        self.close_connection()
+
+    def logged_in(self) -> None:
+        """The client has authenticated: the login deadline no longer applies."""
+        self.state = "auth"
+        if self._login_deadline is not None and self._login_deadline.active():
+            self._login_deadline.cancel()
+        self._reset_timeout()
 
     # Answers
 

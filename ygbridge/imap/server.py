@@ -143,8 +143,8 @@ class ImapServer(AccountCommands, SelectedCommands):
         if self._gone:
             logout()
             return b""
-        self.account, self._logout, self.state = account, logout, "auth"
-        self._reset_timeout()
+        self.account, self._logout = account, logout
+        self.logged_in()
         return b"[CAPABILITY %b] %b" % (b" ".join(self.capabilities()), done)
 
     # IDLE: changes to the selected mailbox are reported as they happen

@@ -73,11 +73,12 @@ class SMTPClientProtocol(LineOnlyReceiver):
         """Send one command line and wait for its reply."""
         return self.commands([line])[0]
 
-    def commands(self, lines: list[bytes]) -> list[Deferred[Reply]]:
-        """Send command lines in one write (PIPELINING) and wait for their replies."""
+    def commands(self, lines: list[bytes], payload: bytes = b"") -> list[Deferred[Reply]]:
+        """Send command lines in one write (PIPELINING), ``payload`` after them (the octets of a
+        last ``BDAT`` line), and wait for their replies."""
         waiters = [self.next_reply() for _ in lines]
         if self._lost is None:
-            self.connection.write(b"".join(line + self.delimiter for line in lines))
+            self.connection.write(b"".join(line + self.delimiter for line in lines) + payload)
         return waiters
 
     def dataReceived(self, data: bytes) -> None:
@@ -114,6 +115,12 @@ class SMTPClientProtocol(LineOnlyReceiver):
 
 #: The size of each write of a message body: large writes, few trips through the reactor.
 PIECE = 1024 * 1024
+#: A body up to this size goes to a node with PIPELINING and CHUNKING in the same write as its
+#: envelope (RFC 3030 section 4.2), one round trip per message: what a refused envelope wastes
+#: is as small as the pipelined input a ygbridge node holds while a RCPT waits for its database
+#: (``smtp.connection.HOLD_LINES`` lines of the default 2 KiB); larger bodies wait for the RCPT
+#: replies, where the round trip saved would be a small part of the transfer.
+PIPELINED_BODY = 64 * 1024
 
 
 def dot_stuffed(body: bytes, chunk: int = PIECE) -> Iterator[bytes]:
@@ -229,7 +236,9 @@ class SMTPClient:
     Connections are cached per node: a connection that ended its transaction is kept for the next
     one (RSET first if it ended early) and closed with QUIT after ``idle`` seconds unused. With
     PIPELINING, MAIL, every RCPT and DATA go in one write; replies are still read one by one.
-    A node that offers CHUNKING (RFC 3030) gets the body as one BDAT chunk, without dot-stuffing.
+    A node that offers CHUNKING (RFC 3030) gets the body as one BDAT chunk, without dot-stuffing:
+    with PIPELINING too, a body of up to :data:`PIPELINED_BODY` octets goes in the envelope's
+    write, larger ones once a recipient was accepted.
     At most ``max_idle`` connections are kept in all: the oldest is closed first.
     """
 
@@ -394,10 +403,16 @@ class SMTPClient:
             extra = dsn.notify(recipient).params() if with_dsn else ""
             commands.append(f"RCPT TO:<{recipient}>{extra}".encode())
         chunking = "CHUNKING" in extensions  # the body goes as one BDAT chunk: a node like this one
-        if not chunking:
+        pipelined = "PIPELINING" in extensions
+        early = chunking and pipelined and len(body) <= PIPELINED_BODY  # BDAT with the envelope
+        if early:
+            commands.append(b"BDAT %d LAST" % len(body))
+        elif not chunking:
             commands.append(b"DATA")
-        reset, session.dirty = session.dirty, True  # clean again once the end of DATA is answered
-        replies = _Replies(protocol, [b"RSET", *commands] if reset else commands, "PIPELINING" in extensions)
+        reset, session.dirty = session.dirty, True  # clean again once the message is stored
+        replies = _Replies(
+            protocol, [b"RSET", *commands] if reset else commands, pipelined, body if early else b""
+        )
         try:
             try:
                 first = await self._wait(replies.next())
@@ -411,21 +426,26 @@ class SMTPClient:
                 reply = await self._wait(replies.next(mail.ok))
                 results[recipient] = reply if mail.ok else mail
             accepted = [r for r, reply in results.items() if reply.ok]
-            if chunking:
-                if not accepted:
-                    return results  # nothing sent: RSET before the next transaction
-                pieces = one_chunk(body)
+            if early:  # refused (554 or 503) when no recipient was accepted, its octets skipped
+                final = await self._wait(replies.next())
             else:
-                data = await self._wait(replies.next(bool(accepted)))
-                if data.code != 354:
-                    results.update(dict.fromkeys(accepted, data))
-                    return results
-                pieces = dot_stuffed(body if accepted else b"")
-            producer = _DataProducer(protocol.connection, pieces)
-            protocol.connection.registerProducer(producer, False)
-            await producer.done.addTimeout(self._timeout + len(body) / MIN_RATE, self._clock)
-            final = await self._wait(protocol.next_reply())
-            session.dirty = not accepted  # a server that said 354 to no recipient got an empty message
+                if chunking:
+                    if not accepted:
+                        return results  # nothing sent: RSET before the next transaction
+                    pieces = one_chunk(body)
+                else:
+                    data = await self._wait(replies.next(bool(accepted)))
+                    if data.code != 354:
+                        results.update(dict.fromkeys(accepted, data))
+                        return results
+                    pieces = dot_stuffed(body if accepted else b"")
+                producer = _DataProducer(protocol.connection, pieces)
+                protocol.connection.registerProducer(producer, False)
+                await producer.done.addTimeout(self._timeout + len(body) / MIN_RATE, self._clock)
+                final = await self._wait(protocol.next_reply())
+            # A server that said 354 to no recipient got an empty message; a refused BDAT leaves
+            # the transaction to RSET (RFC 3030 section 2).
+            session.dirty = not accepted or not final.ok
             results.update(dict.fromkeys(accepted, final))
             return results
         finally:
@@ -434,12 +454,15 @@ class SMTPClient:
 
 class _Replies:
     """The replies to a transaction's commands, in order. Pipelined, the commands all went in one
-    write; otherwise each is sent when its reply is asked for (or skipped)."""
+    write (``payload``, a BDAT chunk's octets, after the last); otherwise each is sent when its
+    reply is asked for (or skipped)."""
 
-    def __init__(self, protocol: SMTPClientProtocol, commands: list[bytes], pipelined: bool) -> None:
+    def __init__(
+        self, protocol: SMTPClientProtocol, commands: list[bytes], pipelined: bool, payload: bytes = b""
+    ) -> None:
         self._protocol = protocol
         self._commands = deque(commands)
-        self._pending = deque(protocol.commands(commands)) if pipelined else None
+        self._pending = deque(protocol.commands(commands, payload)) if pipelined else None
 
     def next(self, send: bool = True) -> Deferred[Reply]:
         """The next command's reply; ``send`` False skips it when it was not sent yet (a refusal
