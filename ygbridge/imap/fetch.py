@@ -6,7 +6,8 @@ re-cased or re-folded. ENVELOPE and the nested lists use twisted.mail's public h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from twisted.mail import imap4
@@ -85,12 +86,13 @@ def summary_responses(
     found: Sequence[tuple[Any, ...]],
     query: Sequence[FetchItem],
     uid: bool,
-    recent: Container[int],
+    recent: Sequence[tuple[int, int]],
 ) -> bytes:
     """The FETCH responses of consecutive messages (``uids``, numbered from ``first_seq``) for a
-    summary_query, from their rows ``found`` (store.messages.load_summaries; rows of other UIDs
-    are skipped); ``\\Recent`` is among the flags of the UIDs in ``recent``. Built a column at a
-    time, with no call per message and item."""
+    summary_query, from their rows ``found`` (store.messages.load_summaries, or the same from
+    store.uidflags; rows of other UIDs are skipped); ``\\Recent`` is among the flags of the UIDs
+    in the ascending inclusive ranges ``recent``. Built a column at a time, with no call per
+    message and item."""
     items = list(dict.fromkeys(query))
     if uid and not any(item.name == "UID" for item in items):
         items.append(FetchItem("UID"))
@@ -109,10 +111,9 @@ def summary_responses(
         elif item.name == "FLAGS":
             lists = _FlagLists()
             column = [lists[row[1], row[2]] for row in found]
-            if recent:
-                for at, row in enumerate(found):
-                    if row[0] in recent:
-                        column[at] = flags_list(unpack_flags(row[1], row[2]) | {"\\Recent"})
+            for at in _positions(found, recent):
+                row = found[at]
+                column[at] = flags_list(unpack_flags(row[1], row[2]) | {"\\Recent"})
         elif item.name == "RFC822.SIZE":
             conversion, column = b"%d", [row[4] for row in found]
         elif item.name == "INTERNALDATE":
@@ -132,6 +133,15 @@ def summary_responses(
         columns.append(column)
     template = b"* %d FETCH (" + b" ".join(labels) + b")\r\n"
     return b"".join([template % values for values in zip(seqs, *columns, strict=True)])
+
+
+def _positions(found: Sequence[tuple[Any, ...]], ranges: Sequence[tuple[int, int]]) -> Iterable[int]:
+    """The positions of the rows (ascending by UID) whose UIDs lie in these inclusive ranges."""
+    if not ranges or not found:
+        return
+    uids = [row[0] for row in found]
+    for low, high in ranges:
+        yield from range(bisect_left(uids, low), bisect_right(uids, high))
 
 
 def needs_body(query: Sequence[FetchItem]) -> bool:

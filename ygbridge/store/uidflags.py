@@ -1,0 +1,95 @@
+"""The UIDs and flags of a mailbox's messages, compact enough to keep in memory.
+
+What the MailHub keeps of a mailbox while its user has sessions, so that SELECT and a FETCH of
+flags need not read the mailbox again. 9 bytes a message (an 8-byte UID and a byte of system
+flag bits, store.flags), plus a dict entry for each message that has keywords (most have none).
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from itertools import repeat
+
+#: A message's flags as the store keeps them: (system flag bits, space-separated keywords).
+Packed = tuple[int, str]
+
+
+class UidFlags:
+    """Every message of a mailbox by ascending UID, with its flags (packed, store.flags)."""
+
+    def __init__(self, rows: Iterable[tuple[int, int, str]] = ()) -> None:
+        """From (uid, system flag bits, keywords) rows in ascending UID order."""
+        self._uids = array("Q")
+        self._bits = bytearray()
+        self._keywords: dict[int, str] = {}
+        for uid, bits, keywords in rows:
+            self._uids.append(uid)
+            self._bits.append(bits)
+            if keywords:
+                self._keywords[uid] = keywords
+
+    def __len__(self) -> int:
+        return len(self._uids)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._uids)
+
+    def uids(self) -> array[int]:
+        """A copy of the UIDs (a session's own, to number them)."""
+        return array("Q", self._uids)
+
+    def flags(self, uid: int) -> Packed | None:
+        """The flags of one message; None if it is not there."""
+        at = bisect_left(self._uids, uid)
+        if at == len(self._uids) or self._uids[at] != uid:
+            return None
+        return self._bits[at], self._keywords.get(uid, "")
+
+    def rows(self, uids: Sequence[int]) -> list[tuple[int, int, str]]:
+        """(uid, system flag bits, keywords) of those of ``uids`` (ascending) still here, in order
+        (the rows store.messages.load_summaries reads for a FETCH of flags)."""
+        if not uids:
+            return []
+        low, high = bisect_left(self._uids, uids[0]), bisect_right(self._uids, uids[-1])
+        if high - low != len(uids):  # some are gone: the caller has not heard yet
+            found = [(uid, self.flags(uid)) for uid in uids]
+            return [(uid, *packed) for uid, packed in found if packed is not None]
+        # No UID between the first and the last is missing from ``uids`` (new UIDs come after
+        # every old one), so the same count means the same messages.
+        keywords = self._keywords
+        if keywords:
+            words = [keywords.get(uid, "") for uid in uids]
+            return list(zip(uids, self._bits[low:high], words, strict=True))
+        return list(zip(uids, self._bits[low:high], repeat("", len(uids)), strict=True))
+
+    def add(self, uids: Sequence[int], flags: Sequence[Packed]) -> None:
+        """New messages, ``flags[n]`` those of ``uids[n]``; any not above the last are ignored
+        (already here: a read of the mailbox saw them)."""
+        for uid, (bits, keywords) in sorted(zip(uids, flags, strict=True)):
+            if not self._uids or uid > self._uids[-1]:
+                self._uids.append(uid)
+                self._bits.append(bits)
+                if keywords:
+                    self._keywords[uid] = keywords
+
+    def set_flags(self, uid: int, bits: int, keywords: str) -> None:
+        """A message's flags changed (nothing if it is not here)."""
+        at = bisect_left(self._uids, uid)
+        if at < len(self._uids) and self._uids[at] == uid:
+            self._bits[at] = bits
+            if keywords:
+                self._keywords[uid] = keywords
+            else:
+                self._keywords.pop(uid, None)
+
+    def remove(self, uids: Collection[int]) -> None:
+        """Messages expunged or moved away."""
+        kept = [at for at, uid in enumerate(self._uids) if uid not in uids]
+        if len(kept) == len(self._uids):
+            return
+        self._uids = array("Q", [self._uids[at] for at in kept])
+        self._bits = bytearray([self._bits[at] for at in kept])
+        for uid in uids:
+            self._keywords.pop(uid, None)
