@@ -2,7 +2,8 @@
 
 What the MailHub keeps of a mailbox while its user has sessions, so that SELECT and a FETCH of
 flags need not read the mailbox again. 9 bytes a message (an 8-byte UID and a byte of system
-flag bits, store.flags), plus a dict entry for each message that has keywords (most have none).
+flag bits, store.flags), plus a dict entry (some 30 to 100 bytes) for each message that has
+keywords (most have none).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ class UidFlags:
         self._uids = array("Q")
         self._bits = bytearray()
         self._keywords: dict[int, str] = {}
+        shared: dict[str, str] = {}  # one string for messages with the same keywords
         for uid, bits, keywords in rows:
             self._uids.append(uid)
             self._bits.append(bits)
             if keywords:
-                self._keywords[uid] = keywords
+                self._keywords[uid] = shared.setdefault(keywords, keywords)
 
     def __len__(self) -> int:
         return len(self._uids)
