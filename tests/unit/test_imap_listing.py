@@ -3,7 +3,7 @@ answered from them, and kept equal to the store through every change, whoever ma
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -27,16 +27,21 @@ def inbox(lab: ImapLab) -> MailboxState:
     return box
 
 
-def stored_rows(box: MailboxState) -> list[tuple[int, int, str]]:
-    """What the store has: (uid, system flag bits, keywords) of every message."""
-    listing = messages.mailbox_contents(box.id).messages
+def rows(listing: UidFlags | None, uids: Sequence[int] | None = None) -> list[tuple[int, int, str]]:
+    """(uid, system flag bits, keywords) of these messages (all if None) in a listing."""
     assert listing is not None
-    return listing.rows(listing.uids())
+    found = listing.columns(listing.uids() if uids is None else uids)
+    return [(uid, found.bits[at], found.keywords.get(at, "")) for at, uid in enumerate(found.uids)]
+
+
+def stored_rows(box: MailboxState) -> list[tuple[int, int, str]]:
+    """What the store has of every message."""
+    return rows(messages.mailbox_contents(box.id).messages)
 
 
 def kept_rows(box: MailboxState) -> list[tuple[int, int, str]]:
-    assert box.listing is not None
-    return box.listing.rows(box.listing.uids())
+    """What the MailHub keeps of every message."""
+    return rows(box.listing)
 
 
 @pytest.fixture
@@ -59,23 +64,25 @@ def no_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_rows_of_uids_some_of_which_are_gone() -> None:
     listing = UidFlags([(1, 8, ""), (2, 0, "$Junk"), (4, 9, ""), (7, 0, "a b")])
-    assert listing.rows(listing.uids()) == [(1, 8, ""), (2, 0, "$Junk"), (4, 9, ""), (7, 0, "a b")]
-    assert listing.rows([2, 3, 4]) == [(2, 0, "$Junk"), (4, 9, "")]  # 3 expunged, not yet told
-    assert listing.rows([]) == [] and listing.flags(5) is None and listing.flags(7) == (0, "a b")
+    assert rows(listing) == [(1, 8, ""), (2, 0, "$Junk"), (4, 9, ""), (7, 0, "a b")]
+    assert rows(listing, [2, 3, 4, 7]) == [(2, 0, "$Junk"), (4, 9, ""), (7, 0, "a b")]  # 3 expunged
+    assert listing.columns([2, 3, 4, 7]).keywords == {0: "$Junk", 2: "a b"}  # by position
+    assert rows(listing, [5, 8]) == [] and rows(listing, []) == []
+    assert listing.flags(5) is None and listing.flags(7) == (0, "a b")
 
 
 def test_changes_to_a_listing() -> None:
     listing = UidFlags([(1, 0, ""), (2, 0, "")])
     listing.add([4, 2, 3], [(8, ""), (1, "x"), (0, "y")])  # 2 is there already
-    assert listing.rows(listing.uids()) == [(1, 0, ""), (2, 0, ""), (3, 0, "y"), (4, 8, "")]
+    assert rows(listing) == [(1, 0, ""), (2, 0, ""), (3, 0, "y"), (4, 8, "")]
     listing.set_flags(2, 4, "k")
     listing.set_flags(3, 1, "")
     listing.set_flags(9, 1, "ignored")
-    assert listing.rows(listing.uids()) == [(1, 0, ""), (2, 4, "k"), (3, 1, ""), (4, 8, "")]
+    assert rows(listing) == [(1, 0, ""), (2, 4, "k"), (3, 1, ""), (4, 8, "")]
     listing.remove({1, 2, 9})
     assert list(listing) == [3, 4] and listing.flags(2) is None and len(listing) == 2
     listing.remove({5})
-    assert listing.rows([3, 4]) == [(3, 1, ""), (4, 8, "")]
+    assert rows(listing, [3, 4]) == [(3, 1, ""), (4, 8, "")]
 
 
 # FETCH of flags from memory

@@ -11,10 +11,19 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from itertools import repeat
+from typing import NamedTuple
 
 #: A message's flags as the store keeps them: (system flag bits, space-separated keywords).
 Packed = tuple[int, str]
+
+
+class Columns(NamedTuple):
+    """Some messages of a listing, a column each: UIDs, system flag bits, and the keywords of
+    those that have some, by position."""
+
+    uids: Sequence[int]
+    bits: bytes | bytearray
+    keywords: dict[int, str]
 
 
 class UidFlags:
@@ -49,22 +58,24 @@ class UidFlags:
             return None
         return self._bits[at], self._keywords.get(uid, "")
 
-    def rows(self, uids: Sequence[int]) -> list[tuple[int, int, str]]:
-        """(uid, system flag bits, keywords) of those of ``uids`` (ascending) still here, in order
-        (the rows store.messages.load_summaries reads for a FETCH of flags)."""
-        if not uids:
-            return []
-        low, high = bisect_left(self._uids, uids[0]), bisect_right(self._uids, uids[-1])
-        if high - low != len(uids):  # some are gone: the caller has not heard yet
-            found = [(uid, self.flags(uid)) for uid in uids]
-            return [(uid, *packed) for uid, packed in found if packed is not None]
-        # No UID between the first and the last is missing from ``uids`` (new UIDs come after
-        # every old one), so the same count means the same messages.
-        keywords = self._keywords
-        if keywords:
-            words = [keywords.get(uid, "") for uid in uids]
-            return list(zip(uids, self._bits[low:high], words, strict=True))
-        return list(zip(uids, self._bits[low:high], repeat("", len(uids)), strict=True))
+    def columns(self, uids: Sequence[int]) -> Columns:
+        """Those of ``uids`` (ascending) still here, in order, and their flags."""
+        low = bisect_left(self._uids, uids[0]) if uids else 0
+        high = bisect_right(self._uids, uids[-1]) if uids else 0
+        if high - low == len(uids):
+            # No UID between the first and the last is missing from ``uids`` (new UIDs come
+            # after every old one), so the same count means the same messages.
+            found, bits = uids, self._bits[low:high]
+        else:  # some are gone: the caller has not heard yet
+            places = [bisect_left(self._uids, uid) for uid in uids]
+            kept = [at for at, uid in zip(places, uids, strict=True) if at < high and self._uids[at] == uid]
+            found, bits = [self._uids[at] for at in kept], bytearray([self._bits[at] for at in kept])
+        keywords: dict[int, str] = {}
+        if self._keywords:
+            for at, uid in enumerate(found):
+                if uid in self._keywords:
+                    keywords[at] = self._keywords[uid]
+        return Columns(found, bits, keywords)
 
     def add(self, uids: Sequence[int], flags: Sequence[Packed]) -> None:
         """New messages, ``flags[n]`` those of ``uids[n]``; any not above the last are ignored
