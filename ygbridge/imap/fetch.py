@@ -142,8 +142,10 @@ def summary_responses(
     return b"".join([template % values for values in zip(seqs, *columns, strict=True)])
 
 
-#: The flag list on the wire of each combination of system flag bits (store.flags).
+#: The flag list on the wire of each combination of system flag bits (store.flags), and with
+#: ``\\Recent``.
 _SYSTEM_LISTS = [flags_list(unpack_flags(bits, "")) for bits in range(1 << len(SYSTEM_FLAGS))]
+_RECENT_LISTS = [flags_list(unpack_flags(bits, "") | {"\\Recent"}) for bits in range(1 << len(SYSTEM_FLAGS))]
 
 
 def listed_responses(
@@ -169,7 +171,11 @@ def listed_responses(
     for at, words in found.keywords.items():
         flags[at] = flags_list(unpack_flags(found.bits[at], words))
     for at in _positions(found.uids, recent):
-        flags[at] = flags_list(unpack_flags(found.bits[at], found.keywords.get(at, "")) | {"\\Recent"})
+        keywords = found.keywords.get(at)
+        if keywords is None:
+            flags[at] = _RECENT_LISTS[found.bits[at]]
+        else:
+            flags[at] = flags_list(unpack_flags(found.bits[at], keywords) | {"\\Recent"})
     labels = [b"UID %d" if name == "UID" else b"FLAGS %b" for name in names]
     columns = [found.uids if name == "UID" else flags for name in names]
     template = b"* %d FETCH (" + b" ".join(labels) + b")\r\n"
