@@ -123,8 +123,11 @@ class MailboxState:
         if flags:
             self.changed()
             if self.listing is not None:
+                packed: dict[frozenset[str], Packed] = {}  # a STORE gives few distinct flag sets
                 for uid, new in flags.items():
-                    self.listing.set_flags(uid, *pack_flags(new))
+                    if new not in packed:
+                        packed[new] = pack_flags(new)
+                    self.listing.set_flags(uid, *packed[new])
             for watcher in self._others(origin):
                 watcher.flags_changed(flags)
 
