@@ -2,8 +2,11 @@
 
 While a user has IMAP sessions, the MailHub keeps the list of that user's mailboxes (names,
 subscriptions, special use) and, per mailbox, its watchers: the sessions that have it selected.
-It holds no messages, only each mailbox's UIDs once read. Every change made through it is passed
-to the mailbox's watchers once the database has it. Store work runs on the DB thread in FIFO
+It holds no messages, only each mailbox's UIDs and flags once read (store.uidflags: 9 bytes a
+message), kept current with every change, so that SELECT and a FETCH of flags are answered from
+memory; those of mailboxes no session has selected are dropped, least recently selected first,
+beyond ``IDLE_LISTED`` messages a user. Every change made through it is passed to the
+mailbox's watchers once the database has it. Store work runs on the DB thread in FIFO
 order and its results come back in that order, so a session that reads a mailbox
 (:meth:`MailHub.contents`) and adds itself as a watcher in the same reactor turn hears of
 exactly the changes its reading did not see.
@@ -24,14 +27,20 @@ from twisted.internet.interfaces import IReactorTime
 from ygbridge.store import mailboxes, messages, search
 from ygbridge.store.batch import GroupCommit
 from ygbridge.store.db import DBRunner
-from ygbridge.store.flags import normalize_flags
+from ygbridge.store.flags import normalize_flags, pack_flags
 from ygbridge.store.mailboxes import DELIMITER, MailboxInfo, canonical_name
 from ygbridge.store.messages import Added, Contents, Counts, StoredMessage, Transferred
 from ygbridge.store.search import Term
+from ygbridge.store.uidflags import Packed, UidFlags
 
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
+
+#: Messages whose UIDs and flags a user's mailboxes keep in memory while no session has them
+#: selected (about 0.9 MB); a mailbox counts as ``LISTING_OVERHEAD`` more.
+IDLE_LISTED = 100_000
+LISTING_OVERHEAD = 32
 
 
 class MailboxWatcher(Protocol):
@@ -52,8 +61,9 @@ class MailboxWatcher(Protocol):
 class MailboxState:
     """One mailbox of a logged-in user, and the sessions watching it (in the order they came).
 
-    ``uids`` is every UID of the mailbox once a session has read them (kept current by every
-    change, so the next SELECT need not read them again); UIDs below ``claimed_upto`` are
+    ``listing`` is the UID and flags of every message once a session has read them (kept current
+    by every change, so that the next SELECT and FETCH of flags need not read them again; None
+    when not read, or dropped to bound memory); UIDs below ``claimed_upto`` are
     \\Recent to a session already, as far as this process has seen. ``counts`` and ``contents``
     are the last STATUS and SELECT answers read from the store, kept until the next change
     (``generation`` counts changes: an answer read while one happened is not kept). All of this
@@ -66,7 +76,8 @@ class MailboxState:
         self.subscribed = info.subscribed
         self.special_use = info.special_use
         self.watchers: dict[MailboxWatcher, None] = {}
-        self.uids: array[int] | None = None
+        self.listing: UidFlags | None = None
+        self.opening = 0  # sessions selecting it, waiting for the store: its listing stays
         self.claimed_upto = 0
         self.generation = 0
         self.counts: Counts | None = None
@@ -87,14 +98,19 @@ class MailboxState:
         self.claimed_upto = max(self.claimed_upto, high + 1)
         return (low, high) if low <= high else None
 
-    def added(self, uids: Sequence[int]) -> bool:
-        """New messages: every watcher hears of them (the one that added them too), and the first
-        read-write one gets them as \\Recent (RFC 3501 2.3.2); whether one did."""
+    def forget(self) -> None:
+        """Drop the listing (and the SELECT answer that goes with it) to save memory."""
+        self.listing = self.contents = None
+
+    def added(self, uids: Sequence[int], flags: Sequence[Packed]) -> bool:
+        """New messages (``flags[n]`` those of ``uids[n]``): every watcher hears of them (the one
+        that added them too), and the first read-write one gets them as \\Recent (RFC 3501
+        2.3.2); whether one did."""
         if not uids:
             return False
         self.changed()
-        if self.uids is not None:
-            self.uids.extend(uid for uid in sorted(uids) if not self.uids or uid > self.uids[-1])
+        if self.listing is not None:
+            self.listing.add(uids, flags)
         claimer = next((watcher for watcher in self.watchers if watcher.writeable), None)
         if claimer is not None:
             self.claimed_upto = max(self.claimed_upto, max(uids) + 1)
@@ -106,6 +122,12 @@ class MailboxState:
         """Flags of these UIDs changed: tell every session but ``origin``."""
         if flags:
             self.changed()
+            if self.listing is not None:
+                packed: dict[frozenset[str], Packed] = {}  # a STORE gives few distinct flag sets
+                for uid, new in flags.items():
+                    if new not in packed:
+                        packed[new] = pack_flags(new)
+                    self.listing.set_flags(uid, *packed[new])
             for watcher in self._others(origin):
                 watcher.flags_changed(flags)
 
@@ -113,9 +135,8 @@ class MailboxState:
         """These UIDs are gone: forget them and tell every session but ``origin``."""
         if uids:
             self.changed()
-        if uids and self.uids is not None:
-            gone = set(uids)
-            self.uids = array("Q", (uid for uid in self.uids if uid not in gone))
+        if uids and self.listing is not None:
+            self.listing.remove(set(uids))
         if uids:
             for watcher in self._others(origin):
                 watcher.messages_expunged(uids)
@@ -129,6 +150,7 @@ class UserMailboxes:
         self.mailboxes = {info.name: MailboxState(info) for info in infos}
         self._by_id = {box.id: box for box in self.mailboxes.values()}
         self._sorted: list[str] | None = None
+        self._listed: dict[MailboxState, None] = {}  # mailboxes with a listing, least recently selected first
         self.sessions = 0
 
     def get(self, name: str) -> MailboxState | None:
@@ -157,11 +179,28 @@ class UserMailboxes:
         self._sorted = None
 
     def removed(self, name: str) -> None:
-        """A mailbox was deleted."""
+        """A mailbox was deleted (a session that has it selected reads what the store has left)."""
         box = self.mailboxes.pop(canonical_name(name), None)
         if box is not None:
             self._by_id.pop(box.id, None)
+            self._listed.pop(box, None)
+            box.changed()
+            box.forget()
         self._sorted = None
+
+    def selecting(self, box: MailboxState) -> None:
+        """A session selects ``box`` (whose listing is kept): drop the listings of the least
+        recently selected mailboxes that no session has selected, beyond ``IDLE_LISTED`` messages."""
+        self._listed.pop(box, None)
+        self._listed[box] = None
+        idle = [other for other in self._listed if not (other.watchers or other.opening or other is box)]
+        weight = sum(_weight(other) for other in idle)
+        for other in idle:
+            if weight <= IDLE_LISTED:
+                break
+            weight -= _weight(other)
+            other.forget()
+            del self._listed[other]
 
     def renamed(self, old: str, new: str) -> None:
         """A mailbox was renamed from ``old`` to ``new``."""
@@ -169,6 +208,10 @@ class UserMailboxes:
         box.name = new
         self.mailboxes[new] = box
         self._sorted = None
+
+
+def _weight(box: MailboxState) -> int:
+    return LISTING_OVERHEAD + (len(box.listing) if box.listing is not None else 0)
 
 
 class MailHub:
@@ -185,9 +228,9 @@ class MailHub:
         account = self._users.get(user)
         return account.by_id(mailbox_id) if account is not None else None
 
-    def _added(self, user: str, mailbox_id: int, uids: Sequence[int]) -> None:
+    def _added(self, user: str, mailbox_id: int, uids: Sequence[int], flags: Sequence[Packed]) -> None:
         box = self._box(user, mailbox_id)
-        if box is not None and box.added(uids):  # a session claimed them: no later one may
+        if box is not None and box.added(uids, flags):  # a session claimed them: no later one may
             claimed = self._db.run(messages.claim_recent, box.id, box.claimed_upto)
             claimed.addErrback(lambda failure: log.error("store.claim_failed", error=repr(failure.value)))
 
@@ -235,17 +278,18 @@ class MailHub:
         message_id: str | None,
         sender_node: str | None,
     ) -> Added | None:
+        normalized = normalize_flags(flags)
         added = await self._add_message(
             user,
             mailbox,
             body,
-            flags=normalize_flags(flags),
+            flags=normalized,
             internaldate=internaldate,
             message_id=message_id,
             sender_node=sender_node,
         )
         if added is not None:
-            self._added(user, added.mailbox_id, [added.uid])
+            self._added(user, added.mailbox_id, [added.uid], [pack_flags(normalized)])
         return added
 
     # A user's mailboxes
@@ -297,31 +341,44 @@ class MailHub:
 
     # The messages of a mailbox
 
-    async def contents(self, box: MailboxState, claim: bool) -> tuple[array[int], Contents]:
+    async def contents(
+        self, account: UserMailboxes, box: MailboxState, claim: bool
+    ) -> tuple[array[int], Contents]:
         """Every UID of a mailbox now (a copy for the session), and what SELECT shows (``claim``:
         the \\Recent messages become the caller's); a watcher added before the next await hears of
         later changes."""
-        known = self.known_contents(box, claim)
+        known = self.known_contents(account, box, claim)
         if known is not None:
             return known
         generation = box.generation
-        contents = await self._db.run(messages.mailbox_contents, box.id, claim=claim, uids=box.uids is None)
-        if contents.uids is not None:
-            box.uids = contents.uids
-            contents = replace(contents, uids=None)
-        assert box.uids is not None
+        box.opening += 1
+        try:
+            contents = await self._db.run(
+                messages.mailbox_contents, box.id, claim=claim, listed=box.listing is None
+            )
+        finally:
+            box.opening -= 1
+        if contents.messages is not None:
+            # Changes whose results came back before this read are in it; later ones follow it.
+            box.listing = contents.messages
+            contents = replace(contents, messages=None)
+        assert box.listing is not None
         if contents.claimed is not None:
             box.changed()
         elif generation == box.generation:
             box.contents = contents
-        return array("Q", box.uids), contents
+        account.selecting(box)
+        return box.listing.uids(), contents
 
-    def known_contents(self, box: MailboxState, claim: bool) -> tuple[array[int], Contents] | None:
+    def known_contents(
+        self, account: UserMailboxes, box: MailboxState, claim: bool
+    ) -> tuple[array[int], Contents] | None:
         """What :meth:`contents` answers from memory, or None if it needs the store: nothing
         changed since it was read, and nothing to claim."""
         known = box.contents
-        if known is not None and box.uids is not None and not (claim and known.recent):
-            return array("Q", box.uids), known
+        if known is not None and box.listing is not None and not (claim and known.recent):
+            account.selecting(box)
+            return box.listing.uids(), known
         return None
 
     async def counts(self, box: MailboxState) -> Counts:
@@ -390,7 +447,7 @@ class MailHub:
     ) -> Transferred:
         """Copy messages into another mailbox of the same user."""
         copied = await self._db.run(messages.copy_messages, box.id, uids, account.user, target)
-        self._added(account.user, copied.mailbox_id, copied.target)
+        self._added(account.user, copied.mailbox_id, copied.target, copied.flags)
         return copied
 
     async def move(
@@ -399,5 +456,5 @@ class MailHub:
         """Move messages into another mailbox of the same user (watchers but ``origin`` hear of it)."""
         moved = await self._db.run(messages.move_messages, box.id, uids, account.user, target)
         box.expunged(moved.source, origin)
-        self._added(account.user, moved.mailbox_id, moved.target)
+        self._added(account.user, moved.mailbox_id, moved.target, moved.flags)
         return moved

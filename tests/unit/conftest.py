@@ -30,6 +30,7 @@ BOTH_BACKENDS = {
     "test_imap_messages",
     "test_imap_search",
     "test_imap_sessions",
+    "test_imap_listing",
 }
 #: Set (by .ci/run) to make a missing PostgreSQL server a failure instead of a skip.
 REQUIRED = "YGBRIDGE_TEST_POSTGRESQL"

@@ -45,7 +45,7 @@ def box_id(name: str = "INBOX") -> int:
 
 
 def uids(name: str = "INBOX") -> list[int]:
-    return list(messages.mailbox_contents(box_id(name)).uids)
+    return list(messages.mailbox_contents(box_id(name)).messages)
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -344,9 +344,9 @@ def test_status_and_select_answers_are_kept_until_the_next_change(
     mailhub.deliver("alice", b"x", message_id=None, sender_node=None)
     assert run(mailhub.counts(box)).unseen == run(mailhub.counts(box)).unseen == 1
     assert reads == ["mailbox_counts"]
-    run(mailhub.contents(box, claim=True))  # claims the new message: read, and not kept
-    uids, contents = run(mailhub.contents(box, claim=True))
-    uids_again, contents_again = run(mailhub.contents(box, claim=False))
+    run(mailhub.contents(account, box, claim=True))  # claims the new message: read, and not kept
+    uids, contents = run(mailhub.contents(account, box, claim=True))
+    uids_again, contents_again = run(mailhub.contents(account, box, claim=False))
     assert reads == ["mailbox_counts", "mailbox_contents", "mailbox_contents"]
     assert list(uids) == list(uids_again) == [1] and contents_again is contents and contents.recent == 0
     assert run(mailhub.counts(box)).recent == 0  # the claim made the kept counts stale
@@ -355,6 +355,6 @@ def test_status_and_select_answers_are_kept_until_the_next_change(
     run(mailhub.store_flags(box, [1], ["\\Seen"], 1, origin=watcher))
     assert run(mailhub.counts(box)).unseen == 0
     mailhub.deliver("alice", b"y", message_id=None, sender_node=None)
-    uids, contents = run(mailhub.contents(box, claim=False))
+    uids, contents = run(mailhub.contents(account, box, claim=False))
     assert list(uids) == [1, 2] and contents.first_unseen == 2
     assert run(mailhub.counts(box)).messages == 2

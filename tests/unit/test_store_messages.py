@@ -100,12 +100,12 @@ def test_add_message_stores_every_column_as_the_models_read_it() -> None:
 def test_contents_and_counts() -> None:
     add_message(flags=["\\Seen", "$Chat"]), add_message(flags=["$Label", "$Chat"]), add_message()
     contents = messages.mailbox_contents(box())
-    assert list(contents.uids) == [1, 2, 3]
+    assert list(contents.messages) == [1, 2, 3]
     assert (contents.uidnext, contents.uidvalidity, contents.first_unseen) == (4, int(CREATED), 2)
     assert contents.keywords == {"$Chat", "$Label"}
     assert messages.mailbox_counts(box()) == messages.Counts(3, 2, 3, 4, int(CREATED))
     empty = messages.mailbox_contents(box("Junk"))
-    assert (list(empty.uids), empty.first_unseen, empty.keywords) == ([], None, frozenset())
+    assert (list(empty.messages), empty.first_unseen, empty.keywords) == ([], None, frozenset())
 
 
 def _scanned(mailbox_id: int) -> tuple[int, int]:
@@ -173,7 +173,7 @@ def test_expunge_removes_deleted_only() -> None:
     messages.store_flags(box(), [3, 2, 4], ["\\Deleted"], 1)
     assert messages.expunge(box(), [4, 1]) == [4]
     assert messages.expunge(box()) == [2, 3]
-    assert list(messages.mailbox_contents(box()).uids) == [1]
+    assert list(messages.mailbox_contents(box()).messages) == [1]
     assert HeaderField.select().count() == 1  # index entries go with their message
 
 
@@ -223,7 +223,7 @@ def test_move_messages_gives_new_uids() -> None:
     add_message(mailbox="Junk")
     moved = messages.move_messages(box(), [2, 1], "alice", "Junk")
     assert (list(moved.source), list(moved.target)) == ([1, 2], [2, 3])
-    assert list(messages.mailbox_contents(box()).uids) == []
+    assert list(messages.mailbox_contents(box()).messages) == []
     assert flags_of(3, "Junk") == {"$Chat"}
     assert list(search.matching_uids(box("Junk"), search.HeaderContains("subject", "two"), 10)) == [3]
     assert messages.mailbox_contents(box("Junk")).uidnext == 4

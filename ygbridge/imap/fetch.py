@@ -6,7 +6,8 @@ re-cased or re-folded. ENVELOPE and the nested lists use twisted.mail's public h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from twisted.mail import imap4
@@ -15,7 +16,8 @@ from twisted.mail.imap4 import getEnvelope
 from ygbridge.imap.dates import format_date_time
 from ygbridge.imap.fetchitems import FetchItem, Section
 from ygbridge.imap.message import ImapMessage, body_structure, select_fields
-from ygbridge.store.flags import unpack_flags
+from ygbridge.store.flags import SYSTEM_FLAGS, unpack_flags
+from ygbridge.store.uidflags import Columns
 
 #: FETCH items that need the message bytes.
 _NEEDS_BODY = {"BODY", "BODYSTRUCTURE", "ENVELOPE", "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
@@ -66,6 +68,11 @@ def summary_query(query: Sequence[FetchItem]) -> bool:
     return all(item.name in SUMMARY_ITEMS or _is_header_section(item) for item in query)
 
 
+def flags_only(query: Sequence[FetchItem]) -> bool:
+    """Whether a FETCH asks for FLAGS and UID alone (listed_responses answers it)."""
+    return all(item.name in ("UID", "FLAGS") for item in query)
+
+
 def wants_headers(query: Sequence[FetchItem]) -> bool:
     """Whether a summary query needs the header sections of the messages."""
     return any(item.name == "BODY" for item in query)
@@ -85,12 +92,13 @@ def summary_responses(
     found: Sequence[tuple[Any, ...]],
     query: Sequence[FetchItem],
     uid: bool,
-    recent: Container[int],
+    recent: Sequence[tuple[int, int]],
 ) -> bytes:
     """The FETCH responses of consecutive messages (``uids``, numbered from ``first_seq``) for a
-    summary_query, from their rows ``found`` (store.messages.load_summaries; rows of other UIDs
-    are skipped); ``\\Recent`` is among the flags of the UIDs in ``recent``. Built a column at a
-    time, with no call per message and item."""
+    summary_query, from their rows ``found`` (store.messages.load_summaries, or the same from
+    store.uidflags; rows of other UIDs are skipped); ``\\Recent`` is among the flags of the UIDs
+    in the ascending inclusive ranges ``recent``. Built a column at a time, with no call per
+    message and item."""
     items = list(dict.fromkeys(query))
     if uid and not any(item.name == "UID" for item in items):
         items.append(FetchItem("UID"))
@@ -110,9 +118,9 @@ def summary_responses(
             lists = _FlagLists()
             column = [lists[row[1], row[2]] for row in found]
             if recent:
-                for at, row in enumerate(found):
-                    if row[0] in recent:
-                        column[at] = flags_list(unpack_flags(row[1], row[2]) | {"\\Recent"})
+                for at in _positions([row[0] for row in found], recent):
+                    row = found[at]
+                    column[at] = flags_list(unpack_flags(row[1], row[2]) | {"\\Recent"})
         elif item.name == "RFC822.SIZE":
             conversion, column = b"%d", [row[4] for row in found]
         elif item.name == "INTERNALDATE":
@@ -132,6 +140,52 @@ def summary_responses(
         columns.append(column)
     template = b"* %d FETCH (" + b" ".join(labels) + b")\r\n"
     return b"".join([template % values for values in zip(seqs, *columns, strict=True)])
+
+
+#: The flag list on the wire of each combination of system flag bits (store.flags), and with
+#: ``\\Recent``.
+_SYSTEM_LISTS = [flags_list(unpack_flags(bits, "")) for bits in range(1 << len(SYSTEM_FLAGS))]
+_RECENT_LISTS = [flags_list(unpack_flags(bits, "") | {"\\Recent"}) for bits in range(1 << len(SYSTEM_FLAGS))]
+
+
+def listed_responses(
+    first_seq: int,
+    uids: Sequence[int],
+    found: Columns,
+    query: Sequence[FetchItem],
+    uid: bool,
+    recent: Sequence[tuple[int, int]],
+) -> bytes:
+    """summary_responses for a query of FLAGS and UID alone (flags_only), from a mailbox's
+    listing in memory (store.uidflags): what ``found`` has of ``uids``."""
+    names = list(dict.fromkeys(item.name for item in query))
+    if uid and "UID" not in names:
+        names.append("UID")
+    seqs: Sequence[int]
+    if len(found.uids) == len(uids):
+        seqs = range(first_seq, first_seq + len(uids))
+    else:  # some were expunged by others and the session has not been told yet
+        position = {message_uid: first_seq + at for at, message_uid in enumerate(uids)}
+        seqs = [position[message_uid] for message_uid in found.uids]
+    flags = [_SYSTEM_LISTS[bits] for bits in found.bits]
+    for at, words in found.keywords.items():
+        flags[at] = flags_list(unpack_flags(found.bits[at], words))
+    for at in _positions(found.uids, recent):
+        keywords = found.keywords.get(at)
+        if keywords is None:
+            flags[at] = _RECENT_LISTS[found.bits[at]]
+        else:
+            flags[at] = flags_list(unpack_flags(found.bits[at], keywords) | {"\\Recent"})
+    labels = [b"UID %d" if name == "UID" else b"FLAGS %b" for name in names]
+    columns = [found.uids if name == "UID" else flags for name in names]
+    template = b"* %d FETCH (" + b" ".join(labels) + b")\r\n"
+    return b"".join([template % values for values in zip(seqs, *columns, strict=True)])
+
+
+def _positions(uids: Sequence[int], ranges: Sequence[tuple[int, int]]) -> Iterable[int]:
+    """The positions in ``uids`` (ascending) of those in these ascending inclusive ranges."""
+    for low, high in ranges:
+        yield from range(bisect_left(uids, low), bisect_right(uids, high))
 
 
 def needs_body(query: Sequence[FetchItem]) -> bool:

@@ -70,7 +70,7 @@ class ImapAccount:
         SELECT claims the mailbox's \\Recent messages for this session; EXAMINE leaves them.
         """
         box = self.mailbox(name)
-        uids, contents = await self.mailhub.contents(box, claim=writeable)
+        uids, contents = await self.mailhub.contents(self.mailboxes, box, claim=writeable)
         claimed = None if contents.claimed is None else box.claim(*contents.claimed)
         view = SelectedMailbox(box, uids, claimed, writeable, on_change)  # same turn: see MailHub
         return view, contents
@@ -81,7 +81,7 @@ class ImapAccount:
         """:meth:`select` when memory answers it (nothing to claim, nothing changed since it was
         read), without a trip to the DB thread; None if it needs one."""
         box = self.mailbox(name)
-        known = self.mailhub.known_contents(box, claim=writeable)
+        known = self.mailhub.known_contents(self.mailboxes, box, claim=writeable)
         if known is None:
             return None
         uids, contents = known

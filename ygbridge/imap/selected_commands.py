@@ -15,6 +15,8 @@ from ygbridge.errors import BadCommand, MailboxError
 from ygbridge.imap.fetch import (
     fetch_response,
     flags_list,
+    flags_only,
+    listed_responses,
     needs_body,
     needs_header_only,
     sets_seen,
@@ -93,7 +95,8 @@ class SelectedCommands(ImapProtocol):
         self, view: SelectedMailbox, spans: list[range], query: list[FetchItem], uid: bool
     ) -> None:
         """FETCH of flags, UIDs, sizes, dates and header sections: rows read by UID range, a batch
-        at a time (SUMMARY_BATCH, or HEADER_BATCH with header sections)."""
+        at a time (SUMMARY_BATCH, or HEADER_BATCH with header sections); UIDs and flags alone
+        from the mailbox's listing in memory, when it has one."""
         assert self.account is not None
         details = any(item.name in ("RFC822.SIZE", "INTERNALDATE") for item in query)
         headers = wants_headers(query)
@@ -102,10 +105,14 @@ class SelectedCommands(ImapProtocol):
             for start in range(span.start, span.stop, batch):
                 await self.drained()
                 uids = view.seqs.uids(range(start, min(span.stop, start + batch)))
+                listing, recent = view.box.listing, view.recent.ranges
+                if listing is not None and flags_only(query):
+                    self.write(listed_responses(start + 1, uids, listing.columns(uids), query, uid, recent))
+                    continue
                 found = await self.account.mailhub.summaries(
                     view.box, uids[0], uids[-1], details=details, headers=headers
                 )
-                self.write(summary_responses(start + 1, uids, found, query, uid, view.recent))
+                self.write(summary_responses(start + 1, uids, found, query, uid, recent))
 
     async def _fetch_batch(
         self, view: SelectedMailbox, uids: array[int], query: list[FetchItem], uid: bool

@@ -19,6 +19,7 @@ from ygbridge.store.flags import flag_bit, normalize_flags, pack_flags, unpack_f
 from ygbridge.store.indexing import index_message
 from ygbridge.store.mailboxes import canonical_name, find_mailbox
 from ygbridge.store.models import HeaderField, Mailbox, Message, database, tuples
+from ygbridge.store.uidflags import Packed, UidFlags
 
 T = TypeVar("T")
 
@@ -65,20 +66,22 @@ class Added:
 
 @dataclass(frozen=True)
 class Transferred:
-    """Messages copied or moved: ``source[n]`` became ``target[n]`` in mailbox ``mailbox_id``."""
+    """Messages copied or moved: ``source[n]`` became ``target[n]`` in mailbox ``mailbox_id``,
+    with the flags ``flags[n]``."""
 
     mailbox_id: int
     uidvalidity: int
     source: array[int]
     target: array[int]
+    flags: list[Packed]
 
 
 @dataclass(frozen=True)
 class Contents:
-    """What selecting a mailbox needs: every UID (ascending; None when not asked for), the next
-    one, keywords in use, the first unseen, and the \\Recent messages."""
+    """What selecting a mailbox needs: every message's UID and flags (None when not asked for),
+    the next UID, keywords in use, the first unseen, and the \\Recent messages."""
 
-    uids: array[int] | None
+    messages: UidFlags | None
     uidnext: int
     uidvalidity: int
     keywords: frozenset[str]
@@ -216,9 +219,10 @@ def _recent(box: Mailbox) -> int:
     )
 
 
-def mailbox_contents(mailbox_id: int, *, claim: bool = False, uids: bool = True) -> Contents:
+def mailbox_contents(mailbox_id: int, *, claim: bool = False, listed: bool = True) -> Contents:
     """What SELECT (``claim``: the \\Recent messages become this session's) or EXAMINE shows;
-    the mailbox's UIDs too if ``uids``. Read from the counters and partial indexes (no scan)."""
+    the UIDs and flags of its messages too if ``listed`` (one covering-index scan). The rest is
+    read from the counters and partial indexes (no scan)."""
     with database.atomic():
         box = _mailbox(mailbox_id)
         recent = _recent(box)
@@ -226,8 +230,12 @@ def mailbox_contents(mailbox_id: int, *, claim: bool = False, uids: bool = True)
         if claim and recent:
             claimed = (box.recent_from, box.uidnext - 1)
             Mailbox.update(recent_from=box.uidnext).where(Mailbox.id == mailbox_id).execute()
-        in_box = Message.select(Message.uid).where(Message.mailbox == mailbox_id).order_by(Message.uid)
-        found = array("Q", (uid for (uid,) in rows(in_box))) if uids else None
+        found = None
+        if listed:
+            in_box = Message.select(Message.uid, Message.system_flags, Message.keywords).where(
+                Message.mailbox == mailbox_id
+            )
+            found = UidFlags(rows(in_box.order_by(Message.uid)))
         used = database.execute_sql(
             f'SELECT DISTINCT "keywords" FROM "message" WHERE "mailbox_id" = {database.param} '
             "AND \"keywords\" <> ''",
@@ -240,7 +248,7 @@ def mailbox_contents(mailbox_id: int, *, claim: bool = False, uids: bool = True)
                 mailbox_id,
             )
     return Contents(
-        uids=found,
+        messages=found,
         uidnext=box.uidnext,
         uidvalidity=box.uidvalidity,
         keywords=frozenset(word for (text,) in used for word in text.split()),
@@ -374,6 +382,7 @@ def _copy_fields(row: Message) -> dict[str, object]:
 def copy_messages(mailbox_id: int, uids: Sequence[int], user: str, target: str) -> Transferred:
     """Copy messages, flags and index entries into ``user``'s mailbox ``target``."""
     source, copies = array("Q"), array("Q")
+    flags: list[Packed] = []
     unseen = 0
     with database.atomic():
         box = find_mailbox(user, target)
@@ -388,27 +397,30 @@ def copy_messages(mailbox_id: int, uids: Sequence[int], user: str, target: str) 
                 ).execute()
                 source.append(row.uid)
                 copies.append(copy.uid)
+                flags.append((row.system_flags, row.keywords))
                 unseen += _unseen(row.system_flags)
         _count(box.id, len(copies), unseen, box.uidnext + len(copies))
-    return Transferred(box.id, box.uidvalidity, source, copies)
+    return Transferred(box.id, box.uidvalidity, source, copies, flags)
 
 
 def move_messages(mailbox_id: int, uids: Sequence[int], user: str, target: str) -> Transferred:
     """Move messages into ``user``'s mailbox ``target`` (RFC 6851): new UIDs, nothing copied."""
     source, moved = array("Q"), array("Q")
+    flags: list[Packed] = []
     unseen = 0
     with database.atomic():
         box = find_mailbox(user, target)
         for chunk in _chunks(sorted(uids)):
-            query = Message.select(Message.id, Message.uid, Message.system_flags).where(
+            query = Message.select(Message.id, Message.uid, Message.system_flags, Message.keywords).where(
                 Message.mailbox == mailbox_id, _uid_in(chunk)
             )
-            for row_id, uid, bits in list(tuples(query.order_by(Message.uid))):
+            for row_id, uid, bits, keywords in list(tuples(query.order_by(Message.uid))):
                 new_uid = box.uidnext + len(moved)
                 Message.update(mailbox=box.id, uid=new_uid).where(Message.id == row_id).execute()
                 source.append(uid)
                 moved.append(new_uid)
+                flags.append((bits, keywords))
                 unseen += _unseen(bits)
         _count(mailbox_id, -len(moved), -unseen)
         _count(box.id, len(moved), unseen, box.uidnext + len(moved))
-    return Transferred(box.id, box.uidvalidity, source, moved)
+    return Transferred(box.id, box.uidvalidity, source, moved, flags)
