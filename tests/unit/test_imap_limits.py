@@ -89,6 +89,19 @@ def test_literal_length_beyond_any_number_is_bad_and_closes(client: Client) -> N
     )
 
 
+@pytest.mark.parametrize("command", [b"a LOGIN ", b"a APPEND INBOX "])
+@pytest.mark.parametrize("plus", [b"", b"+"])
+def test_a_5000_digit_literal_length_is_bad_and_closes(command: bytes, plus: bytes) -> None:
+    """Issue 7: within the default line limit (64 KiB), so that the length itself is refused."""
+    for _ in alice_database("sqlite"):
+        client = ImapLab(Limits()).client()
+        closed_after(
+            client,
+            client.send(command + b"{" + b"9" * 5000 + plus + b"}\r\n"),
+            b"a BAD Literal length out of range\r\n* BYE Cannot find the end of that literal\r\n",
+        )
+
+
 def test_synchronizing_string_literal_too_long_is_refused_before_it_is_sent(client: Client) -> None:
     assert client.send(b"a LOGIN {101}\r\n") == b"a BAD Literal too long (at most 100 octets)\r\n"
     assert client.send(b"n NOOP\r\n") == b"n OK NOOP completed\r\n"
