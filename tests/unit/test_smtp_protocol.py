@@ -10,7 +10,7 @@ from smtpsession import BOB, LOOPBACK, ME, NODE, PEER, Node, Session, limits
 from twisted.internet.defer import fail
 
 from ygbridge.errors import LoginThrottled, SenderMismatch
-from ygbridge.smtp import protocol
+from ygbridge.smtp import connection, protocol
 from ygbridge.smtp.protocol import SMTPServer
 from ygbridge.store.models import Message
 
@@ -101,6 +101,16 @@ def test_the_line_limit_holds_on_submission_after_auth() -> None:
         f"421 4.7.0 {node.submission._hostname()} Too many overlong lines, closing connection\r\n".encode()
     )
     assert session.closed
+
+
+def test_a_connection_that_will_not_go_is_cut_off() -> None:
+    """Over TLS, a close waits for the client's close_notify: one that never sends it is aborted."""
+    node = Node(limits(smtp_line_offences=1))
+    session = _mesh(node)
+    assert session.send(b"x" * 2100 + b"\r\n").startswith(b"421 4.7.0 ")
+    assert session.closed and not session.transport.disconnected
+    node.clock.advance(connection.CLOSE_TIMEOUT)
+    assert session.transport.disconnected  # aborted
 
 
 def test_bare_lf_ends_a_command_line() -> None:
