@@ -1,9 +1,10 @@
 """Peak memory of failed logins in parallel: what argon2 costs before authentication.
 
-Makes a user in a temporary SQLite file, then sends N wrong-password checks at once through the
-node's PasswordChecker on a real reactor (its thread pool, the DB thread), and prints how much
-the process's peak RSS grew. Works on older trees too (PYTHONPATH=<tree>), whose checker takes no
-limits. Prints figures; asserts nothing.
+Makes a user in a temporary SQLite file, then sends N wrong-password logins at once, each from
+its own LAN address (so that the throttle lets every one be checked), through the node's
+LoginGate and PasswordChecker on a real reactor (its thread pool, the DB thread), and prints how
+much the process's peak RSS grew. Works on older trees that have the gate too (PYTHONPATH=<tree>),
+where the checker took the limits. Prints figures; asserts nothing.
 
     PYTHONPATH=. python bench/login_memory.py [--parallel 20]
 """
@@ -19,12 +20,24 @@ from pathlib import Path
 from typing import Any
 
 from twisted.cred.credentials import UsernamePassword
+from twisted.cred.portal import IRealm, Portal
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, DeferredList
+from zope.interface import Interface, implementer
 
 from ygbridge.auth import PasswordChecker, hash_password
+from ygbridge.limits import Limits
+from ygbridge.logins import LoginGate
 from ygbridge.store.db import DBThread, connect
 from ygbridge.store.users import add_user
+
+
+@implementer(IRealm)
+class NoRealm:
+    """Never asked: every password is wrong."""
+
+    def requestAvatar(self, avatarId: Any, mind: object, *interfaces: Any) -> Any:
+        raise AssertionError("a wrong password logged in")
 
 
 def peak_mib() -> float:
@@ -37,14 +50,19 @@ async def run(reactor: Any, parallel: int, directory: Path) -> None:
     store = DBThread(reactor)
     store.startService()
     checker_arguments: list[Any] = [reactor, store, lambda: None]
-    if "limits" in inspect.signature(PasswordChecker).parameters:
-        from ygbridge.limits import Limits  # noqa: PLC0415 - absent from older trees
-
+    if "limits" in inspect.signature(PasswordChecker).parameters:  # the bound of older trees
         checker_arguments.append(Limits())
     checker = PasswordChecker(*checker_arguments)
+    gate = LoginGate(reactor, Limits())
+    portal = Portal(NoRealm(), [checker])
     before = peak_mib()
     started = time.monotonic()
-    checks = [checker.requestAvatarId(UsernamePassword(b"alice", b"wrong%d" % n)) for n in range(parallel)]
+    checks = [
+        gate.login(
+            portal, f"10.0.{n // 250}.{n % 250 + 1}", UsernamePassword(b"alice", b"wrong%d" % n), Interface
+        )
+        for n in range(parallel)
+    ]
     results = await DeferredList(checks, consumeErrors=True)
     elapsed = time.monotonic() - started
     refused = sum(1 for ok, _ in results if not ok)

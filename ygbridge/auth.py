@@ -12,14 +12,13 @@ import nacl.pwhash
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
 from ygbridge.addressing import MailAddress
-from ygbridge.errors import AddressError, LoginThrottled, UserError
-from ygbridge.limits import Limits
+from ygbridge.errors import AddressError, UserError
 from ygbridge.store import users
 from ygbridge.store.db import DBThread
 
@@ -66,10 +65,10 @@ class PasswordChecker:
     """Checks user name (or full address) and password; the avatar id is the user name.
 
     An unknown user costs one argon2 verification too (against a dummy hash made once), so a
-    user's existence does not show in the time an answer takes. At most ``password_checks``
-    verifications run at once (each argon2id one holds 64 MiB) and ``password_checks_waiting``
-    wait; a login beyond those fails at once with LoginThrottled. A hash with older, costlier
-    parameters is replaced by one with today's after a successful login.
+    user's existence does not show in the time an answer takes. How many checks run at once
+    (each argon2id verification holds 64 MiB) is the LoginGate's to bound: every login goes
+    through it. A hash with older, costlier parameters is replaced by one with today's after a
+    successful login.
     """
 
     credentialInterfaces = (IUsernamePassword,)
@@ -79,14 +78,10 @@ class PasswordChecker:
         reactor: IReactorThreads,
         store: DBThread,
         node: Callable[[], ipaddress.IPv6Address | None],
-        limits: Limits | None = None,
     ) -> None:
-        limits = limits or Limits()
         self._reactor = reactor
         self._store = store
         self._node = node
-        self._checks = DeferredSemaphore(max(limits.password_checks, 1))
-        self._waiting = limits.password_checks_waiting
         self._dummy: bytes | None = None
 
     def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[bytes | tuple[()]]:
@@ -101,21 +96,16 @@ class PasswordChecker:
         except (UnicodeDecodeError, AddressError, UserError):
             raise UnauthorizedLogin("unknown user or wrong password") from None
         stored = await self._store.run(users.password_hash, name)
-        if len(self._checks.waiting) >= self._waiting:
-            raise LoginThrottled("too many logins at once: try again in a moment")
-        verified = await self._checks.run(self._verify, stored, password)
+        verified = await self._verify(stored, password)
         if stored is None or not verified:
             raise UnauthorizedLogin("unknown user or wrong password")
         if needs_rehash(stored):
-            rehashed = await self._checks.run(self._in_thread, hash_password, password)
+            rehashed = await self._in_thread(hash_password, password)
             await self._store.run(users.set_password, name, rehashed)
         return name.encode("utf-8")
 
-    def _verify(self, stored: bytes | None, password: str) -> Deferred[bool]:
+    async def _verify(self, stored: bytes | None, password: str) -> bool:
         """Verify in a thread; without a stored hash, against the dummy one (and fail)."""
-        return Deferred.fromCoroutine(self._verify_against(stored, password))
-
-    async def _verify_against(self, stored: bytes | None, password: str) -> bool:
         if stored is not None:
             return await self._in_thread(verify_password, stored, password)
         if self._dummy is None:

@@ -9,12 +9,17 @@ socket) is never locked out nor delayed by other sources' failures, so the owner
 in on the machine itself. A successful login clears its source's failures (not the user's), as
 Dovecot's auth penalty does. Counters expire ``login_lockout`` after the last failure; at most
 ``login_tracked`` sources and as many user names are remembered, the least recently failed
-forgotten first."""
+forgotten first.
+
+At most ``password_checks`` logins are checked at once (an argon2id verification holds 64 MiB)
+and ``password_checks_waiting`` wait their turn, beyond which a login is refused at once;
+loopback's turn comes before any other's, so that a crowd of guesses does not make the owner
+wait behind it."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +27,7 @@ import structlog
 from twisted.cred.credentials import ICredentials
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
@@ -107,6 +112,36 @@ class _Counters:
         return len(self._entries)
 
 
+class _Turns:
+    """At most ``running`` checks at once; the others wait, loopback's ahead of the rest, and
+    beyond ``waiting`` others a login is refused at once (loopback always waits its turn)."""
+
+    def __init__(self, running: int, waiting: int) -> None:
+        self._free = max(running, 1)
+        self._waiting = waiting
+        self._local: deque[Deferred[None]] = deque()
+        self._others: deque[Deferred[None]] = deque()
+
+    def take(self, loopback: bool) -> Deferred[None]:
+        """Fires when a check may start (its end must be told to :meth:`done`)."""
+        if self._free:
+            self._free -= 1
+            return succeed(None)
+        if not loopback and len(self._others) >= self._waiting:
+            return fail(LoginThrottled("too many logins at once: try again in a moment"))
+        turn: Deferred[None] = Deferred()
+        (self._local if loopback else self._others).append(turn)
+        return turn
+
+    def done(self) -> None:
+        """A check ended: the next waiting one starts."""
+        queue = self._local or self._others
+        if queue:
+            queue.popleft().callback(None)
+        else:
+            self._free += 1
+
+
 class LoginGate:
     """One per node; ``login`` is what IMAP LOGIN/AUTHENTICATE and SMTP AUTH call."""
 
@@ -116,6 +151,7 @@ class LoginGate:
         self._sources = _Counters(limits.login_tracked, limits.login_lockout)
         self._users = _Counters(limits.login_tracked, limits.login_lockout)
         self._checking: dict[str, int] = {}  # logins being checked, by source key
+        self._turns = _Turns(limits.password_checks, limits.password_checks_waiting)
 
     def login(
         self, portal: Portal, source: str, credentials: ICredentials, interface: Any, *others: Any
@@ -158,9 +194,13 @@ class LoginGate:
     ) -> tuple[Any, Any, Any]:
         self._checking[key] = self._checking.get(key, 0) + 1
         try:
-            result: tuple[Any, Any, Any] = await maybeDeferred(
-                portal.login, credentials, None, interface, *others
-            )
+            await self._turns.take(loopback)
+            try:
+                result: tuple[Any, Any, Any] = await maybeDeferred(
+                    portal.login, credentials, None, interface, *others
+                )
+            finally:
+                self._turns.done()
         except UnauthorizedLogin:
             self._release(key)
             await deferLater(self._clock, self._failed(key, loopback, user))

@@ -111,7 +111,7 @@ class NodeService(MultiService):
             "mesh", caps.mesh, limits.connections_per_mesh_node, mesh_source, reactor
         )
         self.logins = LoginGate(reactor, limits)
-        checker = PasswordChecker(reactor, self.store, self.node_address, limits)
+        checker = PasswordChecker(reactor, self.store, self.node_address)
         self._smtp = _smtp_settings(reactor, config)
         self._quota = HourlyQuota(reactor, limits.mesh_messages_per_hour, limits.mesh_bytes_per_hour)
         submission = Portal(SubmissionRealm(self.node_address, self.intake), [checker])

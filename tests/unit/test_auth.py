@@ -8,12 +8,10 @@ import pytest
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 
 from ygbridge.addressing import domain_for
 from ygbridge.auth import PasswordChecker, hash_password, login_name, needs_rehash, verify_password
-from ygbridge.errors import LoginThrottled, UserError
-from ygbridge.limits import Limits
+from ygbridge.errors import UserError
 from ygbridge.store import users
 from ygbridge.testing.deferreds import failure_of, result_of
 from ygbridge.testing.store import ImmediateDB, alice_database
@@ -41,7 +39,7 @@ def test_login_refused_for_other_nodes_and_bad_names(login: str) -> None:
         login_name(login, NODE)
 
 
-# PasswordChecker: dummy verification for unknown users, bounded argon2, rehash
+# PasswordChecker: dummy verification for unknown users, rehash (the LoginGate bounds the checks)
 
 
 class Pool:
@@ -93,22 +91,6 @@ def test_unknown_user_costs_a_verification_too(db: None) -> None:
     # one dummy hash, made once; a verification for each unknown user
     assert pool.calls[1:] == ["hash_password", "verify_password", "verify_password"]
     assert failure_of(check(checker, "alice", "wrong")).check(UnauthorizedLogin)
-
-
-def test_password_checks_are_bounded(db: None) -> None:
-    users.set_password("alice", hash_password("right"))
-    pool = Pool(immediate=False)
-    limits = Limits(password_checks=2, password_checks_waiting=3)
-    checker = PasswordChecker(Reactor(pool), ImmediateDB(), lambda: NODE, limits)  # type: ignore[arg-type]
-    results: list[object] = []
-    for _ in range(10):
-        check(checker, "alice", "wrong").addBoth(results.append)
-    assert len(pool.queued) == 2  # running
-    throttled = [r for r in results if isinstance(r, Failure) and r.check(LoginThrottled)]
-    assert len(throttled) == 5 and len(results) == 5  # 3 wait
-    for _ in range(5):
-        pool.run()
-    assert len(results) == 10 and all(isinstance(r, Failure) for r in results)
 
 
 def test_an_older_hash_is_replaced_after_login(db: None) -> None:

@@ -57,6 +57,25 @@ def test_a_long_line_is_bad_and_closes(client: Client) -> None:
     )
 
 
+def test_a_closing_connection_lets_go_of_its_producer_and_keeps_nothing(lab: ImapLab, client: Client) -> None:
+    """A TLS transport closes only once no producer is registered; a client that never lets it
+    close (no close_notify, nothing read) is cut off; what it still sends is not kept."""
+    client.send(b"a LOGIN " + b"x" * 2000 + b"\r\n")
+    assert client.transport.disconnecting and client.transport.producer is None
+    client.send(b"x" * LIMITS.imap_line)
+    assert len(client.server._input) == 0
+    lab.clock.advance(client.server.CLOSE_TIMEOUT - 1)
+    assert not client.transport.disconnected
+    lab.clock.advance(1)
+    assert client.transport.disconnected  # aborted
+    sending = lab.client()
+    sending.send(b"a LOGIN " + b"x" * 2000 + b"\r\n")
+    sending.send(b"x" * LIMITS.imap_line)
+    assert not sending.transport.disconnected
+    sending.send(b"x")
+    assert sending.transport.disconnected  # more than a line's worth after the BYE
+
+
 def test_lines_of_one_command_count_together(client: Client) -> None:
     line = b"s SEARCH CHARSET UTF-8" + b" SUBJECT {1+}\r\nx" * 40
     assert client.send(b"a LOGIN alice secret\r\ns SELECT INBOX\r\n").endswith(b"SELECT completed\r\n")
@@ -87,6 +106,19 @@ def test_literal_length_beyond_any_number_is_bad_and_closes(client: Client) -> N
         client.send(b"a LOGIN {" + b"9" * 500 + b"}\r\n"),
         b"a BAD Literal length out of range\r\n* BYE Cannot find the end of that literal\r\n",
     )
+
+
+@pytest.mark.parametrize("command", [b"a LOGIN ", b"a APPEND INBOX "])
+@pytest.mark.parametrize("plus", [b"", b"+"])
+def test_a_5000_digit_literal_length_is_bad_and_closes(command: bytes, plus: bytes) -> None:
+    """Issue 7: within the default line limit (64 KiB), so that the length itself is refused."""
+    for _ in alice_database("sqlite"):
+        client = ImapLab(Limits()).client()
+        closed_after(
+            client,
+            client.send(command + b"{" + b"9" * 5000 + plus + b"}\r\n"),
+            b"a BAD Literal length out of range\r\n* BYE Cannot find the end of that literal\r\n",
+        )
 
 
 def test_synchronizing_string_literal_too_long_is_refused_before_it_is_sent(client: Client) -> None:

@@ -21,7 +21,11 @@ from ygbridge.logins import MAX_DELAY, LoginGate, failure_delay, source_key
 LAN = "192.168.1.20"
 OTHER_LAN = "192.168.1.21"
 LIMITS = Limits(
-    login_failures_per_source=5, login_failures_per_user=8, login_lockout=900.0, login_tracked=100
+    login_failures_per_source=5,
+    login_failures_per_user=8,
+    login_lockout=900.0,
+    login_tracked=100,
+    password_checks=100,
 )
 
 
@@ -154,27 +158,60 @@ def test_loopback_is_delayed_by_its_own_failures_only(
     assert attempt(gate, checker, clock, source="127.0.0.1", pw="right").result[1] == b"alice"
 
 
+class SlowChecker:
+    """Each check waits until the test answers it: (user name, its Deferred) in ``pending``."""
+
+    credentialInterfaces = Checker.credentialInterfaces
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[bytes, Deferred[bytes]]] = []
+
+    def requestAvatarId(self, credentials: Any) -> Deferred[bytes]:
+        self.pending.append((credentials.username, Deferred()))
+        return self.pending[-1][1]
+
+
 def test_logins_being_checked_count_against_the_source(gate: LoginGate, clock: Clock) -> None:
     """Parallel guesses cannot overtake the lock: pending checks count as failures to come."""
-    pending: list[Deferred[str]] = []
-
-    class SlowChecker:
-        credentialInterfaces = Checker.credentialInterfaces
-
-        def requestAvatarId(self, credentials: Any) -> Deferred[str]:
-            pending.append(Deferred())
-            return pending[-1]
-
-    portal = Portal(Realm(), [SlowChecker()])
+    checker = SlowChecker()
+    portal = Portal(Realm(), [checker])
     results: list[object] = []
     for _ in range(LIMITS.login_failures_per_source + 3):
         gate.login(portal, LAN, UsernamePassword(b"alice", b"guess"), IAvatar).addBoth(results.append)
+    pending = [deferred for _, deferred in checker.pending]
     assert len(pending) == LIMITS.login_failures_per_source
     assert all(isinstance(r, Failure) and r.check(LoginThrottled) for r in results)
     for deferred in pending:
         deferred.errback(UnauthorizedLogin())
     clock.advance(60)
     assert len(results) == LIMITS.login_failures_per_source + 3
+
+
+def test_password_checks_are_bounded_and_loopback_goes_first(clock: Clock) -> None:
+    """2 checks run, 3 wait, the rest are refused at once; the owner on loopback waits too (never
+    refused) but ahead of every other login waiting."""
+    gate = LoginGate(clock, Limits(password_checks=2, password_checks_waiting=3))
+    checker = SlowChecker()
+    portal = Portal(Realm(), [checker])
+    results: list[object] = []
+    for n in range(10):
+        login = UsernamePassword(b"guess%d" % n, b"wrong")
+        gate.login(portal, f"10.3.{n}.1", login, IAvatar).addBoth(results.append)
+    assert [user for user, _ in checker.pending] == [b"guess0", b"guess1"]  # running
+    assert len(results) == 5 and all(isinstance(r, Failure) and r.check(LoginThrottled) for r in results)
+    owner: list[object] = []
+    gate.login(portal, "127.0.0.1", UsernamePassword(b"alice", b"right"), IAvatar).addBoth(owner.append)
+    checker.pending[0][1].errback(UnauthorizedLogin())
+    assert [user for user, _ in checker.pending][2:] == [b"alice"]  # before guess2..4
+    checker.pending[2][1].callback(b"alice")
+    assert owner and not isinstance(owner[0], Failure)
+    for at in (1, 3, 4, 5):
+        checker.pending[at][1].errback(UnauthorizedLogin())
+    assert [user for user, _ in checker.pending] == [b"guess%d" % n for n in (0, 1)] + [b"alice"] + [
+        b"guess%d" % n for n in (2, 3, 4)
+    ]
+    clock.advance(60)
+    assert len(results) == 10
 
 
 def test_memory_is_bounded_and_sources_grouped(clock: Clock, checker: Checker) -> None:

@@ -11,7 +11,7 @@ from twisted.internet.defer import fail
 
 from ygbridge.addressing import domain_for
 from ygbridge.errors import LoginThrottled, SenderMismatch
-from ygbridge.smtp import protocol
+from ygbridge.smtp import connection, protocol
 from ygbridge.smtp.protocol import SMTPServer
 from ygbridge.store.models import Message
 
@@ -86,6 +86,32 @@ def test_a_line_that_never_ends_is_not_buffered_and_closes_the_connection() -> N
         b"Too many overlong lines, closing connection\r\n"
     )
     assert session.closed
+
+
+def test_the_line_limit_holds_on_submission_after_auth() -> None:
+    """Issue 7: a logged-in client is bounded as a stranger is, in and out of a transaction."""
+    node = Node(limits(smtp_line_offences=3))
+    session = node.submit()
+    too_long = b"500 5.5.2 Line too long (limit 2048 octets)\r\n"
+    assert session.send(b"NOOP " + b"x" * 3000 + b"\r\n") == too_long
+    assert session.say(f"MAIL FROM:<{ME}>".encode()).startswith(b"250")
+    assert session.send(b"RCPT TO:<" + b"b" * 2100) == too_long  # no line end yet
+    assert session.send(b"b" * 100 + b">\r\nNOOP\r\n") == b"250 2.0.0 OK\r\n"  # skipped to its end
+    assert not session.closed
+    assert session.send(b"x" * 2049 + b"\r\n") == (
+        f"421 4.7.0 {node.submission._hostname()} Too many overlong lines, closing connection\r\n".encode()
+    )
+    assert session.closed
+
+
+def test_a_connection_that_will_not_go_is_cut_off() -> None:
+    """Over TLS, a close waits for the client's close_notify: one that never sends it is aborted."""
+    node = Node(limits(smtp_line_offences=1))
+    session = _mesh(node)
+    assert session.send(b"x" * 2100 + b"\r\n").startswith(b"421 4.7.0 ")
+    assert session.closed and not session.transport.disconnected
+    node.clock.advance(connection.CLOSE_TIMEOUT)
+    assert session.transport.disconnected  # aborted
 
 
 def test_bare_lf_ends_a_command_line() -> None:

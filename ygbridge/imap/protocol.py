@@ -87,6 +87,7 @@ class ImapProtocol(Protocol):
     UNAUTH_TIMEOUT = 60
     LOGIN_WITHIN = 5 * 60
     POSTAUTH_TIMEOUT = 30 * 60
+    CLOSE_TIMEOUT = 30
     #: A TCP or TLS transport: ITransport, IConsumer, IPushProducer and, for STARTTLS, ITLSTransport.
     transport: Any
 
@@ -100,6 +101,7 @@ class ImapProtocol(Protocol):
         self._logout: Callable[[], None] | None = None
         self.idling = False
         self._gone = False
+        self._after_close = 0  # octets received since the connection began to close
         self._writes = WriteGate()
         self._batch: list[bytes] | None = None  # what the command being dispatched has written
         self._timer: IDelayedCall | None = None
@@ -219,6 +221,11 @@ class ImapProtocol(Protocol):
     # Reading: lines and literals
 
     def dataReceived(self, data: bytes) -> None:
+        if self._gone:  # closing: what still arrives is not kept, and past a line's worth
+            self._after_close += len(data)  # the client is not listening: cut it off
+            if self._after_close > self.limits.imap_line:
+                self.transport.abortConnection()
+            return
         self._input += data
         self._process()
         if self._literal_left or self._command:
@@ -310,10 +317,19 @@ class ImapProtocol(Protocol):
         self.close_connection()
 
     def close_connection(self) -> None:
-        """Close once what was written is sent; read nothing more."""
+        """Close once what was written is sent; keep nothing more. A TLS transport closes only
+        once the writer is no longer its producer, and then waits for the client's close_notify:
+        a client that never sends it, or never reads, is cut off after ``CLOSE_TIMEOUT``, and one
+        that sends on at once (more than ``imap_line`` octets)."""
+        if self._gone:
+            return
         self._gone = True
         self.flush()
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self.clock.callLater(self.CLOSE_TIMEOUT, self.transport.abortConnection)
 
     def _literal_announced(self, digits: bytes, sync: bool) -> None:
         """A line ended with {n} or {n+}: take the literal, or refuse it before it is read.

@@ -30,6 +30,9 @@ log = structlog.get_logger(__name__)
 #: Command lines' worth (``smtp_line`` each) of pipelined input held while a reply waits; past it
 #: the connection stops reading until the reply is out (64 KiB with the default line limit).
 HOLD_LINES = 32
+#: Seconds a connection closed by the server may take to go (a TLS one waits for the client's
+#: close_notify, which a hostile client never sends) before it is cut off.
+CLOSE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class Connection(protocol.Protocol):
         self._junk = 0
         self._idle: IDelayedCall | None = None
         self._session: IDelayedCall | None = None
+        self._abort: IDelayedCall | None = None
 
     @property
     def _wire(self) -> Any:
@@ -223,6 +227,7 @@ class Connection(protocol.Protocol):
         self._closed = True
         self._stop_timers()
         self._wire.loseConnection()
+        self._abort = self._settings.clock.callLater(CLOSE_TIMEOUT, self._wire.abortConnection)
 
     # -- time and flow
 
@@ -250,6 +255,6 @@ class Connection(protocol.Protocol):
             self._close(Reply(421, "4.4.2", f"{self._host} Session time limit reached, closing connection"))
 
     def _stop_timers(self) -> None:
-        for timer in (self._idle, self._session):
+        for timer in (self._idle, self._session, self._abort):
             if timer is not None and timer.active():
                 timer.cancel()
