@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,8 +37,9 @@ def test_status_says_the_router_is_away_once(config_file: Path, capsys: pytest.C
 
 
 def test_login_link_prints_a_qr_code_on_request(
-    config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """The QR code holds the printed dclogin: link, read back by a real decoder (zbar)."""
     config = str(config_file)
     assert ygbridge("--config", config, "init") == 0
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO("secret\n"))
@@ -54,3 +57,26 @@ def test_login_link_prints_a_qr_code_on_request(
     assert "dclogin:alice@" in out
     code = [line for line in out.splitlines() if "█" in line]
     assert len(code) > 15 and len({len(line) for line in code}) == 1  # a square block of rows
+    if shutil.which("zbarimg") is not None:  # .ci/run installs it (zbar-tools)
+        link = next(line.split()[-1] for line in out.splitlines() if line.startswith("Delta Chat:"))
+        assert _scan(code, tmp_path) == link
+
+
+#: What each character of a compact terminal QR code shows: (upper, lower) module light?
+_HALVES = {"█": (True, True), "▀": (True, False), "▄": (False, True), " ": (False, False)}
+
+
+def _scan(rows: list[str], directory: Path) -> str:
+    """Read a QR code printed in half blocks the way a phone would: as an image, through zbar."""
+    modules = [[_HALVES[char][half] for char in row] for row in rows for half in (0, 1)]
+    scale = 8
+    image = directory / "qr.pbm"
+    lines = [" ".join("0" if light else "1" for light in line for _ in range(scale)) for line in modules]
+    image.write_text(
+        f"P1\n{len(modules[0]) * scale} {len(modules) * scale}\n"
+        + "\n".join(line for line in lines for _ in range(scale))
+        + "\n"
+    )
+    scan = subprocess.run(["zbarimg", "--raw", "-q", str(image)], capture_output=True, text=True, timeout=30)
+    assert scan.returncode == 0, scan.stderr
+    return scan.stdout.strip()
