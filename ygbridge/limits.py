@@ -53,11 +53,16 @@ class Limits:
     search_nesting: int = _count(32)
     search_keys: int = _count(1000)
     mailboxes_per_user: int = _count(1000)
+    imap_unauth_idle: float = _duration(60.0)
+    imap_login_within: float = _duration(300.0)
+    imap_idle: float = _duration(1800.0)
     # Logins
     login_failures_per_source: int = _count(10)
     login_failures_per_user: int = _count(30)
     login_lockout: float = _duration(900.0)
     login_tracked: int = _count(10000)
+    login_delay: float = _duration(0.5)
+    login_delay_max: float = _duration(4.0)
     password_checks: int = _count(2)
     password_checks_waiting: int = _count(64)
 

@@ -36,17 +36,16 @@ from ygbridge.limits import Limits
 
 log = structlog.get_logger(__name__)
 
-#: The delay before the first failure of a source is answered; it doubles with each further one.
-FIRST_DELAY = 0.5
-#: The longest delay before a failure is answered.
-MAX_DELAY = 4.0
 #: User names are remembered up to this length (a longer one cannot be a user anyway).
 _NAME_LENGTH = 64
 
 
-def failure_delay(failures: int) -> float:
-    """How long the answer to the ``failures``-th failure waits (0 for none)."""
-    return 0.0 if failures <= 0 else min(FIRST_DELAY * 2 ** min(failures - 1, 16), MAX_DELAY)
+def failure_delay(failures: int, limits: Limits) -> float:
+    """How long the answer to the ``failures``-th failure waits (0 for none): ``login_delay``,
+    doubling with each further failure, at most ``login_delay_max``."""
+    if failures <= 0:
+        return 0.0
+    return min(limits.login_delay * (1 << min(failures - 1, 16)), limits.login_delay_max)
 
 
 def source_key(source: str) -> tuple[str, bool]:
@@ -234,4 +233,4 @@ class LoginGate:
         if account.count == limits.login_failures_per_user:
             account.locked_until = now + limits.login_lockout
             log.warning("login.user_locked", user=user, failures=account.count, seconds=limits.login_lockout)
-        return failure_delay(source.count if loopback else max(source.count, account.count))
+        return failure_delay(source.count if loopback else max(source.count, account.count), limits)

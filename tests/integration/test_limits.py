@@ -227,7 +227,7 @@ def test_guessing_from_the_lan_is_delayed_then_locked_while_the_owner_logs_in(si
     assert all("guess" not in str(event) for event in failed)  # never the password
     assert len(site.a.bridge.current().matching("login.source_locked", since=events)) == 1
     for n, seconds in enumerate(times[:limit], start=1):
-        assert seconds >= failure_delay(n) * 0.9  # each answer waited at least its delay
+        assert seconds >= failure_delay(n, Limits()) * 0.9  # each answer waited at least its delay
     owner = timed_login(site, "127.0.0.1")
     figure("guessing: answer times of 30 wrong passwords (s)", [round(t, 2) for t in times])
     figure("guessing: owner's login on loopback meanwhile (s)", round(owner, 3))
@@ -243,7 +243,7 @@ def test_an_unknown_user_takes_as_long_as_a_wrong_password(site: Site) -> None:
                 started = time.monotonic()
                 with pytest.raises(imaplib.IMAP4.error):
                     client.login(user, "not-the-password")
-                samples[kind].append(time.monotonic() - started - failure_delay(1))
+                samples[kind].append(time.monotonic() - started - failure_delay(1, Limits()))
                 client.login("bob", PASSWORDS["bob"])  # clears loopback's failures
             finally:
                 with contextlib.suppress(imaplib.IMAP4.error, OSError, EOFError):

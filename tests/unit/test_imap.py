@@ -9,13 +9,16 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.testing import StringTransport
 
 from ygbridge.imap.mailbox import IImapAccount, ImapAccount, ImapRealm
-from ygbridge.imap.server import ImapServer
-from ygbridge.logins import MAX_DELAY
+from ygbridge.limits import Limits
 from ygbridge.testing.deferreds import failure_of, result_of
 from ygbridge.testing.imap import MAX_MESSAGE_SIZE, MESSAGE, Client, ImapLab, first_client, running_lab
+from ygbridge.testing.store import alice_database
 
 lab = pytest.fixture(running_lab, name="lab")
 client = pytest.fixture(first_client, name="client")
+
+DEFAULTS = Limits()
+LOGIN_WITHIN = int(DEFAULTS.imap_login_within)
 
 CAPABILITIES = (
     b"IMAP4rev1 AUTH=PLAIN NAMESPACE IDLE LITERAL+ ID ENABLE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN"
@@ -35,7 +38,7 @@ def test_greeting_lists_capabilities(client: Client) -> None:
 
 def test_login_with_user_name(client: Client, lab: ImapLab) -> None:
     assert client.send(b"a LOGIN alice wrong\r\n") == b""  # the LoginGate answers a failure later
-    lab.clock.advance(MAX_DELAY)
+    lab.clock.advance(DEFAULTS.login_delay_max)
     assert client.received() == b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
     assert client.send(b'b LOGIN "alice" "secret"\r\n') == (
         b"b OK [CAPABILITY %b] LOGIN succeeded\r\n" % CAPABILITIES
@@ -94,19 +97,43 @@ def test_unauthenticated_connection_closed_after_a_minute(client: Client, lab: I
 
 
 def test_noop_cannot_keep_a_connection_without_login_forever(client: Client, lab: ImapLab) -> None:
-    for _ in range(ImapServer.LOGIN_WITHIN // 50 - 1):
+    for _ in range(LOGIN_WITHIN // 50 - 1):
         lab.clock.advance(50)
         assert client.send(b"n NOOP\r\n") == b"n OK NOOP completed\r\n"
-    lab.clock.advance(ImapServer.LOGIN_WITHIN % 50 + 49)
+    lab.clock.advance(LOGIN_WITHIN % 50 + 49)
     assert not client.transport.disconnecting
     lab.clock.advance(1)
     assert client.received() == b"* BYE Autologout; no login in time\r\n"
     assert client.transport.disconnecting
 
 
+def test_imap_timeouts_are_limits(store_backend: str) -> None:
+    """``[limits] imap_unauth_idle``, ``imap_login_within`` and ``imap_idle`` set the three waits."""
+    limits = Limits(imap_unauth_idle=10.0, imap_login_within=25.0, imap_idle=40.0)
+    for _ in alice_database(store_backend):
+        lab = ImapLab(limits)
+        idle = Client(lab.factory)
+        lab.clock.advance(9)
+        assert not idle.transport.disconnecting
+        lab.clock.advance(1)
+        assert idle.received() == b"* BYE Autologout; connection idle too long\r\n"
+        busy = Client(lab.factory)
+        for _ in range(3):
+            lab.clock.advance(8)
+            assert busy.send(b"n NOOP\r\n") == b"n OK NOOP completed\r\n"
+        lab.clock.advance(1)
+        assert busy.received() == b"* BYE Autologout; no login in time\r\n"
+        user = Client(lab.factory)
+        user.login()
+        lab.clock.advance(39)
+        assert not user.transport.disconnecting
+        lab.clock.advance(1)
+        assert user.received() == b"* BYE Autologout; connection idle too long\r\n"
+
+
 def test_a_login_lifts_the_login_deadline(client: Client, lab: ImapLab) -> None:
     client.login()
-    lab.clock.advance(ImapServer.LOGIN_WITHIN - 1)
+    lab.clock.advance(LOGIN_WITHIN - 1)
     assert client.send(b"n NOOP\r\n") == b"n OK NOOP completed\r\n"
     lab.clock.advance(2)
     assert not client.transport.disconnecting
@@ -120,7 +147,7 @@ def test_idle_lasts_29_minutes_then_the_session_ends(client: Client, lab: ImapLa
     assert lab.deliver() == 1
     assert client.received() == b"* 1 EXISTS\r\n* 1 RECENT\r\n"
     assert not client.transport.disconnecting
-    lab.clock.advance(ImapServer.POSTAUTH_TIMEOUT - 29 * 60)
+    lab.clock.advance(DEFAULTS.imap_idle - 29 * 60)
     assert client.received() == b"* BYE Autologout; connection idle too long\r\n"
     assert client.transport.disconnecting
     client.disconnect()

@@ -22,7 +22,7 @@ from ygbridge.imap.wire import (
     parse_sequence_set,
     quoted,
 )
-from ygbridge.logins import MAX_DELAY
+from ygbridge.limits import Limits
 from ygbridge.testing.imap import Client, ImapLab, first_client, running_lab
 from ygbridge.testing.store import make_user
 
@@ -74,7 +74,7 @@ def test_a_wrong_escape_is_bad_and_a_wrong_password_no(carol: ImapLab, client: C
         b'a BAD unterminated quoted string, or \\ before other than " or \\\r\n'
     )
     assert client.send(b'a LOGIN carol "p\\"a\\\\ss"\r\n') == b""
-    carol.clock.advance(MAX_DELAY)
+    carol.clock.advance(Limits().login_delay_max)
     assert client.received() == b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
     assert client.send(b'a LOGIN carol "unterminated\r\n').startswith(b"a BAD unterminated quoted string")
 

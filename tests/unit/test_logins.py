@@ -16,7 +16,7 @@ from zope.interface import Interface, implementer
 
 from ygbridge.errors import LoginThrottled
 from ygbridge.limits import Limits
-from ygbridge.logins import MAX_DELAY, LoginGate, failure_delay, source_key
+from ygbridge.logins import LoginGate, failure_delay, source_key
 
 LAN = "192.168.1.20"
 OTHER_LAN = "192.168.1.21"
@@ -138,7 +138,7 @@ def test_user_locked_for_every_source_but_loopback(gate: LoginGate, checker: Che
     for n, source in enumerate(sources):
         failed = attempt(gate, checker, clock, source=source)
         assert failed.failed_with(UnauthorizedLogin)
-        assert failed.delay == failure_delay(n + 1)  # the user's failures count too
+        assert failed.delay == failure_delay(n + 1, LIMITS)  # the user's failures count too
     assert attempt(gate, checker, clock, source="10.9.9.9", pw="right").failed_with(LoginThrottled)
     assert attempt(gate, checker, clock, source="10.9.9.9", user="bob", pw="bobs").result[1] == b"bob"
     owner = attempt(gate, checker, clock, source="::1", pw="right")
@@ -154,7 +154,7 @@ def test_loopback_is_delayed_by_its_own_failures_only(
     assert first.failed_with(UnauthorizedLogin) and first.delay == 0.5
     for _ in range(20):
         again = attempt(gate, checker, clock, source="127.0.0.1")
-        assert again.failed_with(UnauthorizedLogin) and again.delay <= MAX_DELAY  # never locked
+        assert again.failed_with(UnauthorizedLogin) and again.delay <= LIMITS.login_delay_max  # never locked
     assert attempt(gate, checker, clock, source="127.0.0.1", pw="right").result[1] == b"alice"
 
 
@@ -230,4 +230,11 @@ def test_success_clears_the_sources_failures_not_the_users(
         attempt(gate, checker, clock)
     assert attempt(gate, checker, clock, user="bob", pw="bobs").result[1] == b"bob"
     assert attempt(gate, checker, clock, user="carol").delay == 0.5  # the source starts afresh
-    assert attempt(gate, checker, clock, source=OTHER_LAN).delay == failure_delay(4)  # alice's 4th failure
+    alices_fourth = failure_delay(4, LIMITS)
+    assert attempt(gate, checker, clock, source=OTHER_LAN).delay == alices_fourth
+
+
+def test_failure_delays_double_from_login_delay_to_login_delay_max() -> None:
+    limits = Limits(login_delay=1.5, login_delay_max=5.0)
+    assert [failure_delay(n, limits) for n in range(5)] == [0.0, 1.5, 3.0, 5.0, 5.0]
+    assert failure_delay(1000, limits) == 5.0

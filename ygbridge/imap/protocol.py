@@ -76,17 +76,14 @@ def _text(error: object) -> bytes:
 class ImapProtocol(Protocol):
     """Framing, states and answers; subclasses hold the commands (``@command`` methods).
 
-    A connection that has not logged in is closed after ``UNAUTH_TIMEOUT`` seconds without a
-    command line, and ``LOGIN_WITHIN`` seconds after it opened however busy it keeps (NOOP cannot
-    hold a slot forever without a password); after login, including during IDLE, after
-    ``POSTAUTH_TIMEOUT`` without a command (RFC 2177 asks clients to renew IDLE every 29 minutes).
+    A connection that has not logged in is closed after ``limits.imap_unauth_idle`` without a
+    command line, and ``limits.imap_login_within`` after it opened however busy it keeps (NOOP
+    cannot hold a slot forever without a password); after login, including during IDLE, after
+    ``limits.imap_idle`` without a command (RFC 2177 asks clients to renew IDLE every 29 minutes).
     Time comes from ``clock``.
     """
 
     IDENT = b"ygbridge IMAP4rev1 ready"
-    UNAUTH_TIMEOUT = 60
-    LOGIN_WITHIN = 5 * 60
-    POSTAUTH_TIMEOUT = 30 * 60
     CLOSE_TIMEOUT = 30
     #: A TCP or TLS transport: ITransport, IConsumer, IPushProducer and, for STARTTLS, ITLSTransport.
     transport: Any
@@ -129,7 +126,7 @@ class ImapProtocol(Protocol):
         self.transport.registerProducer(self._writes, True)
         self.untagged(b"OK [CAPABILITY %b] %b" % (b" ".join(self.capabilities()), self.IDENT))
         self._reset_timeout()
-        self._login_deadline = self.clock.callLater(self.LOGIN_WITHIN, self._no_login)
+        self._login_deadline = self.clock.callLater(self.limits.imap_login_within, self._no_login)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._gone = True
@@ -147,7 +144,7 @@ class ImapProtocol(Protocol):
         raise NotImplementedError
 
     def _reset_timeout(self) -> None:
-        period = self.UNAUTH_TIMEOUT if self.state == "unauth" else self.POSTAUTH_TIMEOUT
+        period = self.limits.imap_unauth_idle if self.state == "unauth" else self.limits.imap_idle
         if self._timer is not None and self._timer.active():
             self._timer.reset(period)  # cheaper than a new call: a later time only moves it lazily
         else:
