@@ -26,7 +26,8 @@ The modules, each importable on its own (everything public is also importable fr
 - :mod:`.bridges`: ``Bridge`` (ygbridge's config, CLI and twistd service) and ``BridgeRun``;
 - :mod:`.clients`: SMTP and IMAP clients whose sockets live in a namespace;
 - :mod:`.labs`: ``Node``, ``Lab`` and ``Pair`` (two started nodes), the cleanup at exit, and the
-  sweep of namespaces that dead runs left behind.
+  sweep of namespaces that dead runs left behind;
+- :mod:`.measures`: what a process costs (peak RSS, CPU time) and the figures tests print.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from .bridges import (
 from .clients import CLIENT_TIMEOUT, imap_client, insecure_tls, smtp_client
 from .errors import BridgeStartError, HarnessError, ProcessExited
 from .labs import Lab, Node, Pair, labs_active_since, remove_stale_namespaces
+from .measures import Cost, cpu_seconds, figure, status_bytes
 from .namespaces import Namespace, check_privileges
 from .processes import COMMAND_TIMEOUT, STOP_TIMEOUT, find_command, run_command, stop_process, tail
 from .routers import ROUTER_PORT, YGGDRASIL_VERSIONS, Router, binary_version, yggdrasil_binary
@@ -60,6 +62,7 @@ __all__ = [
     "YGGDRASIL_VERSIONS",
     "Bridge",
     "BridgeRun",
+    "Cost",
     "BridgeStartError",
     "HarnessError",
     "Lab",
@@ -70,6 +73,8 @@ __all__ = [
     "Router",
     "binary_version",
     "check_privileges",
+    "cpu_seconds",
+    "figure",
     "find_command",
     "holds_for",
     "imap_client",
@@ -79,6 +84,7 @@ __all__ = [
     "remove_stale_namespaces",
     "run_command",
     "smtp_client",
+    "status_bytes",
     "stop_process",
     "tail",
     "wait_until",
