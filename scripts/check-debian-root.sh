@@ -3,7 +3,8 @@
 #   1. systemd as PID 1 (systemd-nspawn --boot): no router, no router config; run twice.
 #   2. no systemd (a chroot in its own mount, PID, UTS and IPC namespaces): an existing router
 #      configuration that must be kept; run twice.
-#   3. README "By hand", its commands run verbatim, beside Debian's yggdrasil under systemd.
+#   3. README "By hand", its commands run verbatim, beside Debian's yggdrasil under systemd; then
+#      README "PostgreSQL" verbatim (Debian's server, peer authentication) and a mail round trip.
 # In cases 1 and 2, first a router configuration yggdrasil rejects: setup-node.sh must stop soon,
 # with no traceback, its last line naming the router's log. Then between the two runs alice mails
 # herself: run 2 must keep that mail, ygbridge.ini, the router's configuration, the TLS key and
@@ -290,6 +291,35 @@ service_ready() { output_has '"ygbridge.ready"' in_root "$init" journalctl -u yg
 wait_for 120 service_ready || fail "the service set up by hand did not become ready"
 in_root "$init" ln -sf /opt/ygbridge/bin/ygbridge /usr/local/bin/ygbridge
 check_node "$init" systemd "a good password"
+
+log "case 3, continued: README \"PostgreSQL\", verbatim (Debian's server, peer authentication)"
+# The section's indented lines: a local server, the extra, the configuration, init and a user.
+sed -n '/^### PostgreSQL/,/^The users and mail/p' "$here/README.md" | sed -n 's/^    //p' >"$work/postgresql.sh"
+sed -n '1p;$p' "$work/postgresql.sh"
+[ "$(wc -l <"$work/postgresql.sh")" -gt 5 ] || fail "no PostgreSQL commands in README.md"
+cp "$work/postgresql.sh" "/proc/$init/root/root/postgresql.sh"
+ready_count() { in_root "$init" journalctl -u ygbridge -o cat | grep -c '"ygbridge.ready"' || true; }
+ready_before=$(ready_count)
+in_root "$init" sh -c 'cd /root/ygbridge && bash -e /root/postgresql.sh' | tee "$work/postgresql.log" ||
+    fail "README PostgreSQL failed"
+grep -q '^database ready: postgresql://ygbridge@' "$work/postgresql.log" || fail "init did not use PostgreSQL"
+ready_again() { [ "$(ready_count)" -gt "$ready_before" ]; }
+wait_for 120 ready_again || fail "the service on PostgreSQL did not become ready"
+as_service() { in_root "$init" runuser -u ygbridge -- /opt/ygbridge/bin/ygbridge "$@"; }
+as_service status >"$work/status" 2>&1 || fail "ygbridge status on PostgreSQL: $(cat "$work/status")"
+head -2 "$work/status"
+address=$(as_service address alice)
+in_root "$init" /opt/ygbridge/bin/python /root/ygbridge/tests/system/mail_roundtrip.py alice "a good password" "$address"
+stored=$(in_root "$init" runuser -u postgres -- psql -Atd ygbridge -c 'SELECT count(*) FROM message')
+[ "$stored" -ge 1 ] || fail "no message in PostgreSQL after the round trip ($stored)"
+echo "messages in PostgreSQL: $stored"
+# The TLS pair stays in the state directory: /etc/ygbridge is not the service's to write.
+in_root "$init" find /etc/ygbridge /var/lib/ygbridge -name '*.pem' -printf '%m %u %p\n' | tee "$work/pems"
+! grep -q ' /etc/ygbridge/' "$work/pems" || fail "a TLS file in /etc/ygbridge: $(cat "$work/pems")"
+[ "$(grep -c '^600 ygbridge /var/lib/ygbridge/' "$work/pems")" = 2 ] || fail "the TLS pair is not 0600 in /var/lib/ygbridge"
+output_has postgresql.service in_root "$init" systemctl show -p After ygbridge.service ||
+    fail "ygbridge.service does not come after postgresql.service"
+in_root "$init" systemd-analyze security --threshold=40 ygbridge.service | tail -1
 power_off
 
 log "case 2: no systemd, an existing router configuration"

@@ -49,6 +49,8 @@ class Config:
     tls_key: str | None = None
     allow_plaintext: bool = False
     database: str = DEFAULT_DATABASE
+    #: Where the files ygbridge makes itself go (the self-signed TLS pair); see :attr:`state_dir`.
+    state_directory: str | None = None
     retry_initial: float = 5.0
     retry_max: float = 3600.0
     retry_horizon: float = 5 * 86400.0
@@ -71,6 +73,15 @@ class Config:
     def database_file(self) -> Path | None:
         """The SQLite database file; None for PostgreSQL."""
         return sqlite_path(self.database, self.base_dir)
+
+    @property
+    def state_dir(self) -> Path:
+        """``[storage] state_directory``; without it, the SQLite database's directory, or for other
+        databases the configuration file's."""
+        if self.state_directory is not None:
+            return self.base_dir / self.state_directory
+        database = self.database_file
+        return database.parent if database is not None else self.base_dir
 
 
 def _words(value: str) -> tuple[str, ...]:
@@ -162,6 +173,7 @@ def load_config(path: str | Path) -> Config:
         values["allow_plaintext"] = _bool(allow, "[tls] allow_plaintext")
     if database := get("storage", "database"):
         values["database"] = database
+    values["state_directory"] = get("storage", "state_directory")
     for key, attr in (
         ("retry_initial", "retry_initial"),
         ("retry_max", "retry_max"),

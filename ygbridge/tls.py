@@ -67,14 +67,13 @@ class Certificate:
 
 
 def certificate_files(config: Config) -> CertificateFiles:
-    """The configured [tls] files, else the generated pair beside the SQLite database
-    (beside the configuration file for other databases)."""
+    """The configured [tls] files, else the generated pair in the state directory (by default
+    beside the SQLite database, or beside the configuration file for other databases)."""
     if config.tls_certificate is not None:
         certificate = config.base_dir / config.tls_certificate
         key = config.base_dir / (config.tls_key or config.tls_certificate)
         return CertificateFiles(certificate, key, configured=True)
-    database = config.database_file
-    directory = database.parent if database is not None else config.base_dir
+    directory = config.state_dir
     return CertificateFiles(directory / CERTIFICATE_FILE, directory / KEY_FILE, configured=False)
 
 

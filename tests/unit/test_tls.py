@@ -173,6 +173,20 @@ def test_postgresql_nodes_keep_the_certificate_beside_the_configuration(tmp_path
     assert certificate_files(config).certificate == tmp_path / CERTIFICATE_FILE
 
 
+def test_the_state_directory_takes_the_generated_pair(tmp_path: Path) -> None:
+    """``[storage] state_directory`` (relative to the file, or absolute) for either database."""
+    path = tmp_path / "etc" / "node.ini"
+    path.parent.mkdir()
+    path.write_text("[storage]\ndatabase = postgresql://u@/db?host=/run/pg\nstate_directory = ../state\n")
+    files = certificate_files(load_config(path))
+    assert (files.certificate, files.key) == (
+        tmp_path / "etc" / ".." / "state" / CERTIFICATE_FILE,
+        tmp_path / "etc" / ".." / "state" / KEY_FILE,
+    )
+    sqlite = Config(path=path, database="sqlite:///mail.db", state_directory="/var/lib/elsewhere")
+    assert certificate_files(sqlite).certificate == Path("/var/lib/elsewhere") / CERTIFICATE_FILE
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
