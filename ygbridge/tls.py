@@ -126,13 +126,19 @@ def generate(
 
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Replace ``path`` atomically; the new file has ``mode`` from its creation on."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.new")
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary.unlink(missing_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {path}: {exc.strerror}; set [storage] state_directory to a directory "
+            "this user may write (or [tls] certificate to a certificate of your own)"
+        ) from None
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -187,6 +187,14 @@ def test_the_state_directory_takes_the_generated_pair(tmp_path: Path) -> None:
     assert certificate_files(sqlite).certificate == Path("/var/lib/elsewhere") / CERTIFICATE_FILE
 
 
+def test_a_state_directory_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    config = Config(path=tmp_path / "node.ini", database="postgresql://u@h/db", state_directory="a-file/tls")
+    names, addresses = node_names(None)
+    with pytest.raises(ConfigError, match=r"cannot write .*a-file/tls/ygbridge-key.pem: .*state_directory"):
+        generate(certificate_files(config), names, addresses, datetime.datetime.now(datetime.UTC))
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
