@@ -1,5 +1,10 @@
 """RFC 3464 delivery status notifications (multipart/report): mail that could not be delivered,
-is delayed, or (when the sender asked, RFC 3461 NOTIFY=SUCCESS) was delivered."""
+is delayed, or (when the sender asked, RFC 3461 NOTIFY=SUCCESS) was delivered.
+
+A report about internationalised mail (a recipient address, or a header field of the original, in
+UTF-8) takes RFC 6533's types, as Postfix does: ``message/global-delivery-status`` with the
+``utf-8`` address type for such addresses, and the original as ``message/global`` (or its header
+section as ``message/global-headers``)."""
 
 from __future__ import annotations
 
@@ -61,6 +66,11 @@ def report_id(
     return f"<dsn-{digest}@{domain}>"
 
 
+def _address(address: str) -> str:
+    """A recipient as a DSN address field: RFC 6533's ``utf-8`` type when it is not ASCII."""
+    return f"{'rfc822' if address.isascii() else 'utf-8'}; {address}"
+
+
 def failure_report(
     *,
     domain: str,
@@ -78,14 +88,20 @@ def failure_report(
     (``action`` failed), not yet (delayed), or were (delivered). ``envid`` is the sender's
     ENVID; ``full`` (RET=FULL) returns the whole original, else its header section only."""
     subject, intro = _WORDING[action]
+    returned = original if full else header_block(original) + b"\r\n\r\n"
+    if full and not returned.endswith(b"\r\n"):
+        returned += b"\r\n"
+    utf8 = not header_block(original).isascii() or not all(
+        f.recipient.isascii() and (f.orcpt or "").isascii() for f in failures
+    )
     boundary = f"=_ygbridge_{message_id.strip('<>').split('@')[0]}"
     listing = "\r\n".join(f"  {f.recipient}: {f.diagnostic}" for f in failures)
     human = f"This is the mail system at {domain}.\r\n\r\n{intro}\r\n\r\n{listing}\r\n"
     per_recipient = "\r\n".join(
-        "{orcpt}Final-Recipient: rfc822; {r}\r\nAction: {action}\r\nStatus: {s}\r\n{remote}"
+        "{orcpt}Final-Recipient: {r}\r\nAction: {action}\r\nStatus: {s}\r\n{remote}"
         "Diagnostic-Code: smtp; {d}\r\nLast-Attempt-Date: {date}\r\n".format(
             orcpt=f"Original-Recipient: {f.orcpt.replace(';', '; ', 1)}\r\n" if f.orcpt else "",
-            r=f.recipient,
+            r=_address(f.recipient),
             action=action,
             s=f.status,
             remote=f"Remote-MTA: dns; {f.remote}\r\n" if f.remote else "",
@@ -115,7 +131,7 @@ def failure_report(
         "Content-Description: Notification\r\n\r\n"
         f"{human}\r\n"
         f"--{boundary}\r\n"
-        "Content-Type: message/delivery-status\r\n"
+        f"Content-Type: message/{'global-' if utf8 else ''}delivery-status\r\n"
         "Content-Description: Delivery report\r\n\r\n"
         f"Reporting-MTA: dns; {domain}\r\n"
         f"{envelope}"
@@ -124,9 +140,9 @@ def failure_report(
         f"--{boundary}\r\n"
     )
     if full:
-        head += "Content-Type: message/rfc822\r\nContent-Description: The message\r\n\r\n"
-        returned = original if original.endswith(b"\r\n") else original + b"\r\n"
+        kind = "message/global" if utf8 else "message/rfc822"
+        head += f"Content-Type: {kind}\r\nContent-Description: The message\r\n\r\n"
     else:
-        head += "Content-Type: text/rfc822-headers\r\nContent-Description: Message headers\r\n\r\n"
-        returned = header_block(original) + b"\r\n\r\n"
+        kind = "message/global-headers" if utf8 else "text/rfc822-headers"
+        head += f"Content-Type: {kind}\r\nContent-Description: Message headers\r\n\r\n"
     return head.encode("utf-8") + returned + f"--{boundary}--\r\n".encode("ascii")

@@ -145,3 +145,48 @@ def test_delivered_notice_and_ret_full() -> None:
     parts = list(email.message_from_bytes(full, policy=email.policy.default).iter_parts())
     assert parts[2].get_content_type() == "message/rfc822"
     assert b"secret body" in full
+
+
+def test_internationalised_mail_gets_rfc6533_types() -> None:
+    """A UTF-8 recipient or header field: message/global-delivery-status with the utf-8 address
+    type, and the original as message/global-headers (RET=HDRS) or message/global (RET=FULL)."""
+    original = ORIGINAL.replace(b"Subject: Hi", "Subject: Grüße".encode())
+    failures = [
+        RecipientFailure("dörte@y.meship", "5.6.7", "553 5.6.7 non-ASCII addresses cannot be sent to it"),
+        RecipientFailure("b@y.meship", "5.6.9", "550 5.6.9 non-ASCII header fields cannot be sent to it"),
+    ]
+    for full, returned in ((False, "message/global-headers"), (True, "message/global")):
+        raw = failure_report(
+            domain="x.meship",
+            sender="a@x.meship",
+            original=original,
+            failures=failures,
+            arrival=1_700_000_000,
+            now=1_700_000_100,
+            message_id=report_id("x.meship", "<orig@x>", 7, ["dörte@y.meship"]),
+            full=full,
+        )
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert message.get_param("report-type") == "delivery-status"
+        types = [part.get_content_type() for part in message.iter_parts()]
+        assert types == ["text/plain", "message/global-delivery-status", returned]
+        assert "Final-Recipient: utf-8; dörte@y.meship\r\n".encode() in raw
+        assert b"Final-Recipient: rfc822; b@y.meship\r\n" in raw
+        assert "Subject: Grüße".encode() in raw
+
+
+def test_ascii_mail_keeps_the_rfc3464_types_even_with_an_8bit_body() -> None:
+    original = ORIGINAL.replace(b"secret body", "geheimer Körper".encode())
+    raw = failure_report(
+        domain="x.meship",
+        sender="a@x.meship",
+        original=original,
+        failures=[RecipientFailure("b@y.meship", "5.1.1", "550 5.1.1 No such user here")],
+        arrival=1_700_000_000,
+        now=1_700_000_100,
+        message_id=report_id("x.meship", "<orig@x>", 7, ["b@y.meship"]),
+        full=True,
+    )
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    types = [part.get_content_type() for part in message.iter_parts()]
+    assert types == ["text/plain", "message/delivery-status", "message/rfc822"]
